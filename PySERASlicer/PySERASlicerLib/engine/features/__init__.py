@@ -1,0 +1,1 @@
+"""Feature families, one module per PySERA category (see ``engine.registry``)."""

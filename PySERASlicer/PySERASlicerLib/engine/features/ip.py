@@ -1,0 +1,14 @@
+"""Feature family `ip` (not implemented yet: registers no features)."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable
+
+from ..context import RoiContext
+
+FAMILY = "ip"
+SPECS = ()
+
+
+def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
+    raise NotImplementedError(f"feature family {FAMILY!r} is not implemented")

@@ -1,0 +1,14 @@
+"""Feature family `ivh` (not implemented yet: registers no features)."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable
+
+from ..context import RoiContext
+
+FAMILY = "ivh"
+SPECS = ()
+
+
+def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
+    raise NotImplementedError(f"feature family {FAMILY!r} is not implemented")
