@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 from ..settings import CATEGORIES, DIMENSIONS, parse_selection
@@ -83,7 +83,7 @@ def texture_specs(family: str, rows: Iterable[Tuple[str, str, str]],
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def family_module(family: str):
     """The module implementing one family (imported on first use)."""
     if family not in FAMILY_MODULES:
@@ -91,7 +91,7 @@ def family_module(family: str):
     return importlib.import_module(f"{__package__}.features.{family}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_specs() -> Tuple[FeatureSpec, ...]:
     """Every feature, in output column order (PySERA category order)."""
     specs: List[FeatureSpec] = []
@@ -104,7 +104,7 @@ def all_specs() -> Tuple[FeatureSpec, ...]:
     return tuple(specs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def specs_by_tag() -> Dict[str, FeatureSpec]:
     return {s.tag: s for s in all_specs()}
 

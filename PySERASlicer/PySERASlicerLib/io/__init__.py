@@ -1,0 +1,1 @@
+"""Readers: files, folders, DICOM, RTSTRUCT, SEG and NumPy inputs -> Image."""
