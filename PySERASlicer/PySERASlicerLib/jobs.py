@@ -1,0 +1,270 @@
+"""Background extraction jobs: one worker process per job, polled without blocking.
+
+The caller (Slicer widget, console, headless script) builds a job from arrays, never from MRML
+nodes: :func:`start_extraction` writes the inputs to a temporary job folder and starts
+``python -m PySERASlicerLib.worker <folder>``. The worker appends progress events (JSON lines)
+to ``progress.jsonl``, writes ``result.json`` when done and its stderr to ``worker.log``.
+
+* :meth:`Job.poll` never blocks: it reads new progress lines and checks the process.
+* :meth:`Job.wait` blocks (console, headless Slicer, tests).
+* :meth:`Job.cancel` kills the worker.
+
+The temporary folder is removed once the result is collected, on cancel and on failure.
+Files instead of pipes keep the GUI side free of threads and pipe-buffer dead-locks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from .image import Image
+from .io.readers import MaskData
+from .settings import Settings
+
+#: Folder that holds the PySERASlicerLib package (put on the worker's PYTHONPATH).
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+class JobError(RuntimeError):
+    """The worker failed; the message carries the worker's traceback."""
+
+
+class JobCancelled(RuntimeError):
+    """The job was cancelled before it finished."""
+
+
+@dataclass
+class JobProgress:
+    """What :meth:`Job.poll` reports."""
+
+    state: str  # "running", "finished", "failed", "cancelled"
+    done: int = 0  # ROIs (single case) or cases (batch) finished
+    total: int = 0
+    message: str = ""
+    elapsed: float = 0.0
+    events: List[Dict[str, Any]] = field(default_factory=list)  # new events since the last poll
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+@dataclass
+class JobResult:
+    """Rows (PatientID, ROI, features...), Report entries and errors of a finished job."""
+
+    rows: List[Dict[str, Any]]
+    report: List[Dict[str, str]]
+    error: str = ""
+    seconds: float = 0.0
+    outputs: Dict[str, Any] = field(default_factory=dict)
+
+    def frame(self):
+        from .export import features_frame
+
+        return features_frame(self.rows)
+
+
+def default_python() -> str:
+    """Interpreter for workers. In Slicer ``sys.executable`` is the PythonSlicer launcher,
+    which sets up Slicer's environment and runs ``-m`` modules like python itself."""
+    return sys.executable
+
+
+class Job:
+    """A running worker process and its job folder."""
+
+    def __init__(self, folder: Path, python: Optional[str] = None, env: Optional[Dict[str, str]] = None):
+        self.folder = Path(folder)
+        self.started = time.monotonic()
+        self._offset = 0
+        self._done = 0
+        self._total = 0
+        self._message = "starting"
+        self._result: Optional[JobResult] = None
+        self._state = "running"
+        environment = dict(os.environ if env is None else env)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (PACKAGE_PARENT, environment.get("PYTHONPATH", "")) if p
+        )
+        environment.setdefault("OMP_NUM_THREADS", "1")
+        self._log = open(self.folder / "worker.log", "wb")
+        creationflags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window on Windows
+        self.process = subprocess.Popen(
+            [python or default_python(), "-m", "PySERASlicerLib.worker", str(self.folder)],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
+            creationflags=creationflags,
+        )
+
+    # -- polling --------------------------------------------------------------------------------
+    def _read_events(self) -> List[Dict[str, Any]]:
+        path = self.folder / "progress.jsonl"
+        if not path.exists():
+            return []
+        with open(path, "rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a half-written last line waits for the next poll
+        self._offset += len(complete)
+        events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        for event in events:
+            if "total" in event:
+                self._total = event["total"]
+            if "done" in event:
+                self._done = event["done"]
+            if "message" in event:
+                self._message = event["message"]
+        return events
+
+    def poll(self) -> JobProgress:
+        """Non-blocking status; collects the result when the worker has exited."""
+        if self._state != "running":
+            return JobProgress(self._state, self._done, self._total, self._message, self.elapsed)
+        events = self._read_events()
+        code = self.process.poll()
+        if code is not None:
+            events += self._read_events()
+            self._finish(code)
+        return JobProgress(self._state, self._done, self._total, self._message, self.elapsed, events)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def running(self) -> bool:
+        return self.poll().state == "running"
+
+    def wait(self, timeout: Optional[float] = None,
+             on_progress: Optional[Callable[[JobProgress], None]] = None, interval: float = 0.1) -> JobResult:
+        """Block until the worker ends; return its result or raise JobError / JobCancelled /
+        TimeoutError (the worker is killed on timeout)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            progress = self.poll()
+            if on_progress and (progress.events or progress.state != "running"):
+                on_progress(progress)
+            if progress.state != "running":
+                return self.result()
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError(f"extraction job did not finish within {timeout} s; worker killed")
+            time.sleep(interval)
+
+    def result(self) -> JobResult:
+        if self._state == "running":
+            raise RuntimeError("job still running; poll() or wait() first")
+        if self._state == "cancelled":
+            raise JobCancelled("extraction job was cancelled")
+        if self._state == "failed":
+            raise JobError(self._message)
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        """Kill the worker (terminate, then kill after 3 s) and remove the job folder."""
+        if self._state != "running":
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(3)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._state = "cancelled"
+        self._message = "cancelled"
+        self._cleanup()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _finish(self, code: int) -> None:
+        result_path = self.folder / "result.json"
+        if code == 0 and result_path.exists():
+            with open(result_path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            self._result = JobResult(data["rows"], data["report"], data.get("error", ""), data.get("seconds", 0.0),
+                                     data.get("outputs", {}))
+            self._state = "finished"
+            self._message = "finished"
+        else:
+            self._log.flush()
+            log_text = (self.folder / "worker.log").read_text(encoding="utf-8", errors="replace")
+            self._state = "failed"
+            self._message = f"worker exited with code {code}:\n{log_text.strip()[-4000:]}"
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if not self._log.closed:
+            self._log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __del__(self):  # never leave a worker running behind a forgotten job
+        try:
+            if self._state == "running" and self.process.poll() is None:
+                self.process.kill()
+        except Exception:
+            pass
+
+
+def _new_job_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="pysera_job_"))
+
+
+def start_extraction(image: Image, masks: MaskData, settings: Settings, case_id: str = "case",
+                     python: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> Job:
+    """Start one case (an image and its ROI masks) in a worker process."""
+    folder = _new_job_folder()
+    arrays = {"image": np.ascontiguousarray(image.array)}
+    names = list(masks.named)
+    for index, name in enumerate(names):
+        arrays[f"roi_{index}"] = np.packbits(np.asarray(masks.named[name], dtype=bool), axis=None)
+    if masks.labels is not None:
+        arrays["labels"] = masks.labels
+    np.savez(folder / "inputs.npz", **arrays)
+    job = {
+        "kind": "case",
+        "case_id": case_id,
+        "geometry": {"spacing": list(image.spacing), "origin": list(image.origin),
+                     "direction": np.asarray(image.direction).tolist(), "modality": image.modality,
+                     "source": image.source},
+        "roi_names": names,
+        "settings": settings.to_dict(),
+    }
+    _write_json(folder / "job.json", job)
+    return Job(folder, python, env)
+
+
+def start_batch(image_input: str, mask_input: str, output_path: str, settings: Settings,
+                python: Optional[str] = None, env: Optional[Dict[str, str]] = None, **batch_options) -> Job:
+    """Run ``process_batch`` on folders/files in a worker process (GUI batch section)."""
+    folder = _new_job_folder()
+    _write_json(folder / "job.json", {
+        "kind": "batch", "image_input": str(image_input), "mask_input": str(mask_input),
+        "output_path": str(output_path), "settings": settings.to_dict(), "options": batch_options,
+    })
+    return Job(folder, python, env)
+
+
+def _write_json(path: Path, data: Dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, default=_json_value)
+    os.replace(temporary, path)  # readers never see a half-written file
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,176 @@
+"""The only module that imports ``slicer``: MRML nodes -> Image/MaskData, results -> table node.
+
+* Volumes become :class:`Image` (Slicer's RAS converted to LPS; the array is copied, so the
+  worker never touches Slicer memory).
+* Segmentations become one bool mask per segment **on the volume's grid**: Slicer resamples
+  segments stored on another geometry (``arrayFromSegmentBinaryLabelmap`` with the volume as
+  reference). Overlapping segments stay separate ROIs.
+* Labelmap volumes become a label map on the volume's grid (nearest-neighbour resampling
+  when the grids differ).
+* Feature rows become a ``vtkMRMLTableNode``: PatientID/ROI as string columns, features as
+  double columns (descriptions from the feature registry).
+
+Works in the Slicer application and with the Qt-free ``slicer-core`` wheel (tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import slicer
+import slicer.util
+
+from .image import Image
+from .io.geometry import resample_labels_to
+from .io.readers import MaskData
+
+STRING_COLUMNS = ("PatientID", "ROI")
+
+
+def _ijk_to_ras(node) -> np.ndarray:
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    matrix = vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _check_untransformed(node) -> None:
+    if node.GetParentTransformNode() is not None:
+        raise ValueError(
+            f"{node.GetName()}: node is under a transform; harden the transform (Data module) before extraction"
+        )
+
+
+def image_from_volume(volume_node, modality: str = "OTHER") -> Image:
+    """A scalar volume node as an :class:`Image` (LPS geometry, array copied)."""
+    if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode"):
+        raise ValueError("a scalar volume node is required")
+    if volume_node.GetImageData() is None:
+        raise ValueError(f"{volume_node.GetName()}: volume has no image data")
+    _check_untransformed(volume_node)
+    array = np.array(slicer.util.arrayFromVolume(volume_node), copy=True)
+    if array.ndim != 3:
+        raise ValueError(f"{volume_node.GetName()}: only single-component 3D volumes are supported")
+    dicom_modality = volume_node.GetAttribute("DICOM.Modality") if hasattr(volume_node, "GetAttribute") else None
+    return Image.from_ras_matrix(array, _ijk_to_ras(volume_node), modality=dicom_modality or modality,
+                                 source=volume_node.GetName())
+
+
+def segment_names(segmentation_node, segment_ids: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """``{segment_id: unique ROI name}`` for the chosen segments (all by default)."""
+    segmentation = segmentation_node.GetSegmentation()
+    all_ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    ids = list(all_ids if not segment_ids else segment_ids)
+    unknown = [sid for sid in ids if sid not in all_ids]
+    if unknown:
+        raise ValueError(f"{segmentation_node.GetName()}: unknown segment id(s) {unknown}")
+    names: Dict[str, str] = {}
+    used = set()
+    for sid in ids:
+        base = segmentation.GetSegment(sid).GetName() or sid
+        name, counter = base, 2
+        while name in used:
+            name, counter = f"{base} ({counter})", counter + 1
+        used.add(name)
+        names[sid] = name
+    return names
+
+
+def masks_from_segmentation(segmentation_node, volume_node,
+                            segment_ids: Optional[Sequence[str]] = None) -> MaskData:
+    """One bool mask per chosen segment, on the volume's grid (Slicer resamples as needed)."""
+    _check_untransformed(segmentation_node)
+    named = {}
+    for sid, name in segment_names(segmentation_node, segment_ids).items():
+        array = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation_node, sid, volume_node)
+        if array is None:
+            array = np.zeros(slicer.util.arrayFromVolume(volume_node).shape, dtype=bool)
+        named[name] = np.asarray(array) > 0
+    return MaskData(named=named)
+
+
+def masks_from_labelmap(labelmap_node, volume_node) -> MaskData:
+    """A labelmap volume as a label map on the volume's grid."""
+    _check_untransformed(labelmap_node)
+    labels = Image.from_ras_matrix(np.array(slicer.util.arrayFromVolume(labelmap_node), copy=True),
+                                   _ijk_to_ras(labelmap_node), source=labelmap_node.GetName())
+    reference = image_from_volume(volume_node)
+    if labels.same_geometry(reference, tolerance=1e-3):
+        return MaskData(labels=labels.array.astype(np.int64))
+    return MaskData(labels=resample_labels_to(labels.with_array(labels.array.astype(np.int64)), reference))
+
+
+def masks_from_node(mask_node, volume_node, segment_ids: Optional[Sequence[str]] = None) -> MaskData:
+    """Dispatch on the mask node type (segmentation or labelmap volume)."""
+    if mask_node is None:
+        raise ValueError("a segmentation or labelmap node is required")
+    if mask_node.IsA("vtkMRMLSegmentationNode"):
+        return masks_from_segmentation(mask_node, volume_node, segment_ids)
+    if mask_node.IsA("vtkMRMLLabelMapVolumeNode"):
+        return masks_from_labelmap(mask_node, volume_node)
+    raise ValueError(f"{mask_node.GetName()}: expected a segmentation or labelmap node, got {mask_node.GetClassName()}")
+
+
+def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "PySERA features"):
+    """Fill (or create) a vtkMRMLTableNode: one row per ROI, string id columns, double features."""
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonCore import vtkStringArray
+
+    from .engine.registry import specs_by_tag
+
+    if table_node is None:
+        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    columns: List[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    specs = specs_by_tag()
+    was_modifying = table_node.StartModify()
+    table_node.RemoveAllColumns()
+    table = table_node.GetTable()
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        if column in STRING_COLUMNS or any(isinstance(v, str) for v in values):
+            array = vtkStringArray()
+            for value in values:
+                array.InsertNextValue("" if value is None else str(value))
+        else:
+            numbers = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+            array = numpy_support.numpy_to_vtk(numbers, deep=True)
+        array.SetName(column)
+        table.AddColumn(array)
+        spec = specs.get(column)
+        if spec is not None:
+            table_node.SetColumnDescription(column, f"{spec.name} [{spec.code}] ({spec.aggregation_name})")
+    table_node.Modified()
+    table_node.EndModify(was_modifying)
+    return table_node
+
+
+def rows_from_table(table_node) -> List[Dict[str, Any]]:
+    """Inverse of :func:`table_from_rows` (strings for id columns, floats otherwise)."""
+    table = table_node.GetTable()
+    rows = []
+    for r in range(table.GetNumberOfRows()):
+        row = {}
+        for c in range(table.GetNumberOfColumns()):
+            column = table.GetColumn(c)
+            name = column.GetName()
+            value = table.GetValue(r, c)
+            row[name] = value.ToString() if column.IsA("vtkStringArray") else value.ToDouble()
+        rows.append(row)
+    return rows
+
+
+def show_table(table_node) -> bool:
+    """Show the table in the layout's table view; False when there is no layout (headless)."""
+    app = getattr(slicer, "app", None)
+    layout_manager = app.layoutManager() if app is not None and hasattr(app, "layoutManager") else None
+    if layout_manager is None:
+        return False
+    layout_manager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layout_manager.layout))
+    selection = app.applicationLogic().GetSelectionNode()
+    selection.SetActiveTableID(table_node.GetID())
+    app.applicationLogic().PropagateTableSelection()
+    return True

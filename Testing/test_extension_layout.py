@@ -1,0 +1,79 @@
+"""The extension's files are where Slicer expects them and every packaged file is listed."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "PySERASlicer"
+
+
+def cmake_entries(path: Path, variable: str):
+    text = path.read_text()
+    block = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_every_package_file_is_listed_in_the_module_cmakelists():
+    listed = set(cmake_entries(MODULE / "CMakeLists.txt", "MODULE_PYTHON_SCRIPTS"))
+    actual = {p.relative_to(MODULE).as_posix() for p in (MODULE / "PySERASlicerLib").rglob("*.py")
+              if "__pycache__" not in p.parts}
+    missing = sorted(actual - listed)
+    assert not missing, f"not listed in PySERASlicer/CMakeLists.txt (run scripts/update_cmake_lists.py): {missing}"
+    assert "${MODULE_NAME}.py" in listed
+    stale = sorted(p for p in listed - actual if not p.startswith("${"))
+    assert not stale, f"listed but missing on disk: {stale}"
+
+
+def test_resources_are_listed_and_exist():
+    listed = cmake_entries(MODULE / "CMakeLists.txt", "MODULE_PYTHON_RESOURCES")
+    assert "Resources/UI/PySERASlicer.ui" in listed and "Resources/Icons/PySERASlicer.png" in listed
+    for entry in listed:
+        assert (MODULE / entry).is_file(), entry
+    actual = {p.relative_to(MODULE).as_posix() for p in (MODULE / "Resources").rglob("*") if p.is_file()}
+    assert actual <= set(listed), sorted(actual - set(listed))
+
+
+def test_top_level_cmakelists_declares_the_extension():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                     "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+        assert re.search(rf"set\({variable}\s", text), variable
+    assert '"Quantification"' in text
+    for line in ("find_package(Slicer REQUIRED)", "add_subdirectory(PySERASlicer)",
+                 "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert line in text
+    module_text = (MODULE / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule" in module_text and "WITH_GENERIC_TESTS" in module_text
+    assert (ROOT / "Resources" / "PySERASlicer.png").is_file()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_cmakelists_is_up_to_date_with_its_generator():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import update_cmake_lists
+    finally:
+        sys.path.pop(0)
+    assert (MODULE / "CMakeLists.txt").read_text() == update_cmake_lists.render()
+
+
+def test_all_python_parses_as_python_39():
+    files = [MODULE / "PySERASlicer.py", *(MODULE / "PySERASlicerLib").rglob("*.py")]
+    for path in files:
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+
+
+def test_engine_does_not_import_gui_or_heavy_packages_at_import_time():
+    code = (
+        "import sys, PySERASlicerLib, PySERASlicerLib.batch, PySERASlicerLib.engine.pipeline, "
+        "PySERASlicerLib.engine.registry as r, PySERASlicerLib.jobs, PySERASlicerLib.worker; r.all_specs(); "
+        "bad = [m for m in ('slicer', 'qt', 'torch', 'torchvision', 'PySide6', 'vtk') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=MODULE, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
