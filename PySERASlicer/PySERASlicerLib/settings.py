@@ -297,7 +297,7 @@ class IVHSettings:
 class TextureSettings:
     """Texture matrix parameters (IBSI 3.6-3.11).
 
-    glcm_distance : Chebyshev distance of GLCM/GLRLM neighbours.
+    glcm_distance : Chebyshev distance of GLCM neighbours (GLRLM runs are always of adjacent voxels).
     zone_distance : linkage distance of GLSZM/GLDZM zones (1 = 8/26-connected).
     ngtdm_distance, ngldm_distance : neighbourhood Chebyshev radius.
     ngldm_alpha : NGLDM coarseness (dependence when |difference| <= alpha).
@@ -753,7 +753,7 @@ def preset_settings(name: str) -> Settings:
     if key == "digital_phantom":
         return Settings(**_ibsi_common(
             modality=Modality.OTHER,
-            discretisation=DiscretisationSettings(method=DiscretisationMethod.NONE),
+            discretisation=DiscretisationSettings(method=DiscretisationMethod.NONE, bin_width=1.0),
             ivh=IVHSettings(ivh_type=0, continuous=False),
         ))
     if key == "ibsi_A":
