@@ -1,14 +1,75 @@
-"""Feature family `ip` (not implemented yet: registers no features)."""
+r"""Local intensity features (IBSI 3.2).
+
+A sphere of volume 1 cm^3 (radius :math:`r = (3/(4\pi))^{1/3}` cm ~ 6.2 mm, measured in world
+units between voxel centres) is centred on a voxel; its mean intensity uses **all image
+voxels** whose centres lie inside the sphere (not only ROI voxels), after interpolation and
+rounding. Only the centre voxel must belong to the intensity mask. Voxels beyond the image
+border do not exist and are not counted. The processed image in the ROI context keeps a margin
+of at least the sphere radius around the ROI, so the spheres are complete.
+"""
 
 from __future__ import annotations
 
 from typing import Dict, Iterable
 
+import numpy as np
+from scipy import signal
+
 from ..context import RoiContext
+from ..processing import PEAK_RADIUS_MM
+from ..registry import volume_specs
 
 FAMILY = "ip"
-SPECS = ()
+
+ROWS = (
+    ("loc_peak_loc", "Local intensity peak", "VJGA"),
+    ("loc_peak_glob", "Global intensity peak", "0F91"),
+)
+SPECS = volume_specs(FAMILY, ROWS)
+
+
+def sphere_kernel(spacing_ijk, radius_mm: float = PEAK_RADIUS_MM) -> np.ndarray:
+    """Boolean (k, j, i) kernel of the voxel offsets whose centres lie within ``radius_mm``."""
+    reach = [int(np.floor(radius_mm / s)) for s in spacing_ijk]
+    k, j, i = np.ogrid[-reach[2]:reach[2] + 1, -reach[1]:reach[1] + 1, -reach[0]:reach[0] + 1]
+    dist2 = (i * spacing_ijk[0]) ** 2 + (j * spacing_ijk[1]) ** 2 + (k * spacing_ijk[2]) ** 2
+    return dist2 <= radius_mm**2 + 1e-9
+
+
+def sphere_means(image: np.ndarray, spacing_ijk, where: np.ndarray) -> np.ndarray:
+    """Mean intensity of the 1 cm^3 sphere around each voxel selected by ``where`` (k, j, i bool).
+
+    FFT convolution of the intensities with the sphere kernel; dividing by the number of
+    kernel voxels inside the array leaves out voxels beyond the array border (that count is
+    only convolved when a selected voxel is close enough to the border to need it).
+    """
+    kernel = sphere_kernel(spacing_ijk).astype(np.float64)
+    sums = signal.fftconvolve(image, kernel, mode="same")[where]
+    reach = np.array(kernel.shape) // 2
+    idx = np.nonzero(where)
+    near_border = any(
+        (axis_idx.min() < r) or (axis_idx.max() > n - 1 - r) for axis_idx, r, n in zip(idx, reach, image.shape)
+    )
+    if near_border:
+        counts = np.rint(signal.fftconvolve(np.ones(image.shape), kernel, mode="same")[where])
+    else:
+        counts = kernel.sum()
+    return sums / counts
 
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
-    raise NotImplementedError(f"feature family {FAMILY!r} is not implemented")
+    """``loc_peak_loc`` [VJGA]: sphere mean around the maximum-intensity voxel(s) of the intensity
+    mask (the highest when several share the maximum). ``loc_peak_glob`` [0F91]: the highest
+    sphere mean over all voxels of the intensity mask."""
+    wanted = list(tags)
+    mask = ctx.int_mask
+    if not mask.any():
+        return {tag: float("nan") for tag in wanted}
+    image = ctx.image.array
+    means = sphere_means(image, ctx.spacing, mask)
+    values = image[mask]
+    result = {
+        "loc_peak_loc": float(means[values == values.max()].max()),
+        "loc_peak_glob": float(means.max()),
+    }
+    return {tag: result[tag] for tag in wanted}

@@ -1,14 +1,555 @@
-"""Feature family `morph` (not implemented yet: registers no features)."""
+r"""Morphological features (IBSI 3.1).
+
+Symbols: the **mesh** is the triangulated surface of the morphological mask (marching cubes at
+iso-level 0.5 on the mask padded with one empty voxel, so it is closed), with :math:`V` its
+enclosed volume and :math:`A` its area; :math:`N_v` is the number of mask voxels; the convex
+hull, bounding boxes, ellipsoids and the maximum diameter use the mesh vertices;
+:math:`\lambda_{major} \ge \lambda_{minor} \ge \lambda_{least}` are the eigenvalues of the
+covariance matrix of the mask voxel centres (PCA); :math:`X_{gl}` are the intensities of the
+intensity mask. All distances are in world units (mm); the voxel grid's direction cosines do
+not change any value and are ignored.
+
+Marching cubes here: a binary mask puts every mesh vertex at the midpoint of a cube edge whose
+two corners differ, so the surface inside a cube depends only on the cube's corner pattern
+(256 cases). The per-case triangles are generated (not tabulated) by linking, on each cube
+face, the crossing points so that inside corners on an ambiguous face stay separated (the same
+decision for both cubes sharing the face, hence a watertight mesh), and fanning each resulting
+loop. Area and volume are then sums over the cases: the volume by the divergence theorem,
+:math:`V = \sum_{t} (a_t \cdot (b_t \times c_t)) / 6`, split into a per-case constant plus a term
+linear in the cube position, so no triangle is ever built per cube.
+"""
 
 from __future__ import annotations
 
-from typing import Dict, Iterable
+import math
+from functools import cache, lru_cache
+from typing import Dict, Iterable, List, Tuple
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import special
+from scipy.spatial import ConvexHull
 
 from ..context import RoiContext
+from ..processing import bounding_box
+from ..registry import volume_specs
 
 FAMILY = "morph"
-SPECS = ()
+
+ROWS = (
+    ("morph_volume", "Volume (mesh)", "RNU0"),
+    ("morph_vol_approx", "Volume (voxel counting)", "YEKZ"),
+    ("morph_area_mesh", "Surface area (mesh)", "C0JK"),
+    ("morph_av", "Surface to volume ratio", "2PR5"),
+    ("morph_comp_1", "Compactness 1", "SKGS"),
+    ("morph_comp_2", "Compactness 2", "BQWJ"),
+    ("morph_sph_dispr", "Spherical disproportion", "KRCK"),
+    ("morph_sphericity", "Sphericity", "QCFX"),
+    ("morph_asphericity", "Asphericity", "25C7"),
+    ("morph_com", "Centre of mass shift", "KLMA"),
+    ("morph_diam", "Maximum 3D diameter", "L0JK"),
+    ("morph_pca_maj_axis", "Major axis length", "TDIC"),
+    ("morph_pca_min_axis", "Minor axis length", "P9VJ"),
+    ("morph_pca_least_axis", "Least axis length", "7J51"),
+    ("morph_pca_elongation", "Elongation", "Q3CK"),
+    ("morph_pca_flatness", "Flatness", "N17B"),
+    ("morph_vol_dens_aabb", "Volume density (axis-aligned bounding box)", "PBX1"),
+    ("morph_area_dens_aabb", "Area density (axis-aligned bounding box)", "R59B"),
+    ("morph_vol_dens_ombb", "Volume density (oriented minimum bounding box)", "ZH1A"),
+    ("morph_area_dens_ombb", "Area density (oriented minimum bounding box)", "IQYR"),
+    ("morph_vol_dens_aee", "Volume density (approximate enclosing ellipsoid)", "6BDE"),
+    ("morph_area_dens_aee", "Area density (approximate enclosing ellipsoid)", "RDD2"),
+    ("morph_vol_dens_mvee", "Volume density (minimum volume enclosing ellipsoid)", "SWZ1"),
+    ("morph_area_dens_mvee", "Area density (minimum volume enclosing ellipsoid)", "BRI8"),
+    ("morph_vol_dens_conv_hull", "Volume density (convex hull)", "R3ER"),
+    ("morph_area_dens_conv_hull", "Area density (convex hull)", "7T7F"),
+    ("morph_integ_int", "Integrated intensity", "99N0"),
+    ("morph_moran_i", "Moran's I index", "N365"),
+    ("morph_geary_c", "Geary's C measure", "NPT7"),
+)
+SPECS = volume_specs(FAMILY, ROWS)
+
+_NAN = float("nan")
+JOIN_INSIDE = True  # ambiguous faces: inside corners stay connected (closest to scikit-image's Lewiner tables)
+
+
+# ---------------------------------------------------------------------------------------------
+# Marching cubes on a binary mask, as per-case sums
+# ---------------------------------------------------------------------------------------------
+# Cube corner c has local offset (c & 1, (c >> 1) & 1, (c >> 2) & 1) along (i, j, k).
+_CORNERS = np.array([[c & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=float)
+
+
+def _edge_key(a: int, b: int) -> Tuple[int, int]:
+    return (a, b) if a < b else (b, a)
+
+
+def _faces() -> List[Tuple[np.ndarray, List[int]]]:
+    """(outward normal, 4 corners in cyclic order) of the 6 cube faces."""
+    faces = []
+    for axis in range(3):
+        b, c = [a for a in range(3) if a != axis]
+        for side in (0, 1):
+            normal = np.zeros(3)
+            normal[axis] = 1.0 if side else -1.0
+            cycle = []
+            for ub, uc in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                offset = [0, 0, 0]
+                offset[axis], offset[b], offset[c] = side, ub, uc
+                cycle.append(offset[0] + 2 * offset[1] + 4 * offset[2])
+            faces.append((normal, cycle))
+    return faces
+
+
+def _largest_triangulation(points: np.ndarray) -> List[Tuple[int, int, int]]:
+    """Triangulation of a closed (possibly non-planar) loop with the largest total area, by dynamic
+    programming over the polygon's diagonals; it keeps the surface bulging like the classic
+    marching-cubes tables do (the same triangles as scikit-image's tables in most cases)."""
+    n = len(points)
+    best = np.zeros((n, n))
+    split = np.zeros((n, n), dtype=int)
+    for gap in range(2, n):
+        for i in range(n - gap):
+            j = i + gap
+            scores = [best[i, k] + best[k, j]
+                      + 0.5 * np.linalg.norm(np.cross(points[k] - points[i], points[j] - points[i]))
+                      for k in range(i + 1, j)]
+            choice = int(np.argmax(np.round(scores, 12)))
+            best[i, j], split[i, j] = scores[choice], i + 1 + choice
+    triangles: List[Tuple[int, int, int]] = []
+    stack = [(0, n - 1)]
+    while stack:
+        i, j = stack.pop()
+        if j - i < 2:
+            continue
+        k = int(split[i, j])
+        triangles.append((i, k, j))
+        stack.extend([(i, k), (k, j)])
+    return triangles
+
+
+@cache
+def _case_triangles() -> Tuple[np.ndarray, ...]:
+    """Triangles (n, 3, 3) in unit-cube coordinates for each of the 256 corner patterns,
+    oriented with normals pointing out of the object (right-hand rule)."""
+    faces = _faces()
+    cases = []
+    for case in range(256):
+        inside = [(case >> c) & 1 for c in range(8)]
+        successor: Dict[Tuple[int, int], Tuple[int, int]] = {}
+        for normal, cycle in faces:
+            crossing = [_edge_key(cycle[t], cycle[(t + 1) % 4]) for t in range(4)
+                        if inside[cycle[t]] != inside[cycle[(t + 1) % 4]]]
+            if not crossing:
+                continue
+            if len(crossing) == 2:
+                reference = next(c for c in cycle if inside[c])
+                segments = [(crossing[0], crossing[1], reference)]
+            else:  # ambiguous face: JOIN_INSIDE decides, the same way for both cubes sharing it
+                segments = []
+                for t in range(4):
+                    corner = cycle[t]
+                    if inside[corner] != JOIN_INSIDE:  # cut off this corner on its own
+                        ref = corner if inside[corner] else cycle[(t + 1) % 4]
+                        segments.append((_edge_key(cycle[t - 1], corner), _edge_key(corner, cycle[(t + 1) % 4]),
+                                         ref))
+            for p, q, reference in segments:
+                mp, mq = _CORNERS[list(p)].mean(axis=0), _CORNERS[list(q)].mean(axis=0)
+                side = np.dot(np.cross(normal, mq - mp), _CORNERS[reference] - 0.5 * (mp + mq))
+                if side > 0:  # the inside corner must lie to the right of p -> q seen from outside
+                    p, q = q, p
+                successor[p] = q
+        triangles = []
+        remaining = dict(successor)
+        while remaining:
+            start = next(iter(remaining))
+            loop = [start]
+            nxt = remaining.pop(start)
+            while nxt != start:
+                loop.append(nxt)
+                nxt = remaining.pop(nxt)
+            points = np.array([_CORNERS[list(e)].mean(axis=0) for e in loop])
+            triangles.extend(points[list(t)] for t in _largest_triangulation(points))
+        cases.append(np.array(triangles).reshape(-1, 3, 3))
+    return tuple(cases)
+
+
+@lru_cache(maxsize=64)
+def _case_sums(spacing: Tuple[float, float, float]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per case: mesh area, local signed-volume term and the vector multiplying the cube origin."""
+    scale = np.asarray(spacing)
+    area, local, linear = np.zeros(256), np.zeros(256), np.zeros((256, 3))
+    for case, tri in enumerate(_case_triangles()):
+        if tri.size == 0:
+            continue
+        a, b, c = tri[:, 0] * scale, tri[:, 1] * scale, tri[:, 2] * scale
+        cross = np.cross(b - a, c - a)
+        area[case] = 0.5 * np.linalg.norm(cross, axis=1).sum()
+        local[case] = np.einsum("ij,ij->", a, np.cross(b, c)) / 6.0
+        linear[case] = cross.sum(axis=0) / 6.0
+    return area, local, linear
+
+
+def mesh_area_volume(mask: np.ndarray, spacing_ijk) -> Tuple[float, float]:
+    """``(area, volume)`` of the marching-cubes mesh of a boolean (k, j, i) mask (mm^2, mm^3)."""
+    m = np.pad(mask, 1).astype(np.uint8)
+    nk, nj, ni = (n - 1 for n in m.shape)
+    case = np.zeros((nk, nj, ni), dtype=np.uint8)
+    for c in range(8):
+        di, dj, dk = c & 1, (c >> 1) & 1, (c >> 2) & 1
+        case |= m[dk:dk + nk, dj:dj + nj, di:di + ni] << c
+    k, j, i = np.nonzero((case != 0) & (case != 255))
+    cases = case[k, j, i]
+    counts = np.bincount(cases, minlength=256)
+    scale = np.asarray(spacing_ijk, dtype=float)
+    area_c, local_c, linear_c = _case_sums(tuple(float(s) for s in spacing_ijk))
+    origin_sums = np.stack([np.bincount(cases, weights=pos, minlength=256) * s
+                            for pos, s in zip((i, j, k), scale)], axis=1)
+    area = float(counts @ area_c)
+    volume = float(counts @ local_c + np.einsum("ij,ij->", origin_sums, linear_c))
+    return area, volume
+
+
+def mesh_vertices(mask: np.ndarray, spacing_ijk) -> np.ndarray:
+    """Mesh vertices (n, 3) in mm along (i, j, k): midpoints between a mask voxel and a
+    non-mask voxel along each axis (the mask is treated as padded with empty voxels)."""
+    m = np.pad(mask, 1)
+    points = []
+    for axis in range(3):  # array axes k, j, i
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        idx = np.array(np.nonzero(m[tuple(lo)] != m[tuple(hi)]), dtype=float)
+        idx[axis] += 0.5
+        points.append(idx)
+    kji = np.concatenate(points, axis=1) - 1.0  # undo the padding
+    return kji[::-1].T * np.asarray(spacing_ijk, dtype=float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Enclosing shapes
+# ---------------------------------------------------------------------------------------------
+def ellipsoid_area(a: float, b: float, c: float) -> float:
+    r"""Surface area of an ellipsoid with semi-axes a, b, c (exact, incomplete elliptic integrals):
+    :math:`A = 2\pi c^2 + \frac{2\pi ab}{\sin\varphi}(E(\varphi,k)\sin^2\varphi + F(\varphi,k)\cos^2\varphi)`,
+    :math:`\cos\varphi = c/a`, :math:`k^2 = a^2(b^2-c^2)/(b^2(a^2-c^2))` for a >= b >= c."""
+    a, b, c = sorted((float(a), float(b), float(c)), reverse=True)
+    if a - c <= 1e-12 * a:
+        return 4.0 * math.pi * a * a
+    phi = math.acos(c / a)
+    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
+    sin_phi = math.sin(phi)
+    return 2.0 * math.pi * c * c + 2.0 * math.pi * a * b / sin_phi * (
+        special.ellipeinc(phi, m) * sin_phi**2 + special.ellipkinc(phi, m) * math.cos(phi) ** 2
+    )
+
+
+def ellipsoid_area_ibsi(a: float, b: float, c: float) -> float:
+    r"""Ellipsoid surface area as IBSI defines it for the AEE/MVEE area densities (IBSI 3.1.21):
+    :math:`A = 4\pi a b \sum_{\nu=0}^{20} \frac{(\alpha\beta)^\nu}{1 - 4\nu^2}
+    P_\nu\left(\frac{\alpha^2 + \beta^2}{2\alpha\beta}\right)`,
+    :math:`\alpha = \sqrt{1 - b^2/a^2}`, :math:`\beta = \sqrt{1 - c^2/a^2}`, with Legendre
+    polynomials :math:`P_\nu`. This series is *not* the exact area (e.g. 286.5 instead of 297.6
+    for the digital phantom's AEE), but the IBSI reference values follow it
+    (``morph_area_dens_aee`` = 1.36 for the phantom; the exact area gives 1.30), so it is kept.
+    Where the series is singular (a sphere, or a = b) the exact area is used.
+    """
+    a, b, c = sorted((float(a), float(b), float(c)), reverse=True)
+    alpha, beta = math.sqrt(max(1 - b * b / (a * a), 0.0)), math.sqrt(max(1 - c * c / (a * a), 0.0))
+    if alpha * beta < 1e-6:
+        return ellipsoid_area(a, b, c)
+    nu = np.arange(21)
+    x = (alpha**2 + beta**2) / (2 * alpha * beta)
+    terms = (alpha * beta) ** nu / (1 - 4 * nu**2) * special.eval_legendre(nu, x)
+    return float(4 * math.pi * a * b * terms.sum())
+
+
+def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = 1e-4,
+                                       max_iterations: int = 100000) -> Tuple[np.ndarray, np.ndarray]:
+    """Minimum-volume enclosing ellipsoid ``(centre, semi_axes)`` of 3D points.
+
+    Khachiyan's barycentric coordinate ascent with Todd-Yildirim away steps (linear
+    convergence), with rank-one (Sherman-Morrison) updates of the inverse moment matrix. Stops when
+    every point has ``M_j <= (1 + tol)(d + 1)`` and every support point ``M_j >= (1 - tol)(d + 1)``;
+    the ellipsoid is then scaled by ``max_j M_j / (d + 1)`` so that it encloses every point, which
+    keeps its volume within about ``1.5 tol`` of the optimum. Pass the convex hull vertices:
+    interior points never support the ellipsoid.
+    """
+    p = np.asarray(points, dtype=float)
+    n, d = p.shape
+    centre0 = p.mean(axis=0)
+    scale = np.abs(p - centre0).max() or 1.0
+    pts = (p - centre0) / scale
+    q = np.vstack([pts.T, np.ones(n)])  # lifted points (d + 1, n)
+    u = np.full(n, 1.0 / n)
+    x_inv = np.linalg.inv((q * u) @ q.T)
+    m = np.einsum("ij,ij->j", q, x_inv @ q)
+    target = d + 1.0
+    for _ in range(max_iterations):
+        j_up = int(np.argmax(m))
+        support = u > 0
+        j_down = int(np.argmin(np.where(support, m, np.inf)))
+        up_gap, down_gap = m[j_up] - target, target - m[j_down]
+        if up_gap <= tolerance * target and down_gap <= tolerance * target:
+            break
+        if up_gap >= down_gap:
+            j, step = j_up, up_gap / (target * (m[j_up] - 1.0))
+        else:
+            j = j_down
+            step = max(-down_gap / (target * (m[j_down] - 1.0)), -u[j] / (1.0 - u[j]))
+        # X' = (1 - step) X + step q_j q_j^T  ->  Sherman-Morrison for X'^-1 and M
+        g = x_inv @ q[:, j]
+        h = g @ q  # q_i^T X^-1 q_j for all i
+        ratio = step / (1.0 - step)
+        c = ratio / (1.0 + ratio * m[j])
+        x_inv = (x_inv - c * np.outer(g, g)) / (1.0 - step)
+        m = (m - c * h * h) / (1.0 - step)
+        u *= 1.0 - step
+        u[j] = max(u[j] + step, 0.0)
+    centre = pts.T @ u
+    shape = np.linalg.inv((pts.T * u) @ pts - np.outer(centre, centre)) / d
+    diff = pts - centre
+    reach = float(np.einsum("ij,jk,ik->i", diff, shape, diff).max())  # >= 1 - tol: enclose all
+    semi_axes = np.sqrt(max(reach, 1.0)) / np.sqrt(np.linalg.eigvalsh(shape))
+    return centre * scale + centre0, np.sort(semi_axes)[::-1] * scale
+
+
+def _min_area_rectangle(points_2d: np.ndarray) -> Tuple[float, float, float]:
+    """Minimum-area enclosing rectangle ``(area, w1, w2)`` of 2D points (rotating calipers: one side
+    is collinear with an edge of the convex hull)."""
+    hull_2d = ConvexHull(points_2d)
+    vertices = points_2d[hull_2d.vertices]
+    edges = np.roll(vertices, -1, axis=0) - vertices
+    edges /= np.linalg.norm(edges, axis=1, keepdims=True)
+    along = vertices @ edges.T  # (vertex, edge)
+    across = vertices @ np.stack([-edges[:, 1], edges[:, 0]], axis=1).T
+    w1, w2 = np.ptp(along, axis=0), np.ptp(across, axis=0)
+    best = int(np.argmin(w1 * w2))
+    return float(w1[best] * w2[best]), float(w1[best]), float(w2[best])
+
+
+def _min_area_rectangle_from_edges(points_2d: np.ndarray, edges_2d: np.ndarray) -> Tuple[float, float, float]:
+    """Like :func:`_min_area_rectangle`, with candidate side directions given (a superset of the hull's
+    edge directions)."""
+    length = np.linalg.norm(edges_2d, axis=1)
+    edges = edges_2d[length > 1e-12] / length[length > 1e-12, None]
+    along = points_2d @ edges.T
+    across = points_2d @ np.stack([-edges[:, 1], edges[:, 0]], axis=1).T
+    w1, w2 = np.ptp(along, axis=0), np.ptp(across, axis=0)
+    best = int(np.argmin(w1 * w2))
+    return float(w1[best] * w2[best]), float(w1[best]), float(w2[best])
+
+
+def oriented_minimum_bounding_box(hull: ConvexHull) -> Tuple[float, Tuple[float, float, float]]:
+    """Minimum-volume oriented bounding box ``(volume, (l1, l2, l3))`` of a convex hull.
+
+    Searches every box with one face flush with a hull facet (the family that Chan & Tan's and
+    the IBSI-suggested rotating-calipers approach explores): for a facet normal n, the box height
+    is the hull's extent along n and the base is the minimum-area rectangle of the hull projected
+    on the plane normal to n (rotating calipers, exact in 2D). The projected hull's outline comes
+    from the silhouette edges (hull edges between a facet facing n and one facing away), so each
+    2D problem only sees the few outline vertices. Facet normals are visited by increasing lower
+    bound ``height x projected hull area``; the search stops once that bound reaches the best
+    volume found, so the result is the optimum over all facet orientations.
+    """
+    points = hull.points
+    normals = np.unique(np.round(hull.equations[:, :3], 9), axis=0)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    simplices = hull.simplices
+    tri = points[simplices]
+    area_vectors = 0.5 * np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    # hull edges as (facet, neighbour facet, vertex a, vertex b), each edge once
+    facet = np.repeat(np.arange(len(simplices)), 3)
+    opposite = np.tile(np.arange(3), len(simplices))
+    neighbour = hull.neighbors.ravel()
+    keep = facet < neighbour
+    facet, neighbour, opposite = facet[keep], neighbour[keep], opposite[keep]
+    edge_a = simplices[facet, (opposite + 1) % 3]
+    edge_b = simplices[facet, (opposite + 2) % 3]
+    facing = (normals @ hull.equations[:, :3].T) > 0  # (normal, facet)
+    silhouette = facing[:, facet] != facing[:, neighbour]  # (normal, edge)
+    vertex_points = points[hull.vertices]
+    heights = np.ptp(vertex_points @ normals.T, axis=0)
+    projected = 0.5 * np.abs(normals @ area_vectors.T).sum(axis=1)  # shadow area of the hull
+    # in-plane orthonormal bases (u, v) of every normal, and all projections at once
+    helper = np.eye(3)[np.argmin(np.abs(normals), axis=1)]
+    u_axis = np.cross(normals, helper)
+    u_axis /= np.linalg.norm(u_axis, axis=1, keepdims=True)
+    v_axis = np.cross(normals, u_axis)
+    position = np.full(len(points), -1)
+    position[hull.vertices] = np.arange(len(hull.vertices))
+    vertex_u, vertex_v = vertex_points @ u_axis.T, vertex_points @ v_axis.T  # (vertex, normal)
+    edge_vectors = points[edge_b] - points[edge_a]
+    edge_u, edge_v = edge_vectors @ u_axis.T, edge_vectors @ v_axis.T  # (edge, normal)
+    order = np.argsort(heights * projected)
+    best_volume, best_dims = np.inf, (0.0, 0.0, 0.0)
+    for index in order:
+        if heights[index] * projected[index] >= best_volume * (1 - 1e-12):
+            break
+        sil = np.flatnonzero(silhouette[index])
+        outline = position[np.concatenate([edge_a[sil], edge_b[sil]])]
+        if len(sil) >= 3:
+            # the projected silhouette edges contain every edge of the projected hull
+            area, w1, w2 = _min_area_rectangle_from_edges(
+                np.stack([vertex_u[outline, index], vertex_v[outline, index]], axis=1),
+                np.stack([edge_u[sil, index], edge_v[sil, index]], axis=1))
+        else:  # degenerate (flat) hull: fall back to the 2D hull of every vertex
+            area, w1, w2 = _min_area_rectangle(np.stack([vertex_u[:, index], vertex_v[:, index]], axis=1))
+        volume = area * heights[index]
+        if volume < best_volume:
+            best_volume, best_dims = volume, (float(heights[index]), w1, w2)
+    return float(best_volume), best_dims
+
+
+def maximum_diameter(points: np.ndarray, block: int = 2048) -> float:
+    """Largest distance between any two points (blockwise, memory bounded)."""
+    best = 0.0
+    for start in range(0, len(points), block):
+        chunk = points[start:start + block]
+        d2 = ((chunk[:, None, :] - points[None, start:, :]) ** 2).sum(axis=2)
+        best = max(best, float(d2.max()))
+    return math.sqrt(best)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spatial autocorrelation
+# ---------------------------------------------------------------------------------------------
+def moran_geary(image: np.ndarray, mask: np.ndarray, spacing_ijk) -> Tuple[float, float]:
+    r"""Moran's I [N365] and Geary's C [NPT7] over **all** pairs of intensity-mask voxels, weights
+    :math:`w_{ij} = 1 / \lVert x_i - x_j \rVert` (world distance), :math:`w_{ii} = 0`:
+
+    .. math:: I = \frac{N_v}{W}\frac{\sum_{i \ne j} w_{ij} y_i y_j}{\sum_i y_i^2},\quad
+              C = \frac{N_v - 1}{2W}\frac{\sum_{i \ne j} w_{ij}(y_i - y_j)^2}{\sum_i y_i^2},
+
+    :math:`y = X_{gl} - \mu`, :math:`W = \sum_{i \ne j} w_{ij}`. The pair sums are correlations of
+    the (zero-filled) grids with the inverse-distance kernel, done by FFT convolution (the kernel
+    is symmetric): :math:`\sum w y_i y_j = \sum_i y_i (K * y)_i` and
+    :math:`\sum w (y_i-y_j)^2 = 2\sum_i y_i^2 (K * m)_i - 2 \sum_i y_i (K * y)_i`.
+    """
+    box = bounding_box(mask)
+    m = mask[box].astype(np.float64)
+    x = image[box]
+    n_v = int(m.sum())
+    if n_v < 2:
+        return _NAN, _NAN
+    y = np.where(m > 0, x - x[m > 0].mean(), 0.0)
+    sum_y2 = float((y * y).sum())
+    if sum_y2 == 0:
+        return _NAN, _NAN
+    # Circular correlation on a grid of >= 2n - 1 per axis equals the linear one for every pair, so
+    # with the kernel stored wrapped around the origin all pair sums follow from Parseval's
+    # theorem: sum_x a(x) (K * b)(x) = 1/L sum_f conj(A(f)) K(f) B(f), K(f) real (K symmetric).
+    shape = tuple(sfft.next_fast_len(2 * n - 1, real=True) for n in m.shape)
+    k, j, i = (np.minimum(np.arange(n), n - np.arange(n)) for n in shape)  # wrapped |offsets|
+    k, j, i = k[:, None, None], j[None, :, None], i[None, None, :]
+    dist = np.sqrt((i * spacing_ijk[0]) ** 2 + (j * spacing_ijk[1]) ** 2 + (k * spacing_ijk[2]) ** 2)
+    kernel = np.divide(1.0, dist, out=np.zeros_like(dist), where=dist > 0)
+    k_f = sfft.rfftn(kernel, workers=-1).real
+    y_f, m_f, y2_f = (sfft.rfftn(a, s=shape, workers=-1) for a in (y, m, y * y))
+    # rfft keeps half the last axis: count the mirrored frequencies twice
+    weight = np.full(k_f.shape[-1], 2.0)
+    weight[0] = 1.0
+    if shape[-1] % 2 == 0:
+        weight[-1] = 1.0
+    size = float(np.prod(shape))
+
+    def pair_sum(a_f: np.ndarray, b_f: np.ndarray) -> float:
+        return float(((a_f.conj() * b_f).real * k_f * weight).sum() / size)
+
+    w_total = pair_sum(m_f, m_f)
+    cross = pair_sum(y_f, y_f)
+    moran = n_v / w_total * cross / sum_y2
+    geary = (n_v - 1) / (2.0 * w_total) * (2.0 * pair_sum(y2_f, m_f) - 2.0 * cross) / sum_y2
+    return float(moran), float(geary)
+
+
+# ---------------------------------------------------------------------------------------------
+# The family
+# ---------------------------------------------------------------------------------------------
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else _NAN
+
+
+def morphology(ctx: RoiContext, wanted: Iterable[str]) -> Dict[str, float]:
+    """All morphological features (see the module docstring; formulas per feature below)."""
+    wanted = set(wanted)
+    spacing = np.asarray(ctx.spacing, dtype=float)
+    box = bounding_box(ctx.morph_mask)
+    mask = ctx.morph_mask[box]
+    out: Dict[str, float] = {}
+
+    area, volume = mesh_area_volume(mask, spacing)
+    out["morph_volume"] = volume  # [RNU0] mesh volume
+    out["morph_vol_approx"] = float(mask.sum() * spacing.prod())  # [YEKZ] N_v * voxel volume
+    out["morph_area_mesh"] = area  # [C0JK] sum of triangle areas
+    out["morph_av"] = area / volume  # [2PR5] A / V
+    out["morph_comp_1"] = volume / (math.sqrt(math.pi) * area**1.5)  # [SKGS] V / (pi^1/2 A^3/2)
+    out["morph_comp_2"] = 36 * math.pi * volume**2 / area**3  # [BQWJ] 36 pi V^2 / A^3
+    sphere_area = (36 * math.pi * volume**2) ** (1 / 3)
+    out["morph_sph_dispr"] = area / sphere_area  # [KRCK] A / (36 pi V^2)^1/3
+    out["morph_sphericity"] = sphere_area / area  # [QCFX] (36 pi V^2)^1/3 / A
+    out["morph_asphericity"] = (area**3 / (36 * math.pi * volume**2)) ** (1 / 3) - 1  # [25C7]
+
+    # voxel centres (mm, i j k) of the morphological and intensity masks
+    kji = np.nonzero(mask)
+    pos = np.stack(kji[::-1], axis=1) * spacing
+    int_mask = ctx.int_mask[box]
+    intensities = ctx.image.array[box][int_mask]
+    if intensities.size:
+        int_pos = np.stack(np.nonzero(int_mask)[::-1], axis=1) * spacing
+        total = intensities.sum()
+        com_gl = (int_pos * intensities[:, None]).sum(axis=0) / total if total != 0 else np.full(3, np.nan)
+        # [KLMA] || centre of the morphological mask - intensity-weighted centre of the intensity mask ||
+        out["morph_com"] = float(np.linalg.norm(pos.mean(axis=0) - com_gl))
+        out["morph_integ_int"] = float(volume * intensities.mean())  # [99N0] V * mean intensity
+    else:
+        out["morph_com"] = out["morph_integ_int"] = _NAN
+
+    # PCA of the voxel centres: axis lengths 4 sqrt(lambda) [TDIC, P9VJ, 7J51]
+    if len(pos) > 1:
+        eig = np.clip(np.sort(np.linalg.eigvalsh(np.cov(pos.T)))[::-1], 0, None)
+    else:
+        eig = np.zeros(3)
+    major, minor, least = (4.0 * math.sqrt(e) for e in eig)
+    out["morph_pca_maj_axis"], out["morph_pca_min_axis"], out["morph_pca_least_axis"] = major, minor, least
+    out["morph_pca_elongation"] = math.sqrt(eig[1] / eig[0]) if eig[0] > 0 else _NAN  # [Q3CK]
+    out["morph_pca_flatness"] = math.sqrt(eig[2] / eig[0]) if eig[0] > 0 else _NAN  # [N17B]
+
+    # approximate enclosing ellipsoid, semi-axes 2 sqrt(lambda) [6BDE, RDD2]
+    a, b, c = (2.0 * math.sqrt(e) for e in eig)
+    out["morph_vol_dens_aee"] = _ratio(volume, 4.0 / 3.0 * math.pi * a * b * c)
+    out["morph_area_dens_aee"] = _ratio(area, ellipsoid_area_ibsi(a, b, c)) if c > 0 else _NAN
+
+    vertices = mesh_vertices(mask, spacing)
+    dims = np.ptp(vertices, axis=0)
+    out["morph_vol_dens_aabb"] = volume / float(dims.prod())  # [PBX1] V / V_aabb
+    out["morph_area_dens_aabb"] = area / float(2 * (dims[0] * dims[1] + dims[1] * dims[2] + dims[0] * dims[2]))
+
+    hull = ConvexHull(vertices)
+    hull_points = vertices[hull.vertices]
+    out["morph_diam"] = maximum_diameter(hull_points)  # [L0JK] on hull vertices
+    out["morph_vol_dens_conv_hull"] = volume / hull.volume  # [R3ER]
+    out["morph_area_dens_conv_hull"] = area / hull.area  # [7T7F]
+
+    if wanted & {"morph_vol_dens_ombb", "morph_area_dens_ombb"}:
+        box_volume, (l1, l2, l3) = oriented_minimum_bounding_box(hull)
+        out["morph_vol_dens_ombb"] = volume / box_volume  # [ZH1A]
+        out["morph_area_dens_ombb"] = area / (2 * (l1 * l2 + l2 * l3 + l1 * l3))  # [IQYR]
+    if wanted & {"morph_vol_dens_mvee", "morph_area_dens_mvee"}:
+        _, (ea, eb, ec) = minimum_volume_enclosing_ellipsoid(hull_points)
+        out["morph_vol_dens_mvee"] = volume / (4.0 / 3.0 * math.pi * ea * eb * ec)  # [SWZ1]
+        out["morph_area_dens_mvee"] = area / ellipsoid_area_ibsi(ea, eb, ec)  # [BRI8]
+
+    if wanted & {"morph_moran_i", "morph_geary_c"}:
+        if int_mask.any():
+            out["morph_moran_i"], out["morph_geary_c"] = moran_geary(ctx.image.array[box], int_mask, spacing)
+        else:
+            out["morph_moran_i"] = out["morph_geary_c"] = _NAN
+    return out
 
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
-    raise NotImplementedError(f"feature family {FAMILY!r} is not implemented")
+    """Requested morphological features of the ROI."""
+    wanted = list(tags)
+    values = morphology(ctx, wanted)
+    return {tag: values[tag] for tag in wanted}
