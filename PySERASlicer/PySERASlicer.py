@@ -1,30 +1,43 @@
 """PySERA radiomics for 3D Slicer: the module (Module, ParameterNode, Widget, Logic, Test).
 
 The widget is thin: it binds the .ui to a parameter node, asks the logic for a background job,
-polls it with a QTimer (Slicer never freezes) and shows the resulting table. All behaviour lives
-in the bundled ``PySERASlicerLib`` package (engine, jobs, Slicer bridge), tested without the
-Slicer application.
+polls it with a QTimer (Slicer never freezes) and shows the resulting table and plots. All
+behaviour lives in the bundled ``PySERASlicerLib`` package, tested without the Slicer
+application: ``gui_state`` (parameter node <-> Settings), ``slicer_logic`` (runs, exports),
+``slicer_bridge`` (MRML <-> arrays, tables, plots), ``dependencies`` (missing packages).
+
+Python 3.9 (Slicer 5.6/5.8): the parameter node's hints are evaluated at run time, so they use
+``typing.Optional``/``Union``/``List``; no ``from __future__ import annotations`` here.
 """
 
+import importlib
 import logging
-import os
-from typing import Annotated, Optional, Union
+import pathlib
+from typing import Annotated, List, Optional, Union
 
 import qt
 import slicer
 import vtk
-from PySERASlicerLib.settings import PRESET_DESCRIPTIONS, DiscretisationMethod, Settings, preset_settings
-from PySERASlicerLib.slicer_bridge import show_table
-from PySERASlicerLib.slicer_logic import ExtractionLogic, summary
+from PySERASlicerLib import dependencies, gui_state
+from PySERASlicerLib.settings import PRESET_DESCRIPTIONS
+from PySERASlicerLib.slicer_bridge import numeric_feature_columns, plot_features, show_plot, show_table
+from PySERASlicerLib.slicer_logic import (
+    ExtractionLogic,
+    csv_export_path,
+    errors_text,
+    export_table,
+    export_table_csv,
+)
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
+    vtkMRMLPlotChartNode,
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
     vtkMRMLTableNode,
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -45,8 +58,9 @@ class PySERASlicer(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["PySERA for 3D Slicer developers"]
         self.parent.helpText = _(
-            "IBSI-compliant radiomics (557 PySERA features, deep features) for volumes and segmentations. "
-            "Extraction runs in a background process; results appear as a table and export to Excel/CSV."
+            "IBSI-compliant radiomics (PySERA features, deep features) for volumes and segmentations, or for "
+            "folders of images and masks. Extraction runs in a background process; results appear as a table, "
+            "plot and Excel/CSV export. See docs/slicer_module.md."
         )
         self.parent.acknowledgementText = _(
             "Reimplements the PySERA library's process_batch (MIT). IBSI reference data: Zwanenburg et al., "
@@ -56,25 +70,81 @@ class PySERASlicer(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class PySERASlicerParameterNode:
-    """Everything the GUI edits; saved with the scene."""
+    """Everything the GUI edits; saved with the scene.
 
-    inputVolume: vtkMRMLScalarVolumeNode
-    inputMask: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    The settings fields mirror ``PySERASlicerLib.gui_state.PARAMETERS`` (same names, types and
+    defaults; Testing/test_slicer_gui_state.py checks it). ``inputVolumes`` and ``segmentIds``
+    are wired by hand (no GUI connector exists for a checkable node combo box or a segment
+    selector); ``segmentIds`` holds segment ids comma-joined, "" meaning all segments.
+    """
+
+    # inputs
+    inputVolumes: List[vtkMRMLScalarVolumeNode]
+    inputMask: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]]
+    segmentIds: str = ""
+    # batch
+    batchImageFolder: pathlib.Path
+    batchMaskFolder: pathlib.Path
+    batchCasesCsv: pathlib.Path
+    # outputs
     outputTable: vtkMRMLTableNode
-    preset: str = "pysera_default"
-    categories: str = "diag,morph,glcm,glrlm,glszm,ngtdm,ngldm"
-    dimensions: str = "1st,2d"
-    binSize: Annotated[float, WithinRange(0.001, 10000.0)] = 25.0
-
-
-def settings_from_parameter_node(parameterNode) -> Settings:
-    """Settings of a run: the preset, overridden by the categories, dimensions and bin size."""
-    return Settings.from_pysera(
-        base=preset_settings(parameterNode.preset),
-        categories=parameterNode.categories,
-        dimensions=parameterNode.dimensions,
-        bin_size=parameterNode.binSize,
-    )
+    resultTable: vtkMRMLTableNode
+    plotChart: vtkMRMLPlotChartNode
+    outputFolder: pathlib.Path = pathlib.Path.home() / "PySERA"
+    # settings file, preset and the hidden full settings JSON (see gui_state)
+    settingsFile: pathlib.Path
+    preset: Annotated[str, Choice(['pysera_default', 'digital_phantom', 'ibsi_A', 'ibsi_B', 'ibsi_C', 'ibsi_D',
+                                   'ibsi_E', 'ct', 'mr', 'pet', 'custom'])] = 'pysera_default'
+    baseSettings: str = ""
+    # settings fields (gui_state.PARAMETERS)
+    modality: Annotated[str, Choice(['CT', 'PET', 'MRI', 'OTHER'])] = 'OTHER'
+    categoryDiag: bool = True
+    categoryMorph: bool = True
+    categoryIp: bool = False
+    categoryStat: bool = False
+    categoryIh: bool = False
+    categoryIvh: bool = False
+    categoryGlcm: bool = True
+    categoryGlrlm: bool = True
+    categoryGlszm: bool = True
+    categoryGldzm: bool = False
+    categoryNgtdm: bool = True
+    categoryNgldm: bool = True
+    categoryMi: bool = False
+    dimension1st: bool = True
+    dimension2d: bool = True
+    dimension2_5d: bool = False
+    dimension3d: bool = False
+    discretisationMethod: Annotated[str, Choice(['FBS', 'FBN', 'NONE'])] = 'FBS'
+    binWidth: Annotated[float, WithinRange(0.001, 1000000.0)] = 25.0
+    binNumber: Annotated[int, WithinRange(1, 100000)] = 32
+    firstOrderOnDiscretised: bool = True
+    resamplingMode: Annotated[str, Choice(['off', '2D', '3D'])] = 'off'
+    voxelSize: Annotated[float, WithinRange(0.01, 100.0)] = 2.0
+    voxelSize2D: Annotated[float, WithinRange(0.01, 100.0)] = 2.0
+    imageInterpolator: Annotated[str, Choice(['nearest', 'linear', 'cubic'])] = 'nearest'
+    roiInterpolator: Annotated[str, Choice(['nearest', 'linear', 'cubic'])] = 'nearest'
+    roiPartialVolume: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
+    roundIntensities: bool = False
+    rangeEnabled: bool = False
+    rangeLower: Annotated[float, WithinRange(-1000000.0, 1000000.0)] = -1000.0
+    rangeUpper: Annotated[float, WithinRange(-1000000.0, 1000000.0)] = 400.0
+    outlierFilter: bool = False
+    ivhType: Annotated[int, Choice([0, 1, 2, 3])] = 3
+    ivhContinuous: bool = True
+    ivhBinSize: Annotated[float, WithinRange(0.001, 1000000.0)] = 2.0
+    minRoiVolume: Annotated[int, WithinRange(0, 1000000000)] = 10
+    roiNum: Annotated[int, WithinRange(1, 100000)] = 10
+    roiSelectionMode: Annotated[str, Choice(['per_Img', 'per_region'])] = 'per_Img'
+    combineRois: bool = False
+    aggregationLesion: bool = False
+    applyPreprocessing: bool = False
+    featureValueMode: Annotated[str, Choice(['REAL_VALUE', 'APPROXIMATE_VALUE'])] = 'REAL_VALUE'
+    extractionMode: Annotated[str, Choice(['handcrafted_feature', 'deep_feature'])] = 'handcrafted_feature'
+    deepModel: Annotated[str, Choice(['resnet50', 'vgg16', 'densenet121'])] = 'resnet50'
+    numWorkers: Annotated[int, WithinRange(0, 256)] = 0
+    enableParallelism: bool = True
+    reportLevel: Annotated[str, Choice(['all', 'info', 'warning', 'error', 'none'])] = 'all'
 
 
 class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -86,7 +156,9 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._running = None
         self._timer = None
+        self._updatingGUI = False
 
+    # -- set-up ---------------------------------------------------------------------------------
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/PySERASlicer.ui"))
@@ -95,19 +167,42 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PySERASlicerLogic()
 
-        for name, description in PRESET_DESCRIPTIONS.items():
-            self.ui.presetComboBox.addItem(name)
-            self.ui.presetComboBox.setItemData(self.ui.presetComboBox.count - 1, description, qt.Qt.ToolTipRole)
-
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPollJob)
+        self.ui.errorsTextEdit.visible = False
+        # the preset combo box is not bound: choosing a preset overwrites every settings field
+        for index, name in enumerate(gui_state.PRESET_CHOICES):
+            self.ui.presetComboBox.addItem(name)
+            description = PRESET_DESCRIPTIONS.get(name, _("Custom settings (edited or loaded from a file)"))
+            self.ui.presetComboBox.setItemData(index, description, qt.Qt.ToolTipRole)
+        self.ui.dependencyLabel.text = dependencies.status_text()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        # widgets without a parameterNodeWrapper connector: wired by hand
+        self.ui.inputVolumesSelector.connect("checkedNodesChanged()", self.onVolumesChecked)
+        self.ui.inputMaskSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onMaskSelected)
+        self.ui.segmentSelector.connect("segmentSelectionChanged(QStringList)", self.onSegmentsSelected)
+        # "activated" fires on a user's choice only, not when updateGUIFromParameterNode sets the text
+        self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
+        self.ui.categoriesAllButton.connect("clicked()", lambda: self.setAll(gui_state.CATEGORY_FIELDS, True))
+        self.ui.categoriesNoneButton.connect("clicked()", lambda: self.setAll(gui_state.CATEGORY_FIELDS, False))
+        self.ui.dimensionsAllButton.connect("clicked()", lambda: self.setAll(gui_state.DIMENSION_FIELDS, True))
+        self.ui.dimensionsNoneButton.connect("clicked()", lambda: self.setAll(gui_state.DIMENSION_FIELDS, False))
+        self.ui.loadSettingsButton.connect("clicked()", self.onLoadSettings)
+        self.ui.saveSettingsButton.connect("clicked()", self.onSaveSettings)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.batchRunButton.connect("clicked(bool)", self.onBatchRunButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        self.ui.presetComboBox.connect("currentTextChanged(QString)", self.onPresetChanged)
+        self.ui.showTableButton.connect("clicked()", self.onShowTable)
+        self.ui.exportExcelButton.connect("clicked()", self.onExportExcel)
+        self.ui.exportCsvButton.connect("clicked()", self.onExportCsv)
+        self.ui.plotButton.connect("clicked()", self.onPlot)
+        self.ui.plotFilterLineEdit.connect("textChanged(QString)", lambda text: self.updatePlotFeatureList())
+        self.ui.resultTableSelector.connect("currentNodeChanged(vtkMRMLNode*)",
+                                            lambda node: self.updatePlotFeatureList())
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -121,7 +216,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
@@ -133,53 +228,247 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
+        node = self._parameterNode
+        if not list(node.inputVolumes):
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume and not firstVolume.IsA("vtkMRMLLabelMapVolumeNode"):
-                self._parameterNode.inputVolume = firstVolume
-        if not self._parameterNode.inputMask:
+                node.inputVolumes = [firstVolume]
+        if not node.inputMask:
             firstSegmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
             if firstSegmentation:
-                self._parameterNode.inputMask = firstSegmentation
+                node.inputMask = firstSegmentation
 
     def setParameterNode(self, inputParameterNode: Optional[PySERASlicerParameterNode]) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self._updatingGUI = True  # connectGui writes every widget: not a user edit
+            try:
+                self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            finally:
+                self._updatingGUI = False
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.inputMask)
-        self.ui.applyButton.enabled = ready and self._running is None
-        self.ui.applyButton.toolTip = _("Extract features in a background process.") if ready else _(
-            "Select an image volume and a segmentation or labelmap.")
+    # -- parameter node -> manually wired widgets ---------------------------------------------------
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        node = self._parameterNode
+        if node is None or self._updatingGUI:
+            return
+        self._updatingGUI = True
+        try:
+            wanted = {v.GetID() for v in node.inputVolumes if v is not None}
+            combo = self.ui.inputVolumesSelector
+            for index in range(combo.nodeCount()):
+                volume = combo.nodeFromIndex(index)
+                state = qt.Qt.Checked if volume.GetID() in wanted else qt.Qt.Unchecked
+                if combo.checkState(volume) != state:
+                    combo.setCheckState(volume, state)
+            mask = node.inputMask
+            segmentation = mask if mask is not None and mask.IsA("vtkMRMLSegmentationNode") else None
+            selector = self.ui.segmentSelector
+            if selector.currentNode() != segmentation:
+                selector.setCurrentNode(segmentation)
+            selector.enabled = segmentation is not None
+            if segmentation is not None:
+                selected = gui_state.selected_segment_ids(node.segmentIds, self._segmentIds(segmentation))
+                if sorted(selector.selectedSegmentIDs()) != sorted(selected):
+                    selector.setSelectedSegmentIDs(selected)
+            self.ui.binWidthSpinBox.enabled = node.discretisationMethod == "FBS"
+            self.ui.binNumberSpinBox.enabled = node.discretisationMethod == "FBN"
+            resampled = node.resamplingMode != "off"
+            for widget in (self.ui.imageInterpolatorComboBox, self.ui.roiInterpolatorComboBox,
+                           self.ui.roiPartialVolumeSpinBox, self.ui.roundIntensitiesCheckBox):
+                widget.enabled = resampled
+            self.ui.voxelSizeSpinBox.enabled = node.resamplingMode == "3D"
+            self.ui.voxelSize2DSpinBox.enabled = node.resamplingMode == "2D"
+            self.ui.rangeLowerSpinBox.enabled = self.ui.rangeUpperSpinBox.enabled = node.rangeEnabled
+            self.ui.ivhBinSizeSpinBox.enabled = node.ivhContinuous
+            self.ui.deepModelComboBox.enabled = node.extractionMode == "deep_feature"
+            if self.ui.presetComboBox.currentText != node.preset:
+                self.ui.presetComboBox.setCurrentText(node.preset)
+            self.ui.presetComboBox.toolTip = PRESET_DESCRIPTIONS.get(node.preset, _("Custom settings"))
+        finally:
+            self._updatingGUI = False
+        preset = gui_state.effective_preset(gui_state.read_values(node))
+        if preset != node.preset:
+            node.preset = preset  # an edited field turns the preset into "custom"
+            return
+        self._checkCanApply()
 
-    def onPresetChanged(self, name: str) -> None:
+    @staticmethod
+    def _segmentIds(segmentation) -> List[str]:
+        segments = segmentation.GetSegmentation()
+        return [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
+
+    # -- manually wired widgets -> parameter node ---------------------------------------------------
+    def onVolumesChecked(self) -> None:
+        if self._parameterNode is None or self._updatingGUI:
+            return
+        self._parameterNode.inputVolumes = list(self.ui.inputVolumesSelector.checkedNodes())
+
+    def onMaskSelected(self, node) -> None:
+        if self._parameterNode is None or self._updatingGUI:
+            return
+        self._parameterNode.segmentIds = ""  # a new mask starts with all of its segments
+
+    def onSegmentsSelected(self, segmentIds) -> None:
+        node = self._parameterNode
+        if node is None or self._updatingGUI or node.inputMask is None:
+            return
+        if not node.inputMask.IsA("vtkMRMLSegmentationNode"):
+            return
+        node.segmentIds = gui_state.segment_selection_value(list(segmentIds), self._segmentIds(node.inputMask))
+
+    def onPresetActivated(self, index: int) -> None:
+        name = self.ui.presetComboBox.itemText(index)
         if not self._parameterNode or name not in PRESET_DESCRIPTIONS:
             return
-        preset = preset_settings(name)
-        disc = preset.discretisation
         with slicer.util.NodeModify(self._parameterNode):
-            self._parameterNode.categories = ",".join(preset.categories)
-            self._parameterNode.dimensions = ",".join(preset.dimensions)
-            self._parameterNode.binSize = float(
-                disc.bin_number if disc.method == DiscretisationMethod.FBN else disc.bin_width)
+            gui_state.write_values(self._parameterNode, gui_state.preset_values(name))
 
+    def setAll(self, names, checked: bool) -> None:
+        if self._parameterNode:
+            with slicer.util.NodeModify(self._parameterNode):
+                gui_state.set_all(self._parameterNode, names, checked)
+
+    def onLoadSettings(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not load the settings file."), waitCursor=True):
+            path = gui_state.path_value(self._parameterNode.settingsFile)
+            if path is None:
+                raise ValueError(_("Choose a settings JSON file first."))
+            with slicer.util.NodeModify(self._parameterNode):
+                gui_state.load_settings_file(self._parameterNode, path)
+            self.ui.statusLabel.text = _("Settings loaded from {path}").format(path=path)
+
+    def onSaveSettings(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not save the settings file."), waitCursor=True):
+            path = gui_state.path_value(self._parameterNode.settingsFile)
+            if path is None:
+                raise ValueError(_("Type the name of the settings JSON file to write."))
+            gui_state.save_settings_file(self._parameterNode, path)
+            self.ui.statusLabel.text = _("Settings saved to {path}").format(path=path)
+
+    # -- run readiness --------------------------------------------------------------------------
+    def _allValues(self) -> dict:
+        node = self._parameterNode
+        values = gui_state.read_values(node)
+        for name in ("batchImageFolder", "batchMaskFolder", "batchCasesCsv", "outputFolder"):
+            values[name] = getattr(node, name)
+        return values
+
+    def _checkCanApply(self) -> None:
+        node = self._parameterNode
+        if node is None:
+            return
+        busy = self._running is not None
+        values = self._allValues()
+        single = gui_state.single_case_problems(list(node.inputVolumes), node.inputMask, values)
+        self.ui.applyButton.enabled = not single and not busy
+        self.ui.applyButton.toolTip = "\n".join(single) or _("Extract features in a background process.")
+        batch = gui_state.batch_problems(values)
+        self.ui.batchRunButton.enabled = not batch and not busy
+        self.ui.batchRunButton.toolTip = "\n".join(batch) or _("Run the batch in a background process.")
+        hasTable = node.resultTable is not None
+        for button in (self.ui.showTableButton, self.ui.exportExcelButton, self.ui.exportCsvButton,
+                       self.ui.plotButton):
+            button.enabled = hasTable
+
+    # -- dependencies ---------------------------------------------------------------------------
+    def ensureDependencies(self, settings=None, excel: bool = True) -> bool:
+        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils)."""
+        requirements = (dependencies.needed_for_settings(settings, excel) if settings is not None
+                        else dependencies.needed(excel=excel))
+        items = dependencies.missing(requirements)
+        if not items:
+            return True
+        pipItems = [m for m in items if not m.requirement.torch]
+        if pipItems:
+            if not slicer.util.confirmOkCancelDisplay(dependencies.confirmation_text(pipItems),
+                                                      windowTitle=_("Install Python packages")):
+                return False
+            with slicer.util.WaitCursor():
+                slicer.util.pip_install(dependencies.pip_requirements(pipItems))
+        if dependencies.torch_items(items) and not self._installTorch():
+            return False
+        importlib.invalidate_caches()
+        self.ui.dependencyLabel.text = dependencies.status_text()
+        still = dependencies.missing(requirements)
+        if still:
+            slicer.util.errorDisplay(_("Still missing: ") + "; ".join(m.describe() for m in still))
+            return False
+        if dependencies.needs_restart(items):
+            slicer.util.infoDisplay(_("Packages were upgraded: restart Slicer before extracting."))
+            return False
+        return True
+
+    def _installTorch(self) -> bool:
+        """torch/torchvision through the PyTorch extension when present (right CUDA build)."""
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            PyTorchUtils = None
+        if PyTorchUtils is not None:
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled():
+                torch = torchLogic.installTorch(askConfirmation=True,
+                                                torchVersionRequirement=dependencies.torch_version_requirement())
+                if torch is None:
+                    return False
+        remaining = dependencies.torch_items(dependencies.missing([dependencies.TORCH, dependencies.TORCHVISION]))
+        if not remaining:
+            return True
+        text = dependencies.confirmation_text(remaining)
+        if PyTorchUtils is None:
+            text += _("\n\nTip: the PyTorch extension installs a GPU-enabled torch for your system.")
+        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install PyTorch")):
+            return False
+        with slicer.util.WaitCursor():
+            slicer.util.pip_install(dependencies.pip_requirements(remaining))
+        return True
+
+    # -- running --------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the extraction."), waitCursor=True):
             node = self._parameterNode
-            settings = settings_from_parameter_node(node)
-            self._running = self.logic.start(node.inputVolume, node.inputMask, settings,
-                                             table_node=node.outputTable)
-            self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Starting...")
-            self.ui.cancelButton.enabled = True
-            self._checkCanApply()
-            self._timer.start()
+            settings = gui_state.settings_from_node(node)
+            if not self.ensureDependencies(settings, excel=False):
+                return
+            mask = node.inputMask
+            segmentIds = gui_state.split_ids(node.segmentIds) if mask.IsA("vtkMRMLSegmentationNode") else []
+            running = self.logic.start(list(node.inputVolumes), mask, settings, segment_ids=segmentIds or None,
+                                       table_node=node.outputTable)
+            self._startPolling(running)
+
+    def onBatchRunButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the batch."), waitCursor=True):
+            node = self._parameterNode
+            settings = gui_state.settings_from_node(node)
+            if not self.ensureDependencies(settings, excel=True):
+                return
+            running = self.logic.start_batch(
+                settings, gui_state.path_value(node.outputFolder),
+                image_folder=gui_state.path_value(node.batchImageFolder),
+                mask_folder=gui_state.path_value(node.batchMaskFolder),
+                cases_csv=gui_state.path_value(node.batchCasesCsv), table_node=node.outputTable)
+            self._startPolling(running)
+
+    def _startPolling(self, running) -> None:
+        self._running = running
+        self.ui.progressBar.setRange(0, 100)
+        self.ui.progressBar.setValue(0)
+        self.ui.statusLabel.text = _("Starting...")
+        self.ui.errorsTextEdit.visible = False
+        # the preset combo box is not bound: choosing a preset overwrites every settings field
+        for index, name in enumerate(gui_state.PRESET_CHOICES):
+            self.ui.presetComboBox.addItem(name)
+            description = PRESET_DESCRIPTIONS.get(name, _("Custom settings (edited or loaded from a file)"))
+            self.ui.presetComboBox.setItemData(index, description, qt.Qt.ToolTipRole)
+        self.ui.cancelButton.enabled = True
+        self._checkCanApply()
+        self._timer.start()
 
     def onCancelButton(self) -> None:
         if self._running is not None:
@@ -191,6 +480,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _stopPolling(self) -> None:
         if self._timer:
             self._timer.stop()
+        self.ui.progressBar.setRange(0, 100)
         self.ui.cancelButton.enabled = False
         self._checkCanApply()
 
@@ -199,33 +489,104 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._running is None:
             self._stopPolling()
             return
-        progress = self._running.poll()
-        if progress.total:
-            self.ui.progressBar.setValue(int(100 * progress.fraction))
-        self.ui.statusLabel.text = f"{progress.message} ({progress.elapsed:.0f} s)"
+        try:
+            progress = self._running.poll()
+        except Exception as exc:  # never leave the timer firing on an error
+            self._running = None
+            self._stopPolling()
+            self._showErrors(str(exc))
+            self.ui.statusLabel.text = _("Extraction failed.")
+            return
         if progress.state == "running":
+            if progress.cases_total:
+                self.ui.progressBar.setValue(int(100 * progress.fraction))
+            else:  # batch: number of cases unknown, show a busy bar
+                self.ui.progressBar.setRange(0, 0)
+            self.ui.statusLabel.text = progress.text()
             return
         running, self._running = self._running, None
         self._stopPolling()
+        if progress.state == "cancelled":
+            self.ui.statusLabel.text = _("Cancelled.")
+            return
         try:
             frame, table, result = running.finish()
         except Exception as exc:
             self.ui.statusLabel.text = _("Extraction failed.")
+            self._showErrors(str(exc))
             slicer.util.errorDisplay(_("Extraction failed."), detailedText=str(exc))
             return
-        self._parameterNode.outputTable = table
         self.ui.progressBar.setValue(100)
-        problems = [r["Message"] for r in result.report if r["Level"] == "ERROR"]
-        self.ui.statusLabel.text = summary(frame, result.seconds) + (
-            f" — {len(problems)} error(s): {problems[0]}" if problems else "")
+        self._parameterNode.resultTable = table
+        self.ui.summaryLabel.text = result.summary()
+        self.ui.statusLabel.text = result.summary()
+        self._showErrors(errors_text(result.report, result.errors))
         show_table(table)
+        self.updatePlotFeatureList()
+
+    def _showErrors(self, text: str) -> None:
+        self.ui.errorsTextEdit.setPlainText(text)
+        self.ui.errorsTextEdit.visible = bool(text)
+
+    # -- results --------------------------------------------------------------------------------
+    def updatePlotFeatureList(self) -> None:
+        table = self._parameterNode.resultTable if self._parameterNode else None
+        listWidget = self.ui.plotFeatureList
+        selected = {item.text() for item in listWidget.selectedItems()}
+        listWidget.clear()
+        if table is None:
+            return
+        text = self.ui.plotFilterLineEdit.text.strip().lower()
+        for name in numeric_feature_columns(table):
+            if text in name.lower():
+                listWidget.addItem(name)
+                if name in selected:
+                    listWidget.item(listWidget.count - 1).setSelected(True)
+        summaryText = table.GetAttribute("PySERA.Summary")
+        if summaryText:
+            self.ui.summaryLabel.text = summaryText
+
+    def onShowTable(self) -> None:
+        if self._parameterNode.resultTable is not None:
+            show_table(self._parameterNode.resultTable)
+
+    def onExportExcel(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Excel export failed."), waitCursor=True):
+            if not self.ensureDependencies(excel=True):
+                return
+            folder = self._exportFolder()
+            xlsx, csv = export_table(self._parameterNode.resultTable, folder)
+            self.ui.statusLabel.text = _("Saved {xlsx} and {csv}").format(xlsx=xlsx, csv=csv)
+
+    def onExportCsv(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("CSV export failed."), waitCursor=True):
+            table = self._parameterNode.resultTable
+            path = export_table_csv(table, csv_export_path(self._exportFolder(), table.GetName()))
+            self.ui.statusLabel.text = _("Saved {path}").format(path=path)
+
+    def _exportFolder(self) -> pathlib.Path:
+        folder = gui_state.path_value(self._parameterNode.outputFolder)
+        if folder is None:
+            raise ValueError(_("Choose an output folder first."))
+        return folder
+
+    def onPlot(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not plot the features."), waitCursor=True):
+            features = [item.text() for item in self.ui.plotFeatureList.selectedItems()]
+            chart = plot_features(self._parameterNode.resultTable, features, self._parameterNode.plotChart)
+            self._parameterNode.plotChart = chart
+            show_plot(chart)
 
 
 class PySERASlicerLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
-    """Console/headless API::
+    """Console/headless API (blocking; see PySERASlicerLib.slicer_logic for the details)::
 
-        logic = slicer.modules.pyseraslicer.widgetRepresentation().self().logic  # or PySERASlicerLogic()
+        logic = PySERASlicerLogic()
         frame, table = logic.extract(volumeNode, segmentationNode, categories="all", dimensions="1st,3d")
+        frame, table = logic.extract([ct, pet], segmentationNode, preset="ibsi_C",
+                                     segment_ids=["Segment_1"])
+        running = logic.start_batch(settings, "out", image_folder="images", mask_folder="masks")
+        frame, table, result = running.finish()
     """
 
     def __init__(self) -> None:
@@ -234,6 +595,11 @@ class PySERASlicerLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
 
     def getParameterNode(self):
         return PySERASlicerParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def settingsFromParameterNode(parameterNode):
+        """The Settings the GUI describes (``gui_state.settings_from_node``)."""
+        return gui_state.settings_from_node(parameterNode)
 
 
 class PySERASlicerTest(ScriptedLoadableModuleTest):
@@ -248,47 +614,98 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_gui_end_to_end()
 
-    def _synthetic_case(self):
+    def _synthetic_case(self, name="CT", seed=0):
         import numpy as np
 
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(seed)
         voxels = rng.normal(40, 10, (20, 40, 40)).astype(np.int16)
         ijkToRAS = np.diag([0.8, 0.8, 2.5, 1.0])
-        volume = slicer.util.addVolumeFromArray(voxels, ijkToRAS, name="CT")
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
-        segmentation.CreateDefaultDisplayNodes()
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        mask = np.zeros(voxels.shape, np.uint8)
-        mask[5:12, 10:25, 12:30] = 1
-        segmentId = segmentation.GetSegmentation().AddEmptySegment("", "tumor")
-        slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segmentId, volume)
-        return volume, segmentation, voxels, mask
+        volume = slicer.util.addVolumeFromArray(voxels, ijkToRAS, name=name)
+        segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+        masks = {}
+        if segmentation is None:
+            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
+            segmentation.CreateDefaultDisplayNodes()
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            for segmentName, box in (("tumor", (slice(5, 12), slice(10, 25), slice(12, 30))),
+                                     ("node", (slice(12, 18), slice(20, 35), slice(5, 15)))):
+                mask = np.zeros(voxels.shape, np.uint8)
+                mask[box] = 1
+                segmentId = segmentation.GetSegmentation().AddEmptySegment("", segmentName)
+                slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segmentId, volume)
+                masks[segmentName] = mask
+        return volume, segmentation, voxels, masks
 
     def test_extract_from_console(self):
         self.delayDisplay("Console extraction")
-        volume, segmentation, voxels, mask = self._synthetic_case()
+        volume, segmentation, voxels, masks = self._synthetic_case()
         frame, table = PySERASlicerLogic().extract(volume, segmentation, categories="stat", dimensions="1st")
-        self.assertEqual(table.GetNumberOfRows(), 1)
-        self.assertAlmostEqual(float(frame["stat_mean"][0]), float(voxels[mask > 0].mean()), places=6)
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertAlmostEqual(float(frame["stat_mean"][0]), float(voxels[masks["tumor"] > 0].mean()), places=6)
         self.delayDisplay("Console extraction passed")
+
+    def _waitForWidget(self, widget, seconds=120):
+        for _index in range(seconds * 10):
+            slicer.app.processEvents()
+            if widget._running is None:
+                return
+            qt.QThread.msleep(100)
+        self.fail("the extraction did not finish")
 
     def test_gui_end_to_end(self):
         self.delayDisplay("GUI extraction")
-        volume, segmentation, _, _ = self._synthetic_case()
-        widget = slicer.modules.pyseraslicer.widgetRepresentation().self()
+        volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
+        second, _segmentation, _voxels2, _masks2 = self._synthetic_case("CT follow-up", seed=1)
         slicer.util.selectModule("PySERASlicer")
-        widget._parameterNode.inputVolume = volume
-        widget._parameterNode.inputMask = segmentation
-        widget._parameterNode.categories = "stat,morph"
-        widget._parameterNode.dimensions = "1st"
+        widget = slicer.modules.pyseraslicer.widgetRepresentation().self()
+        node = widget._parameterNode
+        # inputs: two volumes, one segment
+        node.inputVolumes = [volume, second]
+        node.inputMask = segmentation
+        node.segmentIds = segmentation.GetSegmentation().GetSegmentIdBySegmentName("tumor")
+        self.assertEqual(len(widget.ui.inputVolumesSelector.checkedNodes()), 2)
+        self.assertEqual(list(widget.ui.segmentSelector.selectedSegmentIDs()), [node.segmentIds])
+        # parameters: preset, then None/All buttons and single families
+        widget.ui.presetComboBox.setCurrentText("ibsi_C")
+        widget.onPresetActivated(widget.ui.presetComboBox.currentIndex)
+        self.assertEqual(node.resamplingMode, "3D")
+        widget.ui.categoriesNoneButton.click()
+        self.assertFalse(widget.ui.applyButton.enabled)
+        widget.ui.categoryStatCheckBox.checked = True
+        widget.ui.categoryMorphCheckBox.checked = True
+        widget.ui.dimensionsNoneButton.click()
+        widget.ui.dimension1stCheckBox.checked = True
+        self.assertEqual(node.preset, "custom")
+        self.assertTrue(widget.ui.applyButton.enabled)
+        # run in the background, then check table, summary, plot and exports
         widget.ui.applyButton.click()
-        for _ in range(600):
-            slicer.app.processEvents()
-            if widget._running is None:
-                break
-            qt.QThread.msleep(100)
-        table = widget._parameterNode.outputTable
+        self.assertFalse(widget.ui.applyButton.enabled)
+        self._waitForWidget(widget)
+        table = node.resultTable
         self.assertIsNotNone(table)
-        self.assertEqual(table.GetNumberOfRows(), 1)
-        logging.info(os.linesep.join(widget.ui.statusLabel.text.split("—")))
+        self.assertEqual(table.GetNumberOfRows(), 2)  # two cases x one segment
+        self.assertIn("2 ROI(s)", widget.ui.summaryLabel.text)
+        widget.ui.plotFeatureList.setCurrentRow(0)
+        widget.ui.plotButton.click()
+        self.assertIsNotNone(node.plotChart)
+        self.assertEqual(node.plotChart.GetNumberOfPlotSeriesNodes(), 1)
+        import tempfile
+
+        node.outputFolder = pathlib.Path(tempfile.mkdtemp())
+        widget.ui.exportCsvButton.click()
+        self.assertEqual(len(list(node.outputFolder.glob("*.csv"))), 1)
+        # settings JSON round trip through the GUI
+        node.settingsFile = node.outputFolder / "settings.json"
+        widget.ui.saveSettingsButton.click()
+        node.binWidth = 5.0
+        widget.ui.loadSettingsButton.click()
+        self.assertEqual(node.binWidth, 25.0)
+        # cancel a running job
+        node.categoryGlcm = True
+        node.dimension3d = True
+        widget.ui.applyButton.click()
+        widget.ui.cancelButton.click()
+        self.assertIsNone(widget._running)
+        self.assertIn("Cancelled", widget.ui.statusLabel.text)
+        logging.info(widget.ui.summaryLabel.text)
         self.delayDisplay("GUI extraction passed")

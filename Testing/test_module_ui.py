@@ -80,8 +80,86 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field():
     fields = parameter_node_fields()
     unknown = sorted(set(ui_parameter_names()) - fields)
     assert not unknown, f".ui binds parameters the parameter node lacks: {unknown}"
-    assert {"inputVolume", "inputMask", "outputTable"} <= set(ui_parameter_names())
+    assert {"inputMask", "outputTable", "resultTable", "outputFolder", "batchImageFolder", "batchMaskFolder",
+            "batchCasesCsv", "settingsFile"} <= set(ui_parameter_names())
 
 
 def test_ui_names_used_by_the_module_are_declared_in_the_xml():
     assert module_ui_attributes() <= ui_widget_names()
+
+
+def ui_widget_classes():
+    return {w.get("name"): w.get("class") for w in ET.parse(UI_FILE).getroot().iter("widget")}
+
+
+def ui_widget_properties(name):
+    for widget in ET.parse(UI_FILE).getroot().iter("widget"):
+        if widget.get("name") == name:
+            props = {}
+            for prop in widget.findall("property"):
+                child = list(prop)[0]
+                props[prop.get("name")] = child.text if child.tag != "stringlist" else [s.text for s in child]
+            return props
+    raise AssertionError(name)
+
+
+def test_every_gui_setting_is_bound_to_a_widget_of_a_matching_class():
+    """parameterNodeWrapper picks a connector by the exact widget class and the field type."""
+    from PySERASlicerLib import gui_state
+
+    bound = ui_parameter_names()
+    classes = ui_widget_classes()
+    for parameter in gui_state.PARAMETERS:
+        assert parameter.name in bound, f"{parameter.name} has no widget in the .ui"
+        widget_class = classes[bound[parameter.name]]
+        if parameter.choices:
+            expected = "QComboBox"
+        else:
+            expected = {bool: "QCheckBox", float: "QDoubleSpinBox", int: "QSpinBox"}[parameter.kind]
+        assert widget_class == expected, (parameter.name, widget_class)
+    for name in ("inputMask", "outputTable", "resultTable"):
+        assert classes[bound[name]] == "qMRMLNodeComboBox", name
+    for name in ("batchImageFolder", "batchMaskFolder", "batchCasesCsv", "settingsFile"):
+        assert classes[bound[name]] == "ctkPathLineEdit", name
+    assert classes[bound["outputFolder"]] == "ctkDirectoryButton"
+
+
+def test_manually_wired_widgets_are_not_bound_and_have_the_right_class():
+    classes = ui_widget_classes()
+    bound_widgets = set(ui_parameter_names().values())
+    assert classes["inputVolumesSelector"] == "qMRMLCheckableNodeComboBox"
+    assert classes["segmentSelector"] == "qMRMLSegmentSelectorWidget"
+    segment_props = ui_widget_properties("segmentSelector")
+    assert segment_props["multiSelection"] == "true"
+    assert segment_props["segmentationNodeSelectorVisible"] == "false"
+    assert ui_widget_properties("inputVolumesSelector")["nodeTypes"] == ["vtkMRMLScalarVolumeNode"]
+    assert ui_widget_properties("inputVolumesSelector")["showChildNodeTypes"] == "false"  # no labelmaps
+    for name in ("inputVolumesSelector", "segmentSelector", "presetComboBox"):
+        assert name not in bound_widgets, f"{name} is wired by hand; a connector would fight it"
+
+
+def test_every_mrml_widget_gets_the_scene():
+    root = ET.parse(UI_FILE).getroot()
+    receivers = {c.find("receiver").text for c in root.iter("connection")
+                 if c.find("slot").text == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {name for name, cls in ui_widget_classes().items() if cls.startswith("qMRML") and name != "PySERASlicer"}
+    assert mrml == receivers
+
+
+def test_declared_custom_widgets_cover_every_non_qt_class():
+    root = ET.parse(UI_FILE).getroot()
+    declared = {c.find("class").text for c in root.iter("customwidget")}
+    used = {cls for cls in ui_widget_classes().values() if not cls.startswith("Q")}
+    assert used <= declared, sorted(used - declared)
+
+
+def test_parameter_node_fields_used_by_the_module_exist():
+    """``node.<field>`` / ``_parameterNode.<field>`` in PySERASlicer.py are declared fields."""
+    from PySERASlicerLib import gui_state
+
+    fields = parameter_node_fields()
+    used = set(re.findall(r"(?:node|_parameterNode)\.([a-z][A-Za-z0-9_]*)\b", MODULE_FILE.read_text()))
+    methods = {"connectGui", "disconnectGui", "GetSegmentation", "GetID", "IsA"}
+    unknown = sorted(u for u in used - fields - methods if not u[0].isupper())
+    assert not unknown, unknown
+    assert set(gui_state.SETTINGS_FIELDS) <= fields

@@ -134,3 +134,91 @@ def test_image_geometry_round_trip_through_ras():
     image = Image(np.zeros((2, 3, 4)), (0.5, 0.7, 2.0), (1, 2, 3), np.eye(3))
     again = Image.from_ras_matrix(image.array, image.ijk_to_ras())
     assert again.same_geometry(image)
+
+
+def test_segmentation_on_another_geometry_is_resampled_onto_the_volume_grid(scene, case):
+    """Segments stored on a finer grid (half the spacing) or on a shifted, cropped grid come
+    back exactly on the volume's grid, and features use the resampled masks."""
+    from PySERASlicerLib.batch import Case, extract_case
+    from PySERASlicerLib.slicer_bridge import image_from_volume, masks_from_segmentation
+
+    volume, _, voxels, masks, ijk_to_ras = case
+    box = masks["tumor"]
+    fine = ijk_to_ras.copy()
+    fine[:3, :3] = ijk_to_ras[:3, :3] / 2  # fine voxel centres at +-1/4 coarse voxel
+    fine[:3, 3] = ijk_to_ras[:3, 3] + ijk_to_ras[:3, :3] @ np.array([-0.25, -0.25, -0.25])
+    fine_box = box.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    fine_reference = scene.add_volume(np.zeros(fine_box.shape, np.int16), fine, "fine grid")
+    shifted = ijk_to_ras.copy()
+    shifted[:3, 3] = ijk_to_ras[:3, 3] + ijk_to_ras[:3, :3] @ np.array([3, 4, 2])
+    crop = (slice(2, 10), slice(4, 14), slice(3, 12))
+    crop_reference = scene.add_volume(np.zeros(box[crop].shape, np.int16), shifted, "crop grid")
+    segmentation = scene.add_segmentation(fine_reference, {"fine tumor": fine_box}, name="fine seg")
+    other = scene.add_segmentation(crop_reference, {"cropped tumor": box[crop]}, name="crop seg")
+    for node, name in ((segmentation, "fine tumor"), (other, "cropped tumor")):
+        internal = slicer_array_shape(node)
+        assert internal != voxels.shape  # really stored on another grid
+        data = masks_from_segmentation(node, volume)
+        assert data.named[name].shape == voxels.shape
+        assert np.array_equal(data.named[name], box), name
+        result = extract_case(Case("ct", image_from_volume(volume), data), Settings(categories="stat",
+                                                                                       dimensions="1st"))
+        assert result.rows[0]["stat_mean"] == pytest.approx(voxels[box].astype(float).mean(), rel=1e-12)
+
+
+def slicer_array_shape(segmentation_node):
+    import slicer.util
+
+    segment_id = segmentation_node.GetSegmentation().GetNthSegmentID(0)
+    return slicer.util.arrayFromSegmentInternalBinaryLabelmap(segmentation_node, segment_id).shape
+
+
+def feature_table(scene, rows):
+    from PySERASlicerLib.slicer_bridge import table_from_rows
+
+    return table_from_rows(rows, name="plot source")
+
+
+def test_numeric_columns_and_bar_chart_of_chosen_features(scene):
+    import slicer
+    from PySERASlicerLib.slicer_bridge import numeric_feature_columns, plot_features, rows_from_table, show_plot
+
+    rows = [{"PatientID": "CT", "ROI": "tumor", "stat_mean": 1.5, "stat_var": 4.0, "morph_volume": 10.0},
+            {"PatientID": "CT", "ROI": "node", "stat_mean": 2.5, "stat_var": 1.0, "morph_volume": 20.0}]
+    table = feature_table(scene, rows)
+    assert numeric_feature_columns(table) == ["stat_mean", "stat_var", "morph_volume"]
+    chart = plot_features(table, ["stat_mean", "morph_volume"])
+    assert chart.IsA("vtkMRMLPlotChartNode")
+    assert chart.GetNumberOfPlotSeriesNodes() == 2
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(2)]
+    assert [s.GetYColumnName() for s in series] == ["stat_mean", "morph_volume"]
+    for s in series:
+        assert s.GetPlotType() == slicer.vtkMRMLPlotSeriesNode.PlotTypeBar
+        assert s.GetLabelColumnName() == "Label"
+    data = series[0].GetTableNode()
+    plotted = rows_from_table(data)
+    assert [r["Label"] for r in plotted] == ["tumor", "node"]  # one case: ROI names as labels
+    assert [r["morph_volume"] for r in plotted] == [10.0, 20.0]
+    assert show_plot(chart) is False  # no layout without the application
+    # re-plotting into the same chart replaces its series and plot-data table
+    n_series = scene.scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode")
+    same = plot_features(table, ["stat_var"], chart)
+    assert same is chart and chart.GetNumberOfPlotSeriesNodes() == 1
+    assert scene.scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == n_series - 1
+    assert scene.scene.GetNodeByID(data.GetID()) is None
+    assert chart.GetNthPlotSeriesNode(0).GetYColumnName() == "stat_var"
+
+
+def test_plot_labels_name_the_case_when_several_cases_and_bad_features_raise(scene):
+    from PySERASlicerLib.slicer_bridge import plot_features, rows_from_table
+
+    rows = [{"PatientID": "CT", "ROI": "tumor", "stat_mean": 1.0},
+            {"PatientID": "PET", "ROI": "tumor", "stat_mean": 3.0}]
+    table = feature_table(scene, rows)
+    chart = plot_features(table, ["stat_mean"])
+    labels = [r["Label"] for r in rows_from_table(chart.GetNthPlotSeriesNode(0).GetTableNode())]
+    assert labels == ["CT / tumor", "PET / tumor"]
+    with pytest.raises(ValueError, match="no numeric column"):
+        plot_features(table, ["ROI"])
+    with pytest.raises(ValueError, match="at least one"):
+        plot_features(table, [])

@@ -244,12 +244,14 @@ def start_extraction(image: Image, masks: MaskData, settings: Settings, case_id:
     return Job(folder, python, env)
 
 
-def start_batch(image_input: str, mask_input: str, output_path: str, settings: Settings,
+def start_batch(image_input: Optional[str], mask_input: Optional[str], output_path: str, settings: Settings,
                 python: Optional[str] = None, env: Optional[Dict[str, str]] = None, **batch_options) -> Job:
     """Run ``process_batch`` on folders/files in a worker process (GUI batch section)."""
     folder = _new_job_folder()
     _write_json(folder / "job.json", {
-        "kind": "batch", "image_input": str(image_input), "mask_input": str(mask_input),
+        # None stays None: process_batch(cases_csv=...) takes no image/mask input
+        "kind": "batch", "image_input": None if image_input is None else str(image_input),
+        "mask_input": None if mask_input is None else str(mask_input),
         "output_path": str(output_path), "settings": settings.to_dict(), "options": batch_options,
     })
     return Job(folder, python, env)

@@ -9,6 +9,9 @@
   when the grids differ).
 * Feature rows become a ``vtkMRMLTableNode``: PatientID/ROI as string columns, features as
   double columns (descriptions from the feature registry).
+* Chosen features across ROIs become a bar chart: a small plot-data table (a ``Label``
+  column "case / ROI" plus the features), one ``vtkMRMLPlotSeriesNode`` per feature and a
+  ``vtkMRMLPlotChartNode`` shown in the layout's plot view when there is a layout.
 
 Works in the Slicer application and with the Qt-free ``slicer-core`` wheel (tests).
 """
@@ -161,6 +164,118 @@ def rows_from_table(table_node) -> List[Dict[str, Any]]:
             row[name] = value.ToString() if column.IsA("vtkStringArray") else value.ToDouble()
         rows.append(row)
     return rows
+
+
+def numeric_feature_columns(table_node) -> List[str]:
+    """Names of the numeric (feature) columns of a results table, in table order."""
+    table = table_node.GetTable()
+    names = []
+    for c in range(table.GetNumberOfColumns()):
+        column = table.GetColumn(c)
+        if column.GetName() not in STRING_COLUMNS and not column.IsA("vtkStringArray"):
+            names.append(column.GetName())
+    return names
+
+
+#: Series colours (Slicer's plot colours are set per series).
+PLOT_COLORS = ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
+               (0.58, 0.4, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5))
+
+
+def plot_features(table_node, features: Sequence[str], chart_node=None, name: Optional[str] = None):
+    """Bar chart of ``features`` across the ROIs (rows) of a results table.
+
+    Returns the ``vtkMRMLPlotChartNode``; re-using ``chart_node`` replaces its series (the
+    old series and plot-data table of that chart are removed from the scene). Raises
+    ``ValueError`` naming unknown or non-numeric features.
+    """
+    available = numeric_feature_columns(table_node)
+    features = list(dict.fromkeys(features))
+    if not features:
+        raise ValueError("choose at least one feature to plot")
+    unknown = [f for f in features if f not in available]
+    if unknown:
+        raise ValueError(f"{table_node.GetName()}: no numeric column(s) {unknown}")
+    rows = rows_from_table(table_node)
+    several_cases = len({row.get("PatientID", "") for row in rows}) > 1
+    plot_rows = []
+    for row in rows:
+        label = f"{row.get('PatientID', '')} / {row.get('ROI', '')}" if several_cases else str(row.get("ROI", ""))
+        plot_rows.append({"Label": label, **{f: row[f] for f in features}})
+    name = name or f"{table_node.GetName()} plot"
+    scene = slicer.mrmlScene
+    if chart_node is None:
+        chart_node = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+    else:
+        _remove_chart_series(chart_node)
+    data = table_from_rows_plain(plot_rows, scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} data"),
+                                 string_columns=("Label",))
+    data.SetAttribute("PySERA.PlotData", "1")
+    for index, feature in enumerate(features):
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", feature)
+        series.SetAndObserveTableNodeID(data.GetID())
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
+        series.SetLabelColumnName("Label")
+        series.SetYColumnName(feature)
+        series.SetColor(*PLOT_COLORS[index % len(PLOT_COLORS)])
+        chart_node.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart_node.SetTitle(", ".join(features) if len(features) <= 3 else f"{len(features)} features")
+    chart_node.SetXAxisTitle("ROI")
+    chart_node.SetYAxisTitle("Feature value")
+    chart_node.SetAttribute("PySERA.Table", table_node.GetID())
+    return chart_node
+
+
+def _remove_chart_series(chart_node) -> None:
+    scene = slicer.mrmlScene
+    tables = set()
+    for index in reversed(range(chart_node.GetNumberOfPlotSeriesNodes())):
+        series = chart_node.GetNthPlotSeriesNode(index)
+        chart_node.RemoveNthPlotSeriesNodeID(index)
+        if series is None:
+            continue
+        table = series.GetTableNode()
+        if table is not None and table.GetAttribute("PySERA.PlotData"):
+            tables.add(table)
+        scene.RemoveNode(series)
+    for table in tables:
+        scene.RemoveNode(table)
+
+
+def table_from_rows_plain(rows: List[Dict[str, Any]], table_node, string_columns: Sequence[str] = ()):
+    """Like :func:`table_from_rows` for arbitrary columns (no feature descriptions)."""
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonCore import vtkStringArray
+
+    columns: List[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    was_modifying = table_node.StartModify()
+    table_node.RemoveAllColumns()
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        if column in string_columns:
+            array = vtkStringArray()
+            for value in values:
+                array.InsertNextValue("" if value is None else str(value))
+        else:
+            array = numpy_support.numpy_to_vtk(
+                np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64), deep=True)
+        array.SetName(column)
+        table_node.GetTable().AddColumn(array)
+    table_node.Modified()
+    table_node.EndModify(was_modifying)
+    return table_node
+
+
+def show_plot(chart_node) -> bool:
+    """Show a chart in the layout's plot view; False when there is no layout (headless)."""
+    app = getattr(slicer, "app", None)
+    layout_manager = app.layoutManager() if app is not None and hasattr(app, "layoutManager") else None
+    if layout_manager is None:
+        return False
+    slicer.modules.plots.logic().ShowChartInLayout(chart_node)
+    return True
 
 
 def show_table(table_node) -> bool:

@@ -1,0 +1,376 @@
+"""The module's parameter node <-> :class:`Settings`, without Qt or Slicer.
+
+The Slicer widget keeps everything the user edits in a parameter node (saved with the scene).
+This module is the single place that knows how those flat GUI values map onto the nested,
+validated :class:`Settings`:
+
+* :data:`PARAMETERS` lists every settings-related parameter-node field: its type, default,
+  choices and the ``Settings.to_dict()`` path it edits. ``PySERASlicerParameterNode`` in
+  ``PySERASlicer.py`` declares the same fields with the same defaults (a test compares them).
+* :func:`settings_to_values` / :func:`values_to_settings` convert both ways; the round trip
+  is exact for every field the GUI exposes (tested). Settings the GUI does not show
+  (texture distances, deep-model details, FBN quantiser, ...) are kept in the hidden
+  ``baseSettings`` JSON parameter, so loading a settings JSON, editing it in the GUI and
+  saving it again loses nothing.
+* :func:`read_values` / :func:`write_values` work on any object with attributes (the
+  parameter node wrapper in Slicer, a ``SimpleNamespace`` in tests).
+
+Small helpers for the manually wired widgets live here too: segment ids stored comma-joined
+(empty = all segments), optional paths (``pathlib.Path("")`` is ".", meaning "not set") and
+the "is Run possible" checks of the single-case and batch sections.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .settings import (
+    CATEGORIES,
+    DIMENSIONS,
+    PRESET_DESCRIPTIONS,
+    DeepModel,
+    DiscretisationMethod,
+    ExtractionMode,
+    FeatureValueMode,
+    Interpolator,
+    Modality,
+    ReportLevel,
+    RoiSelectionMode,
+    Settings,
+    SettingsError,
+    preset_settings,
+)
+
+#: Preset combo box entry that means "the values below were edited / loaded from a file".
+CUSTOM_PRESET = "custom"
+PRESET_CHOICES: Tuple[str, ...] = tuple(PRESET_DESCRIPTIONS) + (CUSTOM_PRESET,)
+DEFAULT_PRESET = "pysera_default"
+
+#: Resampling modes shown in the GUI: off, in-plane (IBSI "2D") or isotropic 3D.
+RESAMPLING_CHOICES: Tuple[str, ...] = ("off", "2D", "3D")
+
+#: Hidden parameter holding the full settings JSON the GUI values are applied on.
+BASE_SETTINGS = "baseSettings"
+
+
+def category_parameter(name: str) -> str:
+    """Parameter-node field of a category checkbox: ``glcm`` -> ``categoryGlcm``."""
+    return "category" + name.capitalize()
+
+
+def dimension_parameter(name: str) -> str:
+    """Parameter-node field of a dimension checkbox: ``2_5d`` -> ``dimension2_5d``."""
+    return "dimension" + name
+
+
+@dataclass(frozen=True)
+class GuiParameter:
+    """One settings-related parameter-node field.
+
+    ``path`` is the dotted ``Settings.to_dict()`` key it edits; special mappings use a
+    pseudo path (``categories:<name>``, ``dimensions:<name>``, ``resampling:mode``,
+    ``num_workers``).
+    """
+
+    name: str
+    kind: type
+    path: str
+    choices: Tuple[Any, ...] = ()
+    label: str = ""
+
+
+def _choices(enum_cls) -> Tuple[str, ...]:
+    return tuple(member.value for member in enum_cls)
+
+
+PARAMETERS: Tuple[GuiParameter, ...] = (
+    GuiParameter("modality", str, "modality", _choices(Modality), "Modality"),
+    *(GuiParameter(category_parameter(c), bool, f"categories:{c}", label=c.upper()) for c in CATEGORIES),
+    *(GuiParameter(dimension_parameter(d), bool, f"dimensions:{d}", label=d) for d in DIMENSIONS),
+    # discretisation
+    GuiParameter("discretisationMethod", str, "discretisation.method", _choices(DiscretisationMethod),
+                 "Discretisation"),
+    GuiParameter("binWidth", float, "discretisation.bin_width", label="Bin width (FBS)"),
+    GuiParameter("binNumber", int, "discretisation.bin_number", label="Number of bins (FBN)"),
+    GuiParameter("firstOrderOnDiscretised", bool, "discretisation.first_order_on_discretised",
+                 label="Statistics on discretised image"),
+    # resampling
+    GuiParameter("resamplingMode", str, "resampling:mode", RESAMPLING_CHOICES, "Resampling"),
+    GuiParameter("voxelSize", float, "resampling.voxel_size_mm", label="Voxel size 3D (mm)"),
+    GuiParameter("voxelSize2D", float, "resampling.voxel_size_2d_mm", label="Voxel size 2D (mm)"),
+    GuiParameter("imageInterpolator", str, "resampling.image_interpolator", _choices(Interpolator),
+                 "Image interpolator"),
+    GuiParameter("roiInterpolator", str, "resampling.roi_interpolator", _choices(Interpolator),
+                 "ROI interpolator"),
+    GuiParameter("roiPartialVolume", float, "resampling.roi_partial_volume", label="ROI partial volume"),
+    GuiParameter("roundIntensities", bool, "resampling.round_intensities", label="Round intensities"),
+    # re-segmentation
+    GuiParameter("rangeEnabled", bool, "resegmentation.range_enabled", label="Range re-segmentation"),
+    GuiParameter("rangeLower", float, "resegmentation.range_lower", label="Range lower"),
+    GuiParameter("rangeUpper", float, "resegmentation.range_upper", label="Range upper"),
+    GuiParameter("outlierFilter", bool, "resegmentation.outlier_filter", label="Outlier filter (3 SD)"),
+    # intensity-volume histogram
+    GuiParameter("ivhType", int, "ivh.ivh_type", (0, 1, 2, 3), "IVH type"),
+    GuiParameter("ivhContinuous", bool, "ivh.continuous", label="IVH continuous"),
+    GuiParameter("ivhBinSize", float, "ivh.bin_size", label="IVH bin size"),
+    # ROIs
+    GuiParameter("minRoiVolume", int, "rois.min_roi_volume", label="Minimum ROI volume (voxels)"),
+    GuiParameter("roiNum", int, "rois.roi_num", label="Maximum number of ROIs"),
+    GuiParameter("roiSelectionMode", str, "rois.selection_mode", _choices(RoiSelectionMode), "ROI selection"),
+    GuiParameter("combineRois", bool, "rois.combine_rois", label="One ROI per label"),
+    GuiParameter("aggregationLesion", bool, "aggregation_lesion", label="Aggregate lesions"),
+    GuiParameter("applyPreprocessing", bool, "rois.apply_preprocessing", label="Round mask values"),
+    # output and run
+    GuiParameter("featureValueMode", str, "feature_value_mode", _choices(FeatureValueMode), "Feature values"),
+    GuiParameter("extractionMode", str, "extraction_mode", _choices(ExtractionMode), "Extraction mode"),
+    GuiParameter("deepModel", str, "deep.model", _choices(DeepModel), "Deep model"),
+    GuiParameter("numWorkers", int, "num_workers", label="Workers (0 = auto)"),
+    GuiParameter("enableParallelism", bool, "enable_parallelism", label="Parallel cases"),
+    GuiParameter("reportLevel", str, "report", _choices(ReportLevel), "Report level"),
+)
+
+PARAMETERS_BY_NAME: Dict[str, GuiParameter] = {p.name: p for p in PARAMETERS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings <-> flat values
+# ---------------------------------------------------------------------------------------------
+def _get(plain: Mapping[str, Any], path: str) -> Any:
+    node: Any = plain
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def _set(plain: Dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = plain
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def settings_to_values(settings: Settings) -> Dict[str, Any]:
+    """Every GUI value for ``settings`` (plus the hidden base-settings JSON)."""
+    plain = settings.to_dict()
+    values: Dict[str, Any] = {}
+    for parameter in PARAMETERS:
+        path = parameter.path
+        if path.startswith("categories:"):
+            value: Any = path.split(":", 1)[1] in settings.categories
+        elif path.startswith("dimensions:"):
+            value = path.split(":", 1)[1] in settings.dimensions
+        elif path == "resampling:mode":
+            resampling = settings.resampling
+            value = "off" if not resampling.enabled else ("2D" if resampling.in_plane_only else "3D")
+        elif path == "num_workers":
+            value = 0 if settings.num_workers == "auto" else int(settings.num_workers)
+        else:
+            value = _get(plain, path)
+        values[parameter.name] = parameter.kind(value)
+    values[BASE_SETTINGS] = json.dumps(plain, sort_keys=True)
+    return values
+
+
+def values_to_settings(values: Mapping[str, Any], base: Optional[Settings] = None) -> Settings:
+    """Settings from GUI values, applied on ``base`` (default: the hidden base-settings JSON
+    in ``values``, else PySERA defaults). Raises :class:`SettingsError` naming the GUI field."""
+    if base is None:
+        text = values.get(BASE_SETTINGS) or ""
+        base = Settings.from_dict(json.loads(text)) if text else preset_settings(DEFAULT_PRESET)
+    plain = base.to_dict()
+    categories = [c for c in CATEGORIES if values.get(category_parameter(c), c in base.categories)]
+    dimensions = [d for d in DIMENSIONS if values.get(dimension_parameter(d), d in base.dimensions)]
+    if not categories:
+        raise SettingsError("Categories: select at least one feature category")
+    if not dimensions:
+        raise SettingsError("Dimensions: select at least one dimension")
+    plain["categories"] = categories
+    plain["dimensions"] = dimensions
+    for parameter in PARAMETERS:
+        if parameter.name not in values or ":" in parameter.path:
+            continue
+        value = values[parameter.name]
+        if parameter.path == "num_workers":
+            value = "auto" if int(value) <= 0 else int(value)
+        _set(plain, parameter.path, value)
+    mode = values.get("resamplingMode")
+    if mode is not None:
+        if mode not in RESAMPLING_CHOICES:
+            raise SettingsError(f"Resampling: {mode!r} is not valid; accepted values: {', '.join(RESAMPLING_CHOICES)}")
+        plain["resampling"]["enabled"] = mode != "off"
+        plain["resampling"]["in_plane_only"] = mode == "2D"
+    try:
+        return Settings.from_dict(plain)
+    except SettingsError as exc:
+        raise SettingsError(_gui_wording(str(exc))) from None
+
+
+def _gui_wording(message: str) -> str:
+    """Name the GUI field in a settings error (``discretisation.bin_width: ...`` -> ``Bin width (FBS): ...``)."""
+    for parameter in PARAMETERS:
+        if message.startswith(parameter.path + ":") and parameter.label:
+            return f"{parameter.label}: {message[len(parameter.path) + 1:].strip()}"
+    return message
+
+
+def defaults() -> Dict[str, Any]:
+    """Values of a fresh parameter node: the PySERA-defaults preset."""
+    values = settings_to_values(preset_settings(DEFAULT_PRESET))
+    values["preset"] = DEFAULT_PRESET
+    return values
+
+
+def effective_preset(values: Mapping[str, Any]) -> str:
+    """The stored preset name while the values still equal that preset, else ``custom``
+    (the widget shows "custom" as soon as a field is edited)."""
+    name = values.get("preset", CUSTOM_PRESET)
+    if name not in PRESET_DESCRIPTIONS:
+        return CUSTOM_PRESET
+    try:
+        return name if values_to_settings(values) == preset_settings(name) else CUSTOM_PRESET
+    except SettingsError:
+        return CUSTOM_PRESET
+
+
+def preset_values(name: str) -> Dict[str, Any]:
+    """Values for a named preset (``custom`` is not a preset: it keeps the current values)."""
+    values = settings_to_values(preset_settings(name))
+    values["preset"] = name
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing a parameter node (any object with attributes)
+# ---------------------------------------------------------------------------------------------
+SETTINGS_FIELDS: Tuple[str, ...] = tuple(p.name for p in PARAMETERS) + (BASE_SETTINGS,)
+
+
+def read_values(node: Any) -> Dict[str, Any]:
+    """The settings fields (and the preset name) of a parameter node."""
+    return {name: getattr(node, name) for name in SETTINGS_FIELDS + ("preset",) if hasattr(node, name)}
+
+
+def write_values(node: Any, values: Mapping[str, Any]) -> None:
+    for name, value in values.items():
+        if getattr(node, name, None) != value:
+            setattr(node, name, value)
+
+
+def settings_from_node(node: Any) -> Settings:
+    """The run settings described by a parameter node."""
+    return values_to_settings(read_values(node))
+
+
+def apply_settings(node: Any, settings: Settings, preset: str = CUSTOM_PRESET) -> None:
+    """Show ``settings`` in the GUI (e.g. after loading a settings JSON)."""
+    values = settings_to_values(settings)
+    values["preset"] = preset
+    write_values(node, values)
+
+
+def load_settings_file(node: Any, path: Any) -> Settings:
+    """Load a settings JSON (ours, PySERA keys, or a preset plus overrides) into the node."""
+    settings = Settings.from_json(str(path))
+    apply_settings(node, settings)
+    return settings
+
+
+def save_settings_file(node: Any, path: Any) -> Settings:
+    """Write the node's settings as JSON (``Settings.to_json``)."""
+    settings = settings_from_node(node)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    settings.to_json(str(path))
+    return settings
+
+
+def set_all(node: Any, names: Iterable[str], checked: bool) -> None:
+    """The All/None buttons of the category and dimension boxes."""
+    for name in names:
+        setattr(node, name, checked)
+
+
+CATEGORY_FIELDS: Tuple[str, ...] = tuple(category_parameter(c) for c in CATEGORIES)
+DIMENSION_FIELDS: Tuple[str, ...] = tuple(dimension_parameter(d) for d in DIMENSIONS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the manually wired widgets
+# ---------------------------------------------------------------------------------------------
+def split_ids(text: str) -> List[str]:
+    """Segment ids stored comma-joined in a str parameter ("" = all segments)."""
+    return [part.strip() for part in str(text or "").split(",") if part.strip()]
+
+
+def join_ids(ids: Sequence[str]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def segment_selection_value(selected: Sequence[str], all_ids: Sequence[str]) -> str:
+    """What to store for a segment selection: "" when every segment is selected (so segments
+    added later are included too), else the chosen ids in segmentation order."""
+    chosen = set(selected)
+    if not all_ids or set(all_ids) <= chosen:
+        return ""
+    return join_ids([sid for sid in all_ids if sid in chosen])
+
+
+def selected_segment_ids(stored: str, all_ids: Sequence[str]) -> List[str]:
+    """Segment ids to extract / to check in the selector: the stored ones that still exist,
+    or all segments when nothing (or nothing valid) is stored."""
+    wanted = [sid for sid in split_ids(stored) if sid in all_ids]
+    return wanted or list(all_ids)
+
+
+def path_value(value: Any) -> Optional[Path]:
+    """A path parameter as a Path, or None when unset (``Path()`` is ".")."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text in ("", "."):
+        return None
+    return Path(text)
+
+
+def single_case_problems(volumes: Sequence[Any], mask: Any, values: Mapping[str, Any]) -> List[str]:
+    """Why the single-case Run button is disabled (empty list: ready)."""
+    problems = []
+    if not [v for v in volumes if v is not None]:
+        problems.append("Select at least one image volume.")
+    if mask is None:
+        problems.append("Select a segmentation or labelmap.")
+    problems += settings_problems(values)
+    return problems
+
+
+def batch_problems(values: Mapping[str, Any]) -> List[str]:
+    """Why the batch Run button is disabled: image and mask folders, or a case CSV, plus an
+    output folder (MEDimage's batch page: Run only when the inputs are complete)."""
+    problems = []
+    csv_path = path_value(values.get("batchCasesCsv"))
+    image_dir = path_value(values.get("batchImageFolder"))
+    mask_dir = path_value(values.get("batchMaskFolder"))
+    if csv_path is not None:
+        if not csv_path.is_file():
+            problems.append(f"Case CSV {csv_path} does not exist.")
+    elif image_dir is None or mask_dir is None:
+        problems.append("Choose an image folder and a mask folder, or a case CSV.")
+    else:
+        for label, folder in (("Image", image_dir), ("Mask", mask_dir)):
+            if not folder.exists():
+                problems.append(f"{label} folder {folder} does not exist.")
+    if path_value(values.get("outputFolder")) is None:
+        problems.append("Choose an output folder.")
+    problems += settings_problems(values)
+    return problems
+
+
+def settings_problems(values: Mapping[str, Any]) -> List[str]:
+    try:
+        values_to_settings(values)
+    except SettingsError as exc:
+        return [str(exc)]
+    return []
