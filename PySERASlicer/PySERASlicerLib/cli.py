@@ -1,16 +1,105 @@
-"""Command line: ``pysera-slicer extract --image ... --mask ... --output ...``.
+"""Command line: ``pysera-slicer extract ...`` and ``pysera-slicer batch ...``.
 
-Writes the Excel report (and CSV twin) and prints a short summary. Exit code 0 when at least
-one case was extracted and none failed, 1 when some cases failed, 2 on bad arguments.
+``extract``  one image/mask pair, two folders of them (flat or patient subfolders), or a cases
+             CSV; every ``process_batch`` parameter is an option.
+``batch``    the MEDimage-style batch: ``--cases cases.csv --settings s.json --output DIR``
+             (the same options may override the settings file).
+
+Writes the Excel report (and CSV twin, provenance JSON) and prints a short summary. Exit code
+0 when at least one case was extracted and none failed, 1 when some or all cases failed, 2 on
+bad arguments or settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from .settings import CATEGORIES, DIMENSIONS, PRESET_DESCRIPTIONS, Settings, SettingsError, preset_settings
+from .settings import (
+    CATEGORIES,
+    DIMENSIONS,
+    PRESET_DESCRIPTIONS,
+    DeepModel,
+    ExtractionMode,
+    FeatureValueMode,
+    ReportLevel,
+    RoiSelectionMode,
+    Settings,
+    SettingsError,
+    preset_settings,
+)
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false, 1/0, yes/no)")
+
+
+def _choices(enum_cls) -> str:
+    return ", ".join(m.value for m in enum_cls)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``extract`` and ``batch``: every process_batch parameter."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--output", default="./output_result", help="output_path: folder for the Excel/CSV/JSON results "
+                     "(default ./output_result)")
+    run.add_argument("--temporary-files-path", default="./temporary_files_path",
+                     help="temporary_files_path: cache for RTSTRUCT per-ROI masks, cleared after the run")
+    run.add_argument("--settings", default=None,
+                     help="settings JSON file (our settings dict, PySERA keys incl. IBSI_based_parameters, or "
+                          "{'preset': name, ...overrides}); options given on the command line override it")
+    run.add_argument("--preset", default=None, choices=sorted(PRESET_DESCRIPTIONS),
+                     help="start from a named preset: "
+                     + "; ".join(f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items()))
+    run.add_argument("--num-workers", default=None, help="num_workers: 'auto' or a number of worker processes")
+    run.add_argument("--enable-parallelism", type=_bool, default=None, metavar="BOOL",
+                     help="enable_parallelism: true (default) runs cases in worker processes")
+    run.add_argument("--case-timeout", type=float, default=None, metavar="SECONDS",
+                     help="stop and report a case that runs longer than this")
+    run.add_argument("--resume", action="store_true",
+                     help="skip the cases an interrupted run already finished (batch_progress.jsonl in --output)")
+    run.add_argument("--split-dicom", action="store_true",
+                     help="one case per series/volume of DICOM folders holding several")
+    run.add_argument("--max-tasks-per-child", type=int, default=None,
+                     help="cases a worker process runs before it is replaced (default 10)")
+    run.add_argument("--spacing", type=float, nargs=3, metavar=("I", "J", "K"), default=None,
+                     help="voxel size in mm for .npy inputs (default 1 1 1, with a warning)")
+    run.add_argument("--report", default=None, choices=[m.value for m in ReportLevel],
+                     help="report: log detail level (each level keeps the more severe ones)")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    features = parser.add_argument_group("features (PySERA parameters)")
+    features.add_argument("--categories", default=None,
+                          help=f"comma-separated feature categories or 'all'; choices: {', '.join(CATEGORIES)} "
+                               "(default: diag,morph,glcm,glrlm,glszm,ngtdm,ngldm)")
+    features.add_argument("--dimensions", default=None,
+                          help=f"comma-separated dimensions or 'all'; choices: {', '.join(DIMENSIONS)} "
+                               "(2.5d accepted; default: 1st,2d)")
+    features.add_argument("--bin-size", type=float, default=None,
+                          help="bin_size: bin width (FBS) or number of bins (FBN) (default 25)")
+    features.add_argument("--min-roi-volume", type=float, default=None,
+                          help="min_roi_volume: drop ROIs with fewer voxels (default 10)")
+    features.add_argument("--roi-num", type=int, default=None, help="roi_num: ROIs kept per image/label (default 10)")
+    features.add_argument("--roi-selection-mode", default=None, help=f"{_choices(RoiSelectionMode)} (default per_Img)")
+    features.add_argument("--feature-value-mode", default=None,
+                          help=f"{_choices(FeatureValueMode)} (default REAL_VALUE: keep NaN)")
+    features.add_argument("--aggregation-lesion", type=_bool, default=None, metavar="BOOL",
+                          help="aggregate lesions into one row per image (per_Img) or per label (per_region)")
+    features.add_argument("--apply-preprocessing", type=_bool, default=None, metavar="BOOL",
+                          help="round mask values to integers before finding labels")
+    features.add_argument("--extraction-mode", default=None, help=f"{_choices(ExtractionMode)}")
+    features.add_argument("--deep-learning-model", default=None, help=f"{_choices(DeepModel)}")
+    features.add_argument("--ibsi-parameters", default=None, metavar="JSON",
+                          help="IBSI_based_parameters as a JSON object or a JSON file, "
+                               "e.g. '{\"radiomics_DiscType\": \"FBN\"}'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,55 +110,65 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     extract = sub.add_parser(
         "extract",
-        help="extract features for an image/mask pair or two folders of them",
+        help="extract features for an image/mask pair, two folders of them, or a cases CSV",
         description="Extract radiomics features and write an Excel report (sheets Radiomics_Features, "
-                    "Parameters, Report) plus a CSV twin into --output.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "Parameters, Report) plus a CSV twin and a provenance JSON into --output.",
     )
-    extract.add_argument("--image", required=True,
-                         help="image file (NIfTI, NRRD, MHA, .npy, ...), DICOM series folder, or a folder of images")
-    extract.add_argument("--mask", required=True,
-                         help="mask file / folder matching --image (file names matched exactly), RTSTRUCT or SEG")
-    extract.add_argument("--output", default="./output_result", help="folder for the Excel/CSV/JSON results")
-    extract.add_argument("--categories", default=None,
-                         help=f"comma-separated feature categories or 'all'; choices: {', '.join(CATEGORIES)} "
-                              "(default: PySERA's diag,morph,glcm,glrlm,glszm,ngtdm,ngldm)")
-    extract.add_argument("--dimensions", default=None,
-                         help=f"comma-separated dimensions or 'all'; choices: {', '.join(DIMENSIONS)} "
-                              "(2.5d accepted; default: 1st,2d)")
-    extract.add_argument("--bin-size", type=float, default=None,
-                         help="bin width (FBS) or number of bins (FBN), as PySERA's bin_size (default 25)")
-    extract.add_argument("--preset", default=None, choices=sorted(PRESET_DESCRIPTIONS),
-                         help="start from a named preset: " + "; ".join(
-                             f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items()))
-    extract.add_argument("--settings", default=None,
-                         help="settings JSON file (our settings dict, PySERA keys incl. IBSI_based_parameters, "
-                              "or {'preset': name, ...overrides}); command-line options override it")
-    extract.add_argument("--spacing", type=float, nargs=3, metavar=("I", "J", "K"), default=None,
-                         help="voxel size in mm for .npy inputs (default 1 1 1, with a warning)")
-    extract.add_argument("--num-workers", default=None, help="'auto' or a number of worker processes")
-    extract.add_argument("--report", default=None, choices=["all", "info", "warning", "error", "none"],
-                         help="log detail level")
-    extract.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    extract.add_argument("--image", default=None,
+                         help="image_input: image file (NIfTI, NRRD, MHA, .npy, DICOM), DICOM series folder, or a "
+                              "folder of images / patient subfolders")
+    extract.add_argument("--mask", default=None,
+                         help="mask_input: mask file or folder matching --image (names matched exactly); "
+                              "label images, RTSTRUCT or SEG")
+    extract.add_argument("--cases", default=None, help="cases CSV (case_id,image,mask[,roi_label]) instead of "
+                                                       "--image/--mask")
+    _add_common(extract)
+    batch = sub.add_parser(
+        "batch",
+        help="batch from a cases CSV and a settings file",
+        description="Batch extraction: a cases CSV (columns case_id, image, mask and optionally roi_label; "
+                    "paths relative to the CSV), a settings JSON and an output folder.",
+    )
+    batch.add_argument("--cases", required=True, help="cases CSV")
+    _add_common(batch)
     return parser
 
 
+#: CLI option -> PySERA keyword.
+_PYSERA_OPTIONS = ("categories", "dimensions", "bin_size", "min_roi_volume", "roi_num", "roi_selection_mode",
+                   "feature_value_mode", "aggregation_lesion", "apply_preprocessing", "extraction_mode",
+                   "deep_learning_model", "num_workers", "enable_parallelism", "report")
+
+
+def _json_argument(text: str, option: str) -> Dict[str, Any]:
+    source = text
+    if not text.lstrip().startswith("{") and os.path.exists(text):
+        with open(text, encoding="utf-8") as handle:
+            source = handle.read()
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{option}: not a JSON object or JSON file ({exc})") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{option}: expected a JSON object")
+    return value
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings file or preset, then the options given on the command line on top."""
     if args.settings:
-        settings = Settings.from_json(args.settings)
         if args.preset:
             raise SettingsError("--preset and --settings: give one of them (a settings file may name a preset)")
+        settings = Settings.from_json(args.settings)
     elif args.preset:
         settings = preset_settings(args.preset)
     else:
         settings = Settings()
-    overrides = {}
-    for option, key in (("categories", "categories"), ("dimensions", "dimensions"), ("bin_size", "bin_size"),
-                        ("num_workers", "num_workers"), ("report", "report")):
-        value = getattr(args, option)
-        if value is not None:
-            overrides[key] = value
-    return Settings.from_pysera(base=settings, **overrides) if overrides else settings
+    overrides = {key: getattr(args, key) for key in _PYSERA_OPTIONS if getattr(args, key, None) is not None}
+    ibsi = _json_argument(args.ibsi_parameters, "--ibsi-parameters") if args.ibsi_parameters else None
+    if overrides or ibsi:
+        settings = Settings.from_pysera(base=settings, IBSI_based_parameters=ibsi, **overrides)
+    return settings
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -77,25 +176,38 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from .batch import process_batch
 
+    if args.command == "extract" and not args.cases and not (args.image and args.mask):
+        parser.error("extract: give --image and --mask, or --cases")
+    if args.command == "extract" and args.cases and (args.image or args.mask):
+        parser.error("extract: give --image/--mask or --cases, not both")
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
         print(f"pysera-slicer: error: {exc}", file=sys.stderr)
         return 2
-    result = process_batch(args.image, args.mask, args.output, settings=settings, spacing=args.spacing)
+    options: Dict[str, Any] = dict(
+        settings=settings, spacing=args.spacing, case_timeout=args.case_timeout, resume=args.resume,
+        split_dicom=args.split_dicom, temporary_files_path=args.temporary_files_path,
+    )
+    if args.max_tasks_per_child is not None:
+        options["max_tasks_per_child"] = args.max_tasks_per_child
+    if args.cases:
+        result = process_batch(output_path=args.output, cases_csv=args.cases, **options)
+    else:
+        result = process_batch(args.image, args.mask, args.output, **options)
+    if not result["success"] and result["processed_files"] == 0 and result["excel_path"] is None:
+        print(f"pysera-slicer: error: {result['error']}", file=sys.stderr)
+        return 2 if "not valid" in str(result["error"]) else 1
     frame = result["features_extracted"]
     if not args.quiet:
         n_features = max(frame.shape[1] - 2, 0)
-        print(f"cases processed: {result['processed_files']}, ROIs: {len(frame)}, features per ROI: {n_features}, "
-              f"time: {result['processing_time']:.2f} s")
+        print(f"cases processed: {result['processed_files']}, failed: {result['failed_files']}, ROIs: {len(frame)}, "
+              f"features per ROI: {n_features}, time: {result['processing_time']:.2f} s")
         if result["excel_path"]:
-            print(f"Excel: {result['excel_path']}\nCSV:   {result['csv_path']}")
+            print(f"Excel: {result['excel_path']}\nCSV:   {result['csv_path']}\nJSON:  {result['provenance_path']}")
     if result["error"]:
         print(f"errors: {result['error']}", file=sys.stderr)
-    if not result["success"]:
-        return 1
-    return 1 if result["error"] else 0
-
+    return 0 if result["success"] and not result["error"] else 1
 
 
 if __name__ == "__main__":

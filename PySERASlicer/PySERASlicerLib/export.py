@@ -1,7 +1,13 @@
 """Excel and CSV output: sheets ``Radiomics_Features``, ``Parameters``, ``Report``.
 
 File names sort by time and never overwrite: ``extracted_radiomics_features_<YYYYmmdd_HHMMSS>``
-plus ``_2``, ``_3``... when a file of that name exists.
+plus ``_2``, ``_3``... when a file of that name exists (the name is reserved atomically by
+creating the provenance JSON exclusively, so two runs writing into one folder at the same
+second cannot collide).
+
+Provenance (after RADIFOX's records): package version, Python, platform, host, user, start and
+end time, the settings, and each input file with its sha256, written to the ``Parameters``
+sheet (section ``provenance`` / ``inputs``) and as ``<stem>.json`` beside the Excel file.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ def features_frame(rows: Sequence[Dict[str, Any]], settings: Optional[Settings] 
     return pd.DataFrame(list(rows), columns=columns)
 
 
+def read_provenance(json_path: str) -> Dict[str, Any]:
+    """The provenance JSON written beside an Excel report."""
+    with open(json_path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def flatten(prefix: str, value: Any) -> Iterable[Tuple[str, Any]]:
     if isinstance(value, dict):
         for key, sub in value.items():
@@ -75,27 +87,35 @@ def parameters_rows(settings: Settings, run_info: Optional[Dict[str, Any]] = Non
             for key, value in flatten("", settings.to_dict())]
     rows += [{"Section": "pysera", "Parameter": key, "Value": str(value)}
              for key, value in flatten("", settings.to_pysera())]
-    rows += [{"Section": "provenance", "Parameter": key, "Value": str(value)}
-             for key, value in flatten("", provenance(settings, run_info))]
+    info = provenance(settings, run_info)
+    inputs = info.pop("inputs", {})
+    rows += [{"Section": "provenance", "Parameter": key, "Value": str(value)} for key, value in flatten("", info)]
+    rows += [{"Section": "inputs", "Parameter": key, "Value": str(value)} for key, value in flatten("", inputs)]
     return rows
 
 
 def unique_stem(folder: Path, base: str = "extracted_radiomics_features") -> Path:
+    """A new ``<base>_<YYYYmmdd_HHMMSS>[_n]`` stem; its ``.json`` is created empty to reserve it."""
     stamp = time.strftime("%Y%m%d_%H%M%S")
     candidate = folder / f"{base}_{stamp}"
     counter = 2
-    while any(candidate.with_suffix(s).exists() for s in (".xlsx", ".csv", ".json")):
+    while True:
+        if not any(candidate.with_suffix(s).exists() for s in (".xlsx", ".csv")):
+            try:
+                with open(candidate.with_suffix(".json"), "x", encoding="utf-8"):
+                    return candidate
+            except FileExistsError:
+                pass
         candidate = folder / f"{base}_{stamp}_{counter}"
         counter += 1
-    return candidate
 
 
 def write_outputs(output_path: str, frame, settings: Settings, entries: Sequence[ReportEntry],
-                  run_info: Optional[Dict[str, Any]] = None) -> Tuple[str, str]:
-    """Write the Excel report, its CSV twin and a provenance JSON; return (xlsx, csv) paths."""
+                  run_info: Optional[Dict[str, Any]] = None) -> Tuple[str, str, str]:
+    """Write the Excel report, its CSV twin and a provenance JSON; return the three paths."""
     import pandas as pd
 
-    folder = Path(output_path)
+    folder = Path(output_path).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     stem = unique_stem(folder)
     xlsx, csv = stem.with_suffix(".xlsx"), stem.with_suffix(".csv")
@@ -106,7 +126,16 @@ def write_outputs(output_path: str, frame, settings: Settings, entries: Sequence
         parameters.to_excel(writer, sheet_name=PARAMETERS_SHEET, index=False)
         report.to_excel(writer, sheet_name=REPORT_SHEET, index=False)
     frame.to_csv(csv, index=False)
-    with open(stem.with_suffix(".json"), "w", encoding="utf-8") as handle:
-        json.dump({"settings": settings.to_dict(), "provenance": provenance(settings, run_info),
-                   "outputs": [str(xlsx), str(csv)]}, handle, indent=2, default=str)
-    return str(xlsx), str(csv)
+    json_path = stem.with_suffix(".json")
+    outputs = {str(p): _sha256(p) for p in (xlsx, csv)}
+    with open(json_path, "w", encoding="utf-8") as handle:
+        json.dump({"settings": settings.to_dict(), "pysera_parameters": settings.to_pysera(),
+                   "provenance": provenance(settings, run_info), "outputs": outputs}, handle, indent=2, default=str)
+    return str(xlsx), str(csv), str(json_path)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()

@@ -1,0 +1,46 @@
+"""Small synthetic cases (about 20 x 32 x 32 voxels) written to disk for the batch tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+SHAPE = (20, 32, 32)
+SPACING = (0.9, 0.9, 2.0)
+
+
+def case_arrays(seed: int, shape: Tuple[int, int, int] = SHAPE):
+    """(image float32, label mask uint8): a 1440-voxel lesion of label 1 and a 180-voxel lesion of label 2."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100 + seed, 20, shape).astype(np.float32)
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[5:15, 8:20, 8:20] = 1
+    mask[5:10, 24:30, 24:30] = 2
+    return image, mask
+
+
+def write_nifti(path: Path, array: np.ndarray, spacing=SPACING, origin=(0.0, 0.0, 0.0)) -> Path:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def write_case(folder: Path, name: str, seed: int, image: Optional[np.ndarray] = None,
+               mask: Optional[np.ndarray] = None) -> Tuple[Path, Path]:
+    """``folder/images/<name>.nii.gz`` and ``folder/masks/<name>.nii.gz``."""
+    default_image, default_mask = case_arrays(seed)
+    image_path = write_nifti(folder / "images" / f"{name}.nii.gz", default_image if image is None else image)
+    mask_path = write_nifti(folder / "masks" / f"{name}.nii.gz", default_mask if mask is None else mask)
+    return image_path, mask_path
+
+
+def write_cases_csv(path: Path, rows) -> Path:
+    lines = ["case_id,image,mask,roi_label"] + [",".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

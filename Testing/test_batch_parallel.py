@@ -1,0 +1,196 @@
+"""The process pool: worker death, timeouts, failing cases, progress file and resume,
+1 vs N workers, real-time callbacks, and the 20-case batch with 3 broken cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from batch_fixtures import case_arrays, write_case, write_cases_csv, write_nifti
+from PySERASlicerLib.batch import PROGRESS_FILE, process_batch
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+
+
+def _cases(tmp_path: Path, n: int):
+    for index in range(n):
+        write_case(tmp_path, f"c{index:02d}", index)
+    return tmp_path / "images", tmp_path / "masks"
+
+
+def _blocking_image(tmp_path: Path, name: str) -> Path:
+    """An image 'file' that is a named pipe nobody writes to: reading it blocks forever, so the
+    case is certainly still running when the test kills its worker or the timeout fires."""
+    path = tmp_path / f"{name}.nii.gz"
+    os.mkfifo(path)
+    return path
+
+
+@needs_fifo
+def test_killed_worker_becomes_a_report_row_and_the_rest_finish(tmp_path):
+    _cases(tmp_path, 4)
+    rows = [(f"c{i:02d}", f"images/c{i:02d}.nii.gz", f"masks/c{i:02d}.nii.gz", "") for i in range(4)]
+    _blocking_image(tmp_path, "victim")
+    rows.insert(1, ("victim", "victim.nii.gz", "masks/c00.nii.gz", ""))
+    killed = []
+
+    def progress(event):
+        if event["event"] == "case_start" and event["case_id"] == "victim":
+            assert event["pid"] != os.getpid()
+            os.kill(event["pid"], signal.SIGKILL)  # a real pool worker, killed from outside
+            killed.append(event["pid"])
+
+    result = process_batch(output_path=tmp_path / "out", cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
+                           categories="stat", num_workers=2, progress_fn=progress)
+    assert killed
+    assert result["processed_files"] == 4 and result["failed_files"] == 1
+    assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01", "c02", "c03"]
+    message = "victim: the worker process died while processing this case (killed by signal SIGKILL)"
+    assert message in result["error"]
+    report = pd.read_excel(result["excel_path"], sheet_name="Report")
+    errors = report[report["Level"] == "ERROR"]
+    assert errors["PatientID"].tolist() == ["victim"] and message in errors["Message"].iloc[0]
+
+
+@needs_fifo
+def test_case_timeout_stops_the_case(tmp_path):
+    _cases(tmp_path, 2)
+    _blocking_image(tmp_path, "slow")
+    rows = [("c00", "images/c00.nii.gz", "masks/c00.nii.gz", ""), ("slow", "slow.nii.gz", "masks/c00.nii.gz", ""),
+            ("c01", "images/c01.nii.gz", "masks/c01.nii.gz", "")]
+    start = time.monotonic()
+    # one worker: the timeout needs worker processes, and is enforced there too
+    result = process_batch(output_path=tmp_path / "out", cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
+                           categories="stat", num_workers=1, case_timeout=3)
+    assert time.monotonic() - start < 60
+    assert result["processed_files"] == 2
+    assert result["error"] == "slow: exceeded case_timeout of 3 s; its worker was stopped"
+
+
+def test_results_identical_with_one_or_several_workers(tmp_path):
+    folders = _cases(tmp_path, 6)
+    serial = process_batch(*folders, tmp_path / "out", categories="stat", num_workers=1)
+    pooled = process_batch(*folders, tmp_path / "out", categories="stat", num_workers=3, max_tasks_per_child=1)
+    assert len(serial["features_extracted"]) == 12
+    pd.testing.assert_frame_equal(serial["features_extracted"], pooled["features_extracted"])
+    # the CSV twins hold the same numbers too
+    pd.testing.assert_frame_equal(pd.read_csv(serial["csv_path"]), pd.read_csv(pooled["csv_path"]))
+
+
+def test_callbacks_in_real_time_and_fresh_workers(tmp_path):
+    folders = _cases(tmp_path, 4)
+    timeline = []
+    result = process_batch(*folders, tmp_path / "out", categories="stat", num_workers=2, max_tasks_per_child=1,
+                           callback_fn=lambda flag, case, roi: timeline.append((flag, case, roi)),
+                           progress_fn=lambda event: timeline.append((event["event"], event["case_id"],
+                                                                      event.get("pid"))))
+    assert result["processed_files"] == 4
+    for case in ("c00", "c01", "c02", "c03"):
+        start = timeline.index(("case_start", case, next(e[2] for e in timeline if e[:2] == ("case_start", case))))
+        end = next(i for i, e in enumerate(timeline) if e[:2] == ("case_end", case))
+        roi_events = [i for i, e in enumerate(timeline) if e[1] == case and e[0] in ("START", "END")]
+        # START/END of every ROI arrive while the case runs, not replayed after it
+        assert len(roi_events) == 4 and start < min(roi_events) and max(roi_events) < end
+    pids = {e[2] for e in timeline if e[0] == "case_start"}
+    assert len(pids) == 4 and os.getpid() not in pids  # max_tasks_per_child=1: a fresh process per case
+
+
+def test_progress_file_and_resume(tmp_path):
+    folders = _cases(tmp_path, 6)
+    output = tmp_path / "out"
+    ended = []
+
+    def interrupt_after_three(event):
+        if event["event"] == "case_end":
+            ended.append(event["case_id"])
+            if len(ended) == 3:
+                raise KeyboardInterrupt  # what Ctrl-C does in the middle of a batch
+
+    with pytest.raises(KeyboardInterrupt):
+        process_batch(*folders, output, categories="stat", num_workers=1, progress_fn=interrupt_after_three)
+    lines = [json.loads(line) for line in (output / PROGRESS_FILE).read_text().splitlines()]
+    assert lines[0]["type"] == "header"
+    assert [line["case_id"] for line in lines[1:]] == ["c00", "c01", "c02"]
+    partial = sorted(output.glob("*.xlsx"))
+    assert len(partial) == 1  # what was finished was also written out
+    assert pd.read_excel(partial[0], sheet_name="Radiomics_Features")["PatientID"].unique().tolist() == [
+        "c00", "c01", "c02"]
+
+    started = []
+    resumed = process_batch(*folders, output, categories="stat", num_workers=1, resume=True,
+                            progress_fn=lambda e: started.append(e["case_id"]) if e["event"] == "case_start" else None)
+    assert started == ["c03", "c04", "c05"]
+    assert resumed["processed_files"] == 6
+    assert any("resume: 3 case(s) already finished" in line for line in resumed["logs"])
+    fresh = process_batch(*folders, tmp_path / "fresh", categories="stat", num_workers=1)
+    pd.testing.assert_frame_equal(resumed["features_extracted"], fresh["features_extracted"])
+    assert not (output / PROGRESS_FILE).exists()  # a finished batch leaves no progress file
+
+    # different settings: nothing is reused
+    with pytest.raises(KeyboardInterrupt):
+        ended.clear()
+        process_batch(*folders, output, categories="stat", num_workers=1, progress_fn=interrupt_after_three)
+    started.clear()
+    other = process_batch(*folders, output, categories="stat", bin_size=10, num_workers=1, resume=True,
+                          progress_fn=lambda e: started.append(e["case_id"]) if e["event"] == "case_start" else None)
+    assert len(started) == 6 and other["processed_files"] == 6
+    assert any("written with other settings" in line for line in other["logs"])
+
+
+def test_twenty_cases_three_broken(tmp_path):
+    """The acceptance batch: 20 cases, 3 broken, 2 workers -> 17 cases' rows + 3 clear Report rows."""
+    _cases(tmp_path, 17)
+    image, mask = case_arrays(99)
+    nan_image = image.copy()
+    nan_image[3, 4, 5] = np.nan
+    write_case(tmp_path, "x_nan_voxels", 0, image=nan_image)
+    write_case(tmp_path, "x_empty_mask", 0, mask=np.zeros_like(mask))
+    write_case(tmp_path, "x_truncated", 0)
+    truncated = tmp_path / "images" / "x_truncated.nii.gz"
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+
+    result = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", categories="stat,morph"
+                           if _morph_ready() else "stat", num_workers=2)
+    frame = result["features_extracted"]
+    assert result["processed_files"] == 17 and result["failed_files"] == 3
+    assert sorted(frame["PatientID"].unique()) == [f"c{i:02d}" for i in range(17)]
+    assert len(frame) == 34 and not frame.drop(columns=["PatientID", "ROI"]).isna().all(axis=1).any()
+    report = pd.read_excel(result["excel_path"], sheet_name="Report")
+    errors = report[report["Level"] == "ERROR"].set_index("PatientID")["Message"]
+    assert sorted(errors.index) == ["x_empty_mask", "x_nan_voxels", "x_truncated"]
+    assert "x_nan_voxels.nii.gz: image contains 1 NaN or infinite voxel value(s)" in errors["x_nan_voxels"]
+    assert "x_empty_mask.nii.gz: the mask is empty (no non-zero voxel)" in errors["x_empty_mask"]
+    assert "x_truncated.nii.gz: cannot read image" in errors["x_truncated"]
+    for case in errors.index:
+        assert f"{case}:" in result["error"]
+    saved = pd.read_excel(result["excel_path"], sheet_name="Radiomics_Features")
+    assert len(saved) == 34 and saved["PatientID"].nunique() == 17
+
+
+def _morph_ready() -> bool:
+    """morph is written by another agent; use it in the acceptance batch once it computes."""
+    from PySERASlicerLib.engine.pipeline import extract_roi
+    from PySERASlicerLib.image import Image
+    from PySERASlicerLib.settings import Settings
+
+    mask = np.zeros((5, 6, 6), bool)
+    mask[1:4, 1:5, 1:5] = True
+    try:
+        extract_roi(Image(np.ones((5, 6, 6))), mask, Settings(categories=("morph",)))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def test_failing_case_in_pool_keeps_other_rows(tmp_path):
+    folders = _cases(tmp_path, 3)
+    write_nifti(tmp_path / "masks" / "c01.nii.gz", np.zeros((5, 5, 5), np.uint8))  # other shape, no overlap
+    result = process_batch(*folders, tmp_path / "out", categories="stat", num_workers=3)
+    assert result["processed_files"] == 2
+    assert result["error"].startswith("c01: ") and "c01.nii.gz" in result["error"]

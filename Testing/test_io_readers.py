@@ -1,0 +1,153 @@
+"""File formats, NumPy inputs with spacing, masks on cropped/other grids, and bad-input messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PySERASlicerLib.image import Image
+from PySERASlicerLib.io.geometry import place_labels
+from PySERASlicerLib.io.readers import InputError, read_image, read_mask
+
+
+def _sitk(array, spacing=(0.7, 0.9, 2.0), origin=(3.0, -4.0, 5.0)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    return image
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"])
+def test_simpleitk_formats_keep_geometry(tmp_path, suffix):
+    array = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    path = tmp_path / f"image{suffix}"
+    sitk.WriteImage(_sitk(array), str(path))
+    image = read_image(path)
+    np.testing.assert_array_equal(image.array, array)
+    np.testing.assert_allclose(image.spacing, (0.7, 0.9, 2.0), rtol=1e-6)
+    np.testing.assert_allclose(image.origin, (3.0, -4.0, 5.0), rtol=1e-6)
+
+
+def test_numpy_inputs_use_the_given_spacing(tmp_path):
+    array = np.ones((3, 4, 5))
+    np.save(tmp_path / "a.npy", array)
+    warnings = []
+    image = read_image(tmp_path / "a.npy", spacing=(0.5, 0.6, 2.5), warnings=warnings)
+    assert image.spacing == (0.5, 0.6, 2.5) and warnings == []
+    image = read_image(array, warnings=warnings)
+    assert image.spacing == (1.0, 1.0, 1.0) and "assuming 1 x 1 x 1 mm" in warnings[0]
+    with pytest.raises(InputError, match="spacing must be three positive numbers"):
+        read_image(array, spacing=(1, 0, 1))
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4, 5)])
+def test_non_3d_arrays_rejected(shape):
+    with pytest.raises(InputError, match=f"expected a 3D array .* got {len(shape)}D"):
+        read_image(np.zeros(shape))
+
+
+def test_4d_file_rejected(tmp_path):
+    image = sitk.Image([4, 4, 3, 2], sitk.sitkInt16)
+    sitk.WriteImage(image, str(tmp_path / "four.nii.gz"))
+    with pytest.raises(InputError, match="four.nii.gz: expected a 3D image, got 4D"):
+        read_image(tmp_path / "four.nii.gz")
+
+
+def test_truncated_and_unreadable_files(tmp_path):
+    sitk.WriteImage(_sitk(np.random.default_rng(0).normal(size=(20, 30, 30))), str(tmp_path / "t.nii.gz"))
+    data = (tmp_path / "t.nii.gz").read_bytes()
+    (tmp_path / "t.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"t.nii.gz: cannot read image \(compressed file is truncated"):
+        read_image(tmp_path / "t.nii.gz")
+    sitk.WriteImage(_sitk(np.ones((20, 30, 30))), str(tmp_path / "u.nii"))
+    data = (tmp_path / "u.nii").read_bytes()
+    (tmp_path / "u.nii").write_bytes(data[:-1000])
+    with pytest.raises(InputError, match=r"u.nii: cannot read image \(file is truncated: \d+ of \d+ bytes\)"):
+        read_image(tmp_path / "u.nii")
+    (tmp_path / "junk.nrrd").write_text("hello")
+    with pytest.raises(InputError, match=r"junk.nrrd: cannot read image"):
+        read_image(tmp_path / "junk.nrrd")
+    np.save(tmp_path / "a.npy", np.zeros((4, 4, 4)))
+    (tmp_path / "a.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:100])
+    with pytest.raises(InputError, match=r"a.npy: cannot read NumPy file"):
+        read_image(tmp_path / "a.npy")
+    with pytest.raises(InputError, match="missing.nii.gz: file or folder not found"):
+        read_image(tmp_path / "missing.nii.gz")
+
+
+def test_cropped_mask_placed_by_world_coordinates(tmp_path):
+    image = Image(np.zeros((10, 12, 14)), (0.7, 0.9, 2.0), (3.0, -4.0, 5.0))
+    crop = np.zeros((4, 5, 6), dtype=np.uint8)
+    crop[1:3, 1:4, 2:5] = 2
+    # the crop starts at image voxel (i, j, k) = (5, 3, 4)
+    origin = (3.0 + 5 * 0.7, -4.0 + 3 * 0.9, 5.0 + 4 * 2.0)
+    sitk.WriteImage(_sitk(crop, origin=origin), str(tmp_path / "crop.nrrd"))
+    warnings = []
+    mask = read_mask(tmp_path / "crop.nrrd", image, warnings=warnings)
+    expected = np.zeros(image.array.shape, dtype=np.int64)
+    expected[4:8, 3:8, 5:11] = crop
+    np.testing.assert_array_equal(mask.labels, expected)
+    assert "placed at voxel offset (i, j, k) = (5, 3, 4)" in warnings[0]
+
+
+def test_crop_partly_outside_the_image_reports_dropped_voxels():
+    image = Image(np.zeros((4, 4, 4)))
+    labels = Image(np.ones((2, 2, 2), dtype=np.int64), origin=(3.0, 0.0, 0.0))
+    placed, message = place_labels(labels, image)
+    assert np.count_nonzero(placed) == 4 and "4 labelled voxels lie outside the image" in message
+
+
+def test_mask_on_other_grid_resampled_nearest_neighbour(tmp_path):
+    image = Image(np.zeros((6, 8, 8)), (1.0, 1.0, 1.0))
+    coarse = np.zeros((3, 4, 4), dtype=np.uint8)
+    coarse[1, 1:3, 2] = 3
+    # 2 mm voxels whose centres sit at 0.5, 2.5, ... in image coordinates
+    sitk.WriteImage(_sitk(coarse, spacing=(2.0, 2.0, 2.0), origin=(0.5, 0.5, 0.5)), str(tmp_path / "coarse.nii.gz"))
+    warnings = []
+    mask = read_mask(tmp_path / "coarse.nii.gz", image, warnings=warnings)
+    expected = np.zeros(image.array.shape, dtype=np.int64)
+    expected[2:4, 2:6, 4:6] = 3
+    np.testing.assert_array_equal(mask.labels, expected)
+    assert "resampled onto the image grid (nearest neighbour)" in warnings[0]
+
+
+def test_mask_outside_the_image_is_an_error(tmp_path):
+    image = Image(np.zeros((4, 4, 4)))
+    sitk.WriteImage(_sitk(np.ones((2, 2, 2), np.uint8), spacing=(1, 1, 1), origin=(100.0, 0, 0)),
+                    str(tmp_path / "far.nii.gz"))
+    with pytest.raises(InputError, match="does not overlap the image"):
+        read_mask(tmp_path / "far.nii.gz", image)
+
+
+def test_shape_mismatch_without_geometry(tmp_path):
+    image = Image(np.zeros((4, 4, 4)))
+    np.save(tmp_path / "m.npy", np.ones((4, 4, 5)))
+    with pytest.raises(InputError, match=r"m.npy: mask shape \(4, 4, 5\) differs from image shape \(4, 4, 4\).*no "
+                                         "geometry"):
+        read_mask(tmp_path / "m.npy", image)
+    with pytest.raises(InputError, match="mask array: mask shape"):
+        read_mask(np.ones((3, 4, 4)), image)
+
+
+def test_mask_values_rounded_only_with_preprocessing():
+    image = Image(np.zeros((2, 2, 2)))
+    values = np.full((2, 2, 2), 0.9)
+    with pytest.raises(InputError, match="non-integer values .* apply_preprocessing=True"):
+        read_mask(values, image)
+    np.testing.assert_array_equal(read_mask(values, image, apply_preprocessing=True).labels, 1)
+    with pytest.raises(InputError, match="mask contains NaN"):
+        read_mask(np.full((2, 2, 2), np.nan), image)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
+def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix):
+    """ITK's NIfTI reader turns NaN voxels into 0; the reader must report them instead."""
+    array = np.ones((5, 6, 7), dtype=np.float32)
+    array[2, 3, 4] = np.nan
+    array[1, 1, 1] = np.inf
+    sitk.WriteImage(_sitk(array), str(tmp_path / f"nan{suffix}"))
+    if suffix == ".nrrd":  # ITK keeps NaN here; the batch checks the array (see test_batch_parallel)
+        assert np.count_nonzero(~np.isfinite(read_image(tmp_path / f"nan{suffix}").array)) == 2
+        return
+    with pytest.raises(InputError, match=f"nan{suffix}: image contains 2 NaN or infinite voxel value"):
+        read_image(tmp_path / f"nan{suffix}")
