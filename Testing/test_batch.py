@@ -289,12 +289,13 @@ def test_numpy_inputs_with_spacing(tmp_path):
 
 
 def test_deep_feature_mode_dispatches_to_the_deep_module_and_aggregates_by_mean(tmp_path):
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except Exception as exc:  # not installed, or a torch/torchvision version mismatch
-        pytest.skip(f"torch/torchvision unusable here: {type(exc).__name__}: {exc}")
+    from PySERASlicerLib.engine.deep import DeepDependencyError, import_torch
     from PySERASlicerLib.settings import DeepSettings
+
+    try:
+        import_torch()  # the engine's own import path (with the CPU-torch torchvision fix)
+    except DeepDependencyError as exc:
+        pytest.skip(f"torch/torchvision not installed: {exc}")
 
     write_case(tmp_path, "p1", 0)
     args = (tmp_path / "images", tmp_path / "masks", tmp_path / "out")

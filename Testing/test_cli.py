@@ -81,3 +81,24 @@ def test_failed_cases_exit_1_and_bad_values_exit_2(tmp_path, capsys):
     assert main(base + ["--ibsi-parameters", "{not json"]) == 2
     with pytest.raises(SystemExit):
         main(["extract", "--image", "x"])  # --mask missing
+
+
+def test_deep_feature_mode_from_the_command_line(tmp_path, capsys, monkeypatch):
+    """--extraction-mode deep_feature with --weights; missing weights give exit 1 and a message naming
+    the expected file instead of random weights."""
+    from PySERASlicerLib.engine.deep import DeepDependencyError, import_torch
+
+    try:
+        import_torch()
+    except DeepDependencyError as exc:
+        pytest.skip(f"torch/torchvision not installed: {exc}")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    write_case(tmp_path, "p1", 0)
+    common = ["extract", "--image", str(tmp_path / "images"), "--mask", str(tmp_path / "masks"),
+              "--enable-parallelism", "false", "--extraction-mode", "deep_feature", "--deep-learning-model", "resnet50"]
+    assert main(common + ["--output", str(tmp_path / "missing")]) == 1
+    assert "resnet50-0676ba61.pth" in capsys.readouterr().err
+    # explicit random initialisation is an opt-in for tests and smoke runs only
+    assert main(common + ["--output", str(tmp_path / "out"), "--weights", "random:0", "--quiet"]) == 0
+    frame = pd.read_csv(next((tmp_path / "out").glob("*.csv")))
+    assert [c for c in frame.columns if c.startswith("resnet50_")] == [f"resnet50_{i:04d}" for i in range(2048)]

@@ -13,6 +13,7 @@ bad arguments or settings.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -97,6 +98,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                           help="round mask values to integers before finding labels")
     features.add_argument("--extraction-mode", default=None, help=f"{_choices(ExtractionMode)}")
     features.add_argument("--deep-learning-model", default=None, help=f"{_choices(DeepModel)}")
+    features.add_argument("--weights", default=None, metavar="PATH",
+                          help="deep features: ImageNet weights file (or a folder holding torchvision's file); "
+                               "default: torchvision's file in the torch cache ($TORCH_HOME/hub/checkpoints)")
     features.add_argument("--ibsi-parameters", default=None, metavar="JSON",
                           help="IBSI_based_parameters as a JSON object or a JSON file, "
                                "e.g. '{\"radiomics_DiscType\": \"FBN\"}'")
@@ -168,6 +172,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     ibsi = _json_argument(args.ibsi_parameters, "--ibsi-parameters") if args.ibsi_parameters else None
     if overrides or ibsi:
         settings = Settings.from_pysera(base=settings, IBSI_based_parameters=ibsi, **overrides)
+    if args.weights:
+        settings = settings.replace(deep=dataclasses.replace(settings.deep, weights_path=args.weights))
     return settings
 
 
