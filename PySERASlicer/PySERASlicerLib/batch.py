@@ -394,9 +394,20 @@ def worker_count(settings: Settings, n_cases: int) -> int:
     return max(1, min(wanted, n_cases))
 
 
-def _pool_worker(conn, settings: Settings, max_tasks: Optional[int]) -> None:
-    """Worker process: receive (index, case), send ("start"|"roi"|"done", ...) back on ``conn``."""
+def _pool_worker(conn, settings: Settings, max_tasks: Optional[int], threads: int = 0) -> None:
+    """Worker process: receive (index, case), send ("start"|"roi"|"done", ...) back on ``conn``.
+
+    ``threads`` > 0 caps torch's intra-op threads (deep features): N workers each using every
+    core would oversubscribe the machine.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    if threads and settings.extraction_mode == ExtractionMode.DEEP:
+        from .engine.deep import DeepDependencyError, import_torch
+
+        try:
+            import_torch()[0].set_num_threads(threads)
+        except DeepDependencyError:
+            pass  # each case then reports the missing dependency with its own clear message
     done = 0
     while True:
         try:
@@ -500,7 +511,8 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
 
     def spawn() -> _Slot:
         parent_conn, child_conn = context.Pipe(duplex=True)
-        process = context.Process(target=_pool_worker, args=(child_conn, settings, max_tasks), daemon=True,
+        threads = max(1, (os.cpu_count() or 1) // n_workers)
+        process = context.Process(target=_pool_worker, args=(child_conn, settings, max_tasks, threads), daemon=True,
                                   name="pysera-worker")
         process.start()
         child_conn.close()
