@@ -1,19 +1,28 @@
-"""Speed and memory benchmark of the handcrafted-feature engine (run by hand, not in CI).
+"""Speed and memory benchmark of PySERASlicer (run by hand, not in CI).
 
 Case: a deterministic synthetic CT of 256 x 256 x 64 int16 voxels (spacing 0.8 x 0.8 x 2.5 mm)
-with a ~32,000-voxel lesion (label 1) and a ~500-voxel lesion (label 2).
+with a ~32,000-voxel lesion (label 1) and a ~500-voxel lesion (label 2); FBS 25 HU, range
+[-1000, 400] HU, no interpolation.
 
-For each feature set (the full 3D set = dimensions "1st,3d", all 557 features, each family
-alone) it prints the median of 5 warm runs per lesion, then one cold run (a fresh Python
-process, imports included) and the peak memory (``ru_maxrss``) of this process and its
-children. pyradiomics / pictologics are timed on the same case where they can be imported.
+Sections (each prints a markdown table; warm figures are medians of ``--repeats`` runs after one
+warm-up run):
+
+* handcrafted sets through ``engine.pipeline.extract_roi``: the full 3D set (dimensions
+  "1st,3d", all categories), all 557 features, the non-texture set (diag, morph, ip, stat, ih,
+  ivh), and each family alone, for both lesions;
+* ``process_batch`` end to end on NIfTI files of the case written to a temporary folder (both
+  lesions, one worker, no output files);
+* cold run: a fresh Python process (interpreter start-up, imports and the first extraction);
+* peak memory of the cold process (one extraction) and of this whole benchmark process;
+* ``--deep MODEL[,MODEL]``: ``engine.deep.benchmark_deep(model)`` seconds per ROI with RANDOM
+  weights (speed only; the features of random weights mean nothing);
+* pyradiomics / pictologics timed on the same case in the same run where they can be imported,
+  and ratios against the published reference figures below.
 
 Usage::
 
-    .venv/bin/python scripts/benchmark.py [--repeats 5] [--profile FAMILY_OR_SET]
-
-Sections are functions (``section_handcrafted``, ``section_cold``, ``section_others``) so a
-``--model`` deep-feature timing section can be added beside them.
+    .venv/bin/python scripts/benchmark.py [--repeats 5] [--deep resnet50,vgg16] [--quick]
+    .venv/bin/python scripts/benchmark.py --profile "full 3D set"    # cProfile one set and stop
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import scipy
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +52,16 @@ sys.path.insert(0, str(ROOT / "PySERASlicer"))
 from PySERASlicerLib.engine.pipeline import extract_roi  # noqa: E402
 from PySERASlicerLib.image import Image  # noqa: E402
 from PySERASlicerLib.settings import CATEGORIES, Settings  # noqa: E402
+
+#: Reference figures to beat: (what, seconds, number of features, source). They are the figures
+#: the project was given (not measured here, other machines and cases).
+REFERENCES = (
+    ("PySERA (original)", 20.0, 557, "project brief: PySERA ~20 s for 557 features of a ~32k-voxel lesion"),
+    ("pyradiomics", 0.7, 107, "project brief: pyradiomics 0.7 s for 107 features"),
+    ("pictologics", 0.13, None, "project brief: pictologics 0.13 s"),
+)
+#: Families without texture matrices.
+NON_TEXTURE = "diag,morph,ip,stat,ih,ivh"
 
 SHAPE = (64, 256, 256)  # (k, j, i)
 SPACING = (0.8, 0.8, 2.5)  # (i, j, k) mm
@@ -76,9 +97,11 @@ def synthetic_case(seed: int = 20240601) -> Tuple[Image, np.ndarray]:
 
 
 def feature_sets() -> List[Tuple[str, Settings]]:
+    """(name, settings) of every timed handcrafted set."""
     base = dict(resegmentation=dict(range_enabled=True, range_lower=-1000, range_upper=400))
-    sets = [("full 3D set (1st,3d)", dict(categories="all", dimensions="1st,3d")),
-            ("all 557", dict(categories="all", dimensions="all"))]
+    sets = [("full 3D set", dict(categories="all", dimensions="1st,3d")),
+            ("all 557", dict(categories="all", dimensions="all")),
+            ("non-texture set", dict(categories=NON_TEXTURE, dimensions="all"))]
     sets += [(f"{family} alone", dict(categories=family, dimensions="all")) for family in CATEGORIES]
     return [(name, Settings.from_dict({**base, **options})) for name, options in sets]
 
@@ -94,70 +117,134 @@ def time_call(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def section_handcrafted(image: Image, labels: np.ndarray, repeats: int) -> List[Dict[str, object]]:
+def section_handcrafted(image: Image, labels: np.ndarray, repeats: int,
+                        names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     rows = []
     masks = {1: labels == 1, 2: labels == 2}
     for name, settings in feature_sets():
+        if names is not None and name not in names:
+            continue
         row: Dict[str, object] = {"set": name}
         for label, mask in masks.items():
-            result = extract_roi(image, mask, settings)
-            row["n"] = len(result.values)
+            row["features"] = len(extract_roi(image, mask, settings).values)
             row[f"lesion {label} (s)"] = time_call(lambda m=mask, s=settings: extract_roi(image, m, s), repeats)
         rows.append(row)
     return rows
 
 
+def section_batch(image: Image, labels: np.ndarray, repeats: int) -> Dict[str, object]:
+    """``process_batch`` on NIfTI files (both lesions, one worker, results kept in memory)."""
+    import SimpleITK as sitk
+    from PySERASlicerLib import process_batch
+
+    settings = dict(feature_sets())["full 3D set"].replace(enable_parallelism=False, num_workers=1)
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_") as folder:
+        image_path, mask_path = Path(folder) / "image.nii.gz", Path(folder) / "mask.nii.gz"
+        for array, path in ((image.array, image_path), (labels, mask_path)):
+            itk = sitk.GetImageFromArray(array)
+            itk.SetSpacing(tuple(float(s) for s in image.spacing))
+            sitk.WriteImage(itk, str(path))
+
+        def run() -> int:
+            result = process_batch(str(image_path), str(mask_path), output_path=None,
+                                   temporary_files_path=str(Path(folder) / "tmp"), settings=settings)
+            if not result["success"]:
+                raise RuntimeError(f"process_batch failed: {result['error']}")
+            return len(result["features_extracted"])
+
+        rois = run()
+        seconds = time_call(run, repeats)
+    return {"set": "process_batch, full 3D set, NIfTI, 1 worker", "ROIs": rois, "total (s)": seconds,
+            "per ROI (s)": seconds / max(rois, 1)}
+
+
 COLD_SNIPPET = """
 import sys, time
+start = time.perf_counter()
 sys.path.insert(0, {src!r}); sys.path.insert(0, {scripts!r})
+from PySERASlicerLib.engine.pipeline import extract_roi
+imports = time.perf_counter() - start
 start = time.perf_counter()
 import benchmark
 image, labels = benchmark.synthetic_case()
+settings = dict(benchmark.feature_sets())[{name!r}]
 build = time.perf_counter() - start
 start = time.perf_counter()
-from PySERASlicerLib.engine.pipeline import extract_roi
-extract_roi(image, labels == 1, dict(benchmark.feature_sets())[{name!r}])
-print(build, time.perf_counter() - start)
+extract_roi(image, labels == 1, settings)
+print(imports, build, time.perf_counter() - start, benchmark.own_peak_mb())
 """
 
 
-def section_cold(set_name: str = "full 3D set (1st,3d)") -> Tuple[float, float]:
-    """``(cold, first_call)`` seconds of a fresh interpreter: ``cold`` is the child's wall time
-    (interpreter start-up, imports, first extraction) minus the time it spends building the
-    synthetic case; ``first_call`` is the first ``extract_roi`` alone (lazy imports included)."""
+def own_peak_mb() -> float:
+    """Peak resident memory of this process in MB. ``VmHWM`` where Linux has it: ``ru_maxrss`` of
+    a child started by fork + exec also counts its parent's memory at the fork."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
+
+
+def section_cold(set_name: str = "full 3D set") -> Tuple[float, float, float, float]:
+    """``(cold, imports, first_call, peak_mb)`` of a fresh interpreter: ``cold`` is the child's
+    wall time (interpreter start-up, imports, first extraction) minus the time it spends building
+    the synthetic case; ``imports`` the import of ``engine.pipeline``; ``first_call`` the first
+    ``extract_roi`` alone (lazy imports and one-off tables included); ``peak_mb`` the child's
+    peak memory."""
     code = COLD_SNIPPET.format(src=str(ROOT / "PySERASlicer"), scripts=str(ROOT / "scripts"), name=set_name)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
-    build, first_call = (float(x) for x in out.stdout.split()[-2:])
-    return wall - build, first_call
+    imports, build, first_call, peak = (float(x) for x in out.stdout.split()[-4:])
+    return wall - build, imports, first_call, peak
 
 
-def section_others(image: Image, labels: np.ndarray, repeats: int) -> List[str]:
-    """Time pyradiomics / pictologics on the same lesion when importable."""
-    lines = []
+def section_deep(models: Sequence[str]) -> List[Dict[str, object]]:
+    """Seconds per ROI of each deep model with random weights (speed only)."""
+    from PySERASlicerLib.engine.deep import benchmark_deep
+
+    rows = []
+    for model in models:
+        try:
+            rows.append({"model": model, "weights": "RANDOM (speed only)", "per ROI (s)": benchmark_deep(model)})
+        except Exception as exc:  # report and go on with the next model: this is a benchmark
+            rows.append({"model": model, "weights": "RANDOM (speed only)", "per ROI (s)": f"failed: {exc}"})
+    return rows
+
+
+def section_others(image: Image, labels: np.ndarray, repeats: int) -> Tuple[List[Dict[str, object]], List[str]]:
+    """Time pyradiomics / pictologics on lesion 1 when they can be imported."""
+    rows: List[Dict[str, object]] = []
+    notes: List[str] = []
     try:
-        import radiomics  # noqa: F401
+        import radiomics
         import SimpleITK as sitk
         from radiomics import featureextractor
 
         extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=25)
         extractor.enableAllFeatures()
         img = sitk.GetImageFromArray(image.array)
-        img.SetSpacing(image.spacing)
+        img.SetSpacing(tuple(float(s) for s in image.spacing))
         msk = sitk.GetImageFromArray((labels == 1).astype(np.uint8))
         msk.CopyInformation(img)
+        n_features = sum(1 for key in extractor.execute(img, msk) if not key.startswith("diagnostics"))
         seconds = time_call(lambda: extractor.execute(img, msk), repeats)
-        lines.append(f"pyradiomics {radiomics.__version__}: {seconds:.3f} s (lesion 1, all features)")
+        rows.append({"tool": f"pyradiomics {radiomics.__version__}", "features": n_features, "lesion 1 (s)": seconds})
     except ImportError as exc:
-        lines.append(f"pyradiomics: not importable ({exc}); it does not build in this venv")
+        notes.append(f"pyradiomics: not importable here ({exc}); it does not build for this Python "
+                     f"{platform.python_version()} venv, so only its published figure is compared")
     try:
         import pictologics  # noqa: F401
 
-        lines.append("pictologics: importable but no timing harness written yet")
+        notes.append("pictologics: importable, but no timing harness is written for its API yet")
     except ImportError as exc:
-        lines.append(f"pictologics: not importable ({exc}); PyPI releases need Python >= 3.12")
-    return lines
+        notes.append(f"pictologics: not importable here ({exc}); its releases need Python >= 3.12, "
+                     "so only its published figure is compared")
+    return rows, notes
 
 
 def machine() -> str:
@@ -170,16 +257,39 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
 
 
 def markdown_table(rows: List[Dict[str, object]]) -> str:
-    keys = list(rows[0])
+    keys: List[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
-        cells = [f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+        cells = [f"{row[k]:.3f}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]]) -> List[Dict[str, object]]:
+    """Our time against each published figure (ratio > 1: we are faster)."""
+    ours = {row["set"]: row for row in rows}
+    out = []
+    for name, seconds, n_features, source in REFERENCES:
+        mine = ours.get("all 557") if n_features == 557 else ours.get("full 3D set")
+        if mine is None:
+            continue
+        t = float(mine["lesion 1 (s)"])
+        out.append({"reference": name, "their figure (s)": seconds, "their features": n_features or "n/a",
+                    "ours": f"{mine['set']} ({mine['features']})", "ours (s)": t,
+                    "speed-up": f"{seconds / t:.1f}x", "source": source})
+    for other in others:
+        t = float(ours["full 3D set"]["lesion 1 (s)"])
+        out.append({"reference": other["tool"] + " (measured here)", "their figure (s)": other["lesion 1 (s)"],
+                    "their features": other["features"], "ours": "full 3D set", "ours (s)": t,
+                    "speed-up": f"{other['lesion 1 (s)'] / t:.1f}x", "source": "this run, same case"})
+    return out
 
 
 def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
@@ -196,32 +306,44 @@ def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--profile", help="profile one feature set (e.g. 'all 557') and stop")
-    parser.add_argument("--no-cold", action="store_true", help="skip the cold-start subprocess")
+    parser.add_argument("--repeats", type=int, default=5, help="warm runs per figure (median)")
+    parser.add_argument("--profile", metavar="SET", help="cProfile one feature set (e.g. 'all 557') and stop")
+    parser.add_argument("--deep", metavar="MODEL[,MODEL]", help="also time these deep models (random weights)")
+    parser.add_argument("--quick", action="store_true", help="only the three main sets; no batch, cold run")
     args = parser.parse_args(argv)
 
     image, labels = synthetic_case()
     if args.profile:
         profile(image, labels, args.profile)
         return
-    print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
-    print(f"Machine: {machine()}")
+    print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
+    print(f"Machine: {machine()}\n")
     print(f"Case: {SHAPE[::-1]} voxels (i, j, k), spacing {SPACING} mm; lesion 1 {(labels == 1).sum()} voxels, "
-          f"lesion 2 {(labels == 2).sum()} voxels; FBS 25 HU, range [-1000, 400], no interpolation\n")
-    rows = section_handcrafted(image, labels, args.repeats)
-    print(f"Warm: median of {args.repeats} runs of extract_roi per lesion\n")
+          f"lesion 2 {(labels == 2).sum()} voxels; FBS 25 HU, range [-1000, 400], no interpolation. "
+          f"Warm figures: median of {args.repeats} runs after a warm-up run.\n")
+    names = ("full 3D set", "all 557", "non-texture set") if args.quick else None
+    rows = section_handcrafted(image, labels, args.repeats, names)
+    print("## extract_roi per lesion\n")
     print(markdown_table(rows))
-    if not args.no_cold:
-        cold, first_call = section_cold()
-        print(f"\nCold (fresh process, full 3D set, lesion 1): {cold:.2f} s wall incl. interpreter start-up and "
-              f"imports, excluding building the synthetic case (first extract_roi call {first_call:.2f} s)")
-    print()
-    for line in section_others(image, labels, args.repeats):
-        print(line)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"\nPeak memory (ru_maxrss): this process {own:.0f} MB, largest child {children:.0f} MB")
+    summary: List[Dict[str, object]] = []
+    if not args.quick:
+        summary.append(section_batch(image, labels, args.repeats))
+        cold, imports, first_call, cold_peak = section_cold()
+        summary.append({"set": "cold: fresh process, full 3D set, lesion 1 (start-up + imports + 1st call)",
+                        "total (s)": cold, "engine imports (s)": imports, "first extract_roi call (s)": first_call,
+                        "peak memory (MB)": f"{cold_peak:.0f}"})
+    others, notes = section_others(image, labels, args.repeats)
+    summary.append({"set": "this benchmark process (case building and every run above)",
+                    "peak memory (MB)": f"{own_peak_mb():.0f}"})
+    print("\n## End to end, cold start, memory\n")
+    print(markdown_table(summary))
+    if args.deep:
+        print("\n## Deep features (RANDOM weights: seconds per ROI, speed only)\n")
+        print(markdown_table(section_deep([m.strip() for m in args.deep.split(",") if m.strip()])))
+    print("\n## Against published figures\n")
+    print(markdown_table(reference_rows(rows, others)))
+    for note in notes:
+        print(f"\n* {note}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Dict, Iterable, List, Tuple
 import numpy as np
 from scipy import fft as sfft
 from scipy import special
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, distance
 
 from ..context import RoiContext
 from ..processing import bounding_box
@@ -80,6 +80,10 @@ JOIN_INSIDE = True  # ambiguous faces: inside corners stay connected (closest to
 _CORNERS = np.array([[c & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=float)
 
 
+#: cube edge (corner a < corner b) -> its midpoint, filled by :func:`_case_triangles`
+_MIDPOINTS: Dict[Tuple[int, int], np.ndarray] = {}
+
+
 def _edge_key(a: int, b: int) -> Tuple[int, int]:
     return (a, b) if a < b else (b, a)
 
@@ -101,28 +105,37 @@ def _faces() -> List[Tuple[np.ndarray, List[int]]]:
     return faces
 
 
-def _largest_triangulation(points: np.ndarray) -> List[Tuple[int, int, int]]:
+def _triangle_area(p, q, r) -> float:
+    """Area of a 3D triangle (plain floats: the table below is built from tiny lists)."""
+    u = (q[0] - p[0], q[1] - p[1], q[2] - p[2])
+    v = (r[0] - p[0], r[1] - p[1], r[2] - p[2])
+    cx, cy, cz = u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]
+    return 0.5 * math.sqrt(cx * cx + cy * cy + cz * cz)
+
+
+def _largest_triangulation(points) -> List[Tuple[int, int, int]]:
     """Triangulation of a closed (possibly non-planar) loop with the largest total area, by dynamic
     programming over the polygon's diagonals; it keeps the surface bulging like the classic
     marching-cubes tables do (the same triangles as scikit-image's tables in most cases)."""
+    points = [tuple(float(x) for x in p) for p in points]
     n = len(points)
-    best = np.zeros((n, n))
-    split = np.zeros((n, n), dtype=int)
+    best = [[0.0] * n for _ in range(n)]
+    split = [[0] * n for _ in range(n)]
     for gap in range(2, n):
         for i in range(n - gap):
             j = i + gap
-            scores = [best[i, k] + best[k, j]
-                      + 0.5 * np.linalg.norm(np.cross(points[k] - points[i], points[j] - points[i]))
+            scores = [best[i][k] + best[k][j] + _triangle_area(points[i], points[k], points[j])
                       for k in range(i + 1, j)]
-            choice = int(np.argmax(np.round(scores, 12)))
-            best[i, j], split[i, j] = scores[choice], i + 1 + choice
+            rounded = [round(x, 12) for x in scores]  # ties within float noise: the first wins
+            choice = rounded.index(max(rounded))
+            best[i][j], split[i][j] = scores[choice], i + 1 + choice
     triangles: List[Tuple[int, int, int]] = []
     stack = [(0, n - 1)]
     while stack:
         i, j = stack.pop()
         if j - i < 2:
             continue
-        k = int(split[i, j])
+        k = split[i][j]
         triangles.append((i, k, j))
         stack.extend([(i, k), (k, j)])
     return triangles
@@ -134,6 +147,7 @@ def _case_triangles() -> Tuple[np.ndarray, ...]:
     oriented with normals pointing out of the object (right-hand rule)."""
     faces = _faces()
     cases = []
+    _MIDPOINTS.update({(a, b): _CORNERS[[a, b]].mean(axis=0) for a in range(8) for b in range(a + 1, 8)})
     for case in range(256):
         inside = [(case >> c) & 1 for c in range(8)]
         successor: Dict[Tuple[int, int], Tuple[int, int]] = {}
@@ -154,8 +168,11 @@ def _case_triangles() -> Tuple[np.ndarray, ...]:
                         segments.append((_edge_key(cycle[t - 1], corner), _edge_key(corner, cycle[(t + 1) % 4]),
                                          ref))
             for p, q, reference in segments:
-                mp, mq = _CORNERS[list(p)].mean(axis=0), _CORNERS[list(q)].mean(axis=0)
-                side = np.dot(np.cross(normal, mq - mp), _CORNERS[reference] - 0.5 * (mp + mq))
+                mp, mq = _MIDPOINTS[p], _MIDPOINTS[q]
+                d = mq - mp
+                side = float((normal[1] * d[2] - normal[2] * d[1]) * (_CORNERS[reference][0] - 0.5 * (mp[0] + mq[0]))
+                             + (normal[2] * d[0] - normal[0] * d[2]) * (_CORNERS[reference][1] - 0.5 * (mp[1] + mq[1]))
+                             + (normal[0] * d[1] - normal[1] * d[0]) * (_CORNERS[reference][2] - 0.5 * (mp[2] + mq[2])))
                 if side > 0:  # the inside corner must lie to the right of p -> q seen from outside
                     p, q = q, p
                 successor[p] = q
@@ -168,7 +185,7 @@ def _case_triangles() -> Tuple[np.ndarray, ...]:
             while nxt != start:
                 loop.append(nxt)
                 nxt = remaining.pop(nxt)
-            points = np.array([_CORNERS[list(e)].mean(axis=0) for e in loop])
+            points = np.array([_MIDPOINTS[e] for e in loop])
             triangles.extend(points[list(t)] for t in _largest_triangulation(points))
         cases.append(np.array(triangles).reshape(-1, 3, 3))
     return tuple(cases)
@@ -265,15 +282,24 @@ def ellipsoid_area_ibsi(a: float, b: float, c: float) -> float:
 
 
 def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = 1e-4,
-                                       max_iterations: int = 100000) -> Tuple[np.ndarray, np.ndarray]:
-    """Minimum-volume enclosing ellipsoid ``(centre, semi_axes)`` of 3D points.
+                                       max_iterations: int = 500) -> Tuple[np.ndarray, np.ndarray]:
+    r"""Minimum-volume enclosing ellipsoid ``(centre, semi_axes)`` of 3D points.
 
-    Khachiyan's barycentric coordinate ascent with Todd-Yildirim away steps (linear
-    convergence), with rank-one (Sherman-Morrison) updates of the inverse moment matrix. Stops when
-    every point has ``M_j <= (1 + tol)(d + 1)`` and every support point ``M_j >= (1 - tol)(d + 1)``;
-    the ellipsoid is then scaled by ``max_j M_j / (d + 1)`` so that it encloses every point, which
-    keeps its volume within about ``1.5 tol`` of the optimum. Pass the convex hull vertices:
-    interior points never support the ellipsoid.
+    Solved through its dual, the D-optimal design problem on the lifted points
+    :math:`q_j = (x_j, 1)`: maximise :math:`\log\det X(u)`, :math:`X(u) = \sum_j u_j q_j q_j^T`,
+    over the simplex (Khachiyan 1996). With :math:`M_j = q_j^T X^{-1} q_j`, any weights satisfy
+    :math:`\sum_j u_j M_j = d + 1`, and :math:`\max_j M_j \le (1 + tol)(d + 1)` certifies that
+    :math:`\log\det X` is within :math:`(d + 1)\log(1 + tol)` of its maximum. The problem is solved
+    by a log-barrier interior-point method (Newton steps on
+    :math:`\log\det X(u) + \mu \sum_j \log u_j` with :math:`\sum_j u_j = 1`; the Hessian
+    :math:`(K \circ K) + \mu\,\mathrm{diag}(u^{-2})`, :math:`K = Q^T X^{-1} Q`, is a rank-10 update
+    of a diagonal and is inverted by the Woodbury identity, so one step costs O(n)); some 20-40
+    steps reach ``tol`` instead of thousands of Khachiyan coordinate steps. It stops as soon as the
+    certificate holds; the ellipsoid is then scaled by ``max_j M_j / (d + 1)`` so that it encloses
+    every point, which keeps its volume within about ``2 tol`` of the optimum. Pass the convex hull
+    vertices: interior points never support the ellipsoid. Should the Newton system become
+    numerically singular, Khachiyan's coordinate ascent (:func:`_khachiyan`) finishes from the
+    current weights.
     """
     p = np.asarray(points, dtype=float)
     n, d = p.shape
@@ -281,10 +307,70 @@ def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = 1e
     scale = np.abs(p - centre0).max() or 1.0
     pts = (p - centre0) / scale
     q = np.vstack([pts.T, np.ones(n)])  # lifted points (d + 1, n)
+    target = d + 1.0
+    rows, cols = np.triu_indices(d + 1)
+    pair_weight = np.where(rows == cols, 1.0, math.sqrt(2.0))  # (K o K) = F F^T, F_j = sym(r_j r_j^T)
+    identity = np.eye(len(rows))
     u = np.full(n, 1.0 / n)
+    mu = target / n  # barrier weight: on the central path max_j M_j <= (d + 1) + n mu
+
+    def factor(weights: np.ndarray) -> Tuple[np.ndarray, float]:
+        """``(r, log det X)``, ``r = L^-1 Q`` with ``X = L L^T``, so ``M_j = |r_j|^2``."""
+        chol = np.linalg.cholesky(np.einsum("in,jn,n->ij", q, q, weights))
+        return np.linalg.solve(chol, q), 2.0 * float(np.log(np.diag(chol)).sum())
+
+    converged = False
+    try:
+        r, logdet = factor(u)
+        for _ in range(max_iterations):
+            m = np.einsum("ij,ij->j", r, r)
+            if m.max() <= (1.0 + tolerance) * target:
+                converged = True
+                break
+            gradient = m + mu / u
+            scaled = u / math.sqrt(mu)  # diag(mu / u^2)^(-1/2)
+            g = (r[rows] * r[cols]).T * (pair_weight * scaled[:, None])  # D^-1/2 F
+            rhs = np.stack([gradient * scaled, scaled], axis=1)
+            capacitance = identity + np.einsum("nk,nl->kl", g, g)
+            solved = rhs - np.einsum("nk,km->nm", g, np.linalg.solve(capacitance, np.einsum("nk,nm->km", g, rhs)))
+            solved *= scaled[:, None]  # A^-1 [gradient, 1], A = D + F F^T
+            step = solved[:, 0] - solved[:, 0].sum() / solved[:, 1].sum() * solved[:, 1]  # keeps sum(u) = 1
+            decrement = float(np.einsum("i,i->", gradient, step))  # Newton decrement^2 times mu
+            if not (np.isfinite(decrement) and decrement > 0):
+                break
+            shrinking = step < 0
+            t = min(1.0, 0.99 * float(np.min(-u[shrinking] / step[shrinking]))) if shrinking.any() else 1.0
+            phi = logdet + mu * float(np.log(u).sum())
+            while True:  # backtracking (Armijo) on the barrier objective
+                trial = u + t * step
+                r_trial, logdet_trial = factor(trial)
+                if logdet_trial + mu * float(np.log(trial).sum()) >= phi + 0.25 * t * decrement or t < 1e-12:
+                    break
+                t *= 0.5
+            u, r, logdet = trial, r_trial, logdet_trial
+            if decrement < 0.5 * mu:  # close to the central path (Newton decrement^2 < 1/2): next mu
+                mu *= 0.1
+    except np.linalg.LinAlgError:
+        converged = False
+    if not converged:
+        u = _khachiyan(q, np.maximum(u, 0.0) / np.maximum(u, 0.0).sum(), tolerance)
+    centre = pts.T @ u
+    shape = np.linalg.inv(np.einsum("ni,nj,n->ij", pts, pts, u) - np.outer(centre, centre)) / d
+    diff = pts - centre
+    reach = float(np.einsum("ij,jk,ik->i", diff, shape, diff).max())  # >= 1 - tol: enclose all
+    semi_axes = np.sqrt(max(reach, 1.0)) / np.sqrt(np.linalg.eigvalsh(shape))
+    return centre * scale + centre0, np.sort(semi_axes)[::-1] * scale
+
+
+def _khachiyan(q: np.ndarray, u: np.ndarray, tolerance: float, max_iterations: int = 100000) -> np.ndarray:
+    """Khachiyan's barycentric coordinate ascent with Todd-Yildirim away steps from weights ``u``
+    (rank-one Sherman-Morrison updates of the inverse moment matrix); the fallback of
+    :func:`minimum_volume_enclosing_ellipsoid`. Stops when every point has
+    ``M_j <= (1 + tol)(d + 1)`` and every support point ``M_j >= (1 - tol)(d + 1)``."""
+    target = float(q.shape[0])
+    u = u.copy()
     x_inv = np.linalg.inv((q * u) @ q.T)
     m = np.einsum("ij,ij->j", q, x_inv @ q)
-    target = d + 1.0
     for _ in range(max_iterations):
         j_up = int(np.argmax(m))
         support = u > 0
@@ -306,12 +392,7 @@ def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = 1e
         m = (m - c * h * h) / (1.0 - step)
         u *= 1.0 - step
         u[j] = max(u[j] + step, 0.0)
-    centre = pts.T @ u
-    shape = np.linalg.inv((pts.T * u) @ pts - np.outer(centre, centre)) / d
-    diff = pts - centre
-    reach = float(np.einsum("ij,jk,ik->i", diff, shape, diff).max())  # >= 1 - tol: enclose all
-    semi_axes = np.sqrt(max(reach, 1.0)) / np.sqrt(np.linalg.eigvalsh(shape))
-    return centre * scale + centre0, np.sort(semi_axes)[::-1] * scale
+    return u
 
 
 def _min_area_rectangle(points_2d: np.ndarray) -> Tuple[float, float, float]:
@@ -328,36 +409,58 @@ def _min_area_rectangle(points_2d: np.ndarray) -> Tuple[float, float, float]:
     return float(w1[best] * w2[best]), float(w1[best]), float(w2[best])
 
 
-def _min_area_rectangle_from_edges(points_2d: np.ndarray, edges_2d: np.ndarray) -> Tuple[float, float, float]:
-    """Like :func:`_min_area_rectangle`, with candidate side directions given (a superset of the hull's
-    edge directions)."""
-    length = np.linalg.norm(edges_2d, axis=1)
-    edges = edges_2d[length > 1e-12] / length[length > 1e-12, None]
-    along = points_2d @ edges.T
-    across = points_2d @ np.stack([-edges[:, 1], edges[:, 0]], axis=1).T
-    w1, w2 = np.ptp(along, axis=0), np.ptp(across, axis=0)
-    best = int(np.argmin(w1 * w2))
-    return float(w1[best] * w2[best]), float(w1[best]), float(w2[best])
+def _rectangles(normals: np.ndarray, edges: np.ndarray, outline: np.ndarray,
+                count: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum-area rectangles ``(area, w1, w2)`` of several projected hulls at once.
+
+    normals : (c, 3) unit normals of the projection planes;
+    edges : (c, s, 3) edge vectors whose projections contain every side direction of each outline;
+    outline : (c, s, 3) points whose projections span each projected hull;
+    count : (c,) number of real entries per row (the rest is padding that repeats real entries).
+    One side of a minimum-area enclosing rectangle is collinear with a hull edge (Freeman &
+    Shapira 1975), so the widths along each edge direction and its normal are all that is needed.
+    """
+    n = normals[:, None, :]
+    e = edges - np.einsum("csk,ck->cs", edges, normals)[:, :, None] * n  # directions in the plane
+    length = np.sqrt(np.einsum("csk,csk->cs", e, e))
+    valid = length > 1e-12
+    e /= np.where(valid, length, 1.0)[:, :, None]
+    directions = np.concatenate([e, np.cross(n, e)], axis=1)  # (c, 2 s, 3): the two side directions
+    # batched small products: BLAS runs them one thread at a time
+    proj = np.matmul(directions, outline.transpose(0, 2, 1))  # (c, 2 s, s)
+    widths = proj.max(axis=2)
+    widths -= proj.min(axis=2)
+    s_max = edges.shape[1]
+    w1, w2 = widths[:, :s_max], widths[:, s_max:]
+    area = np.where(valid, w1 * w2, np.inf)
+    choice = np.argmin(area, axis=1)
+    pick = np.arange(len(normals))
+    return area[pick, choice], w1[pick, choice], w2[pick, choice]
 
 
-def oriented_minimum_bounding_box(hull: ConvexHull) -> Tuple[float, Tuple[float, float, float]]:
+def oriented_minimum_bounding_box(hull: ConvexHull, chunk: int = 64) -> Tuple[float, Tuple[float, float, float]]:
     """Minimum-volume oriented bounding box ``(volume, (l1, l2, l3))`` of a convex hull.
 
     Searches every box with one face flush with a hull facet (the family that Chan & Tan's and
     the IBSI-suggested rotating-calipers approach explores): for a facet normal n, the box height
     is the hull's extent along n and the base is the minimum-area rectangle of the hull projected
-    on the plane normal to n (rotating calipers, exact in 2D). The projected hull's outline comes
-    from the silhouette edges (hull edges between a facet facing n and one facing away), so each
-    2D problem only sees the few outline vertices. Facet normals are visited by increasing lower
-    bound ``height x projected hull area``; the search stops once that bound reaches the best
-    volume found, so the result is the optimum over all facet orientations.
+    on the plane normal to n (exact in 2D: one side of that rectangle is collinear with an edge of
+    the projected hull, and every such edge is the projection of a silhouette edge, a hull edge
+    between a facet facing n and one facing away). Orienting each silhouette edge so that the
+    facing facet lies on its left makes the silhouette a set of directed loops, so the edges'
+    start vertices are exactly the outline vertices. Facet normals are visited by increasing lower
+    bound ``height x projected hull area``, ``chunk`` normals at a time, all of a chunk's
+    (normal, edge direction, outline vertex) projections in one array operation
+    (:func:`_rectangles`); the search stops once the bound reaches the best volume found, so the
+    result is the optimum over all facet orientations.
     """
     points = hull.points
-    normals = np.unique(np.round(hull.equations[:, :3], 9), axis=0)
+    facet_normals = hull.equations[:, :3]
+    normals = np.unique(np.round(facet_normals, 9), axis=0)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     simplices = hull.simplices
     tri = points[simplices]
-    area_vectors = 0.5 * np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    facet_areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     # hull edges as (facet, neighbour facet, vertex a, vertex b), each edge once
     facet = np.repeat(np.arange(len(simplices)), 3)
     opposite = np.tile(np.arange(3), len(simplices))
@@ -366,49 +469,74 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> Tuple[float, Tuple[float,
     facet, neighbour, opposite = facet[keep], neighbour[keep], opposite[keep]
     edge_a = simplices[facet, (opposite + 1) % 3]
     edge_b = simplices[facet, (opposite + 2) % 3]
-    facing = (normals @ hull.equations[:, :3].T) > 0  # (normal, facet)
-    silhouette = facing[:, facet] != facing[:, neighbour]  # (normal, edge)
-    vertex_points = points[hull.vertices]
-    heights = np.ptp(vertex_points @ normals.T, axis=0)
-    projected = 0.5 * np.abs(normals @ area_vectors.T).sum(axis=1)  # shadow area of the hull
-    # in-plane orthonormal bases (u, v) of every normal, and all projections at once
-    helper = np.eye(3)[np.argmin(np.abs(normals), axis=1)]
-    u_axis = np.cross(normals, helper)
-    u_axis /= np.linalg.norm(u_axis, axis=1, keepdims=True)
-    v_axis = np.cross(normals, u_axis)
-    position = np.full(len(points), -1)
-    position[hull.vertices] = np.arange(len(hull.vertices))
-    vertex_u, vertex_v = vertex_points @ u_axis.T, vertex_points @ v_axis.T  # (vertex, normal)
     edge_vectors = points[edge_b] - points[edge_a]
-    edge_u, edge_v = edge_vectors @ u_axis.T, edge_vectors @ v_axis.T  # (edge, normal)
-    order = np.argsort(heights * projected)
+    nb = simplices[neighbour]
+    neighbour_third = nb[np.arange(len(nb)), np.argmax((nb != edge_a[:, None]) & (nb != edge_b[:, None]), axis=1)]
+
+    def left_of_edge(third: np.ndarray, facets: np.ndarray) -> np.ndarray:
+        """Whether a facet lies left of a -> b seen from outside it (its normal towards the eye)."""
+        turn = np.cross(edge_vectors, points[third] - points[edge_a])
+        return np.einsum("ij,ij->i", turn, facet_normals[facets]) > 0
+
+    facet_left = left_of_edge(simplices[facet, opposite], facet)
+    neighbour_left = left_of_edge(neighbour_third, neighbour)
+    # (normal, facet) cosines; einsum rather than a BLAS product, whose threads cost more than
+    # these thin (k = 3) products and stall on a busy machine
+    cosines = np.einsum("nk,fk->nf", normals, facet_normals)
+    facing = cosines > 0
+    projected = 0.5 * np.einsum("nf,f->n", np.abs(cosines, out=cosines), facet_areas)  # shadow area of the hull
+    facing_facet = facing[:, facet]
+    silhouette = facing_facet != facing[:, neighbour]  # (normal, edge)
+    # Seen from +n the facing facet must lie left of the directed edge (the facet facing n is seen
+    # from outside, so its own orientation test applies): start at b where it does not.
+    start_at_b = np.where(facing_facet, ~facet_left, ~neighbour_left)
+    vertex_points = points[hull.vertices]
+    along_normal = np.einsum("nk,vk->nv", normals, vertex_points)
+    heights = along_normal.max(axis=1) - along_normal.min(axis=1)
+    bound = heights * projected
+    order = np.argsort(bound, kind="stable")
+    counts = silhouette.sum(axis=1)
     best_volume, best_dims = np.inf, (0.0, 0.0, 0.0)
-    for index in order:
-        if heights[index] * projected[index] >= best_volume * (1 - 1e-12):
-            break
-        sil = np.flatnonzero(silhouette[index])
-        outline = position[np.concatenate([edge_a[sil], edge_b[sil]])]
-        if len(sil) >= 3:
-            # the projected silhouette edges contain every edge of the projected hull
-            area, w1, w2 = _min_area_rectangle_from_edges(
-                np.stack([vertex_u[outline, index], vertex_v[outline, index]], axis=1),
-                np.stack([edge_u[sil, index], edge_v[sil, index]], axis=1))
-        else:  # degenerate (flat) hull: fall back to the 2D hull of every vertex
-            area, w1, w2 = _min_area_rectangle(np.stack([vertex_u[:, index], vertex_v[:, index]], axis=1))
-        volume = area * heights[index]
-        if volume < best_volume:
-            best_volume, best_dims = volume, (float(heights[index]), w1, w2)
+    start, size = 0, min(16, chunk)  # a small first chunk finds a good box early for the pruning
+    while start < len(order):
+        ids = order[start:start + size]
+        start, size = start + size, chunk
+        ids = ids[bound[ids] < best_volume * (1 - 1e-12)]
+        if not len(ids):
+            break  # bounds increase along ``order``: no later normal can do better
+        flat = ids[counts[ids] < 3]
+        ids = ids[counts[ids] >= 3]
+        candidates = []
+        if len(ids):
+            # padded (normal, slot) table of silhouette edges; the padding repeats a real edge
+            row, col = np.nonzero(silhouette[ids])
+            first = np.searchsorted(row, np.arange(len(ids)))
+            slots = np.repeat(col[first][:, None], int(counts[ids].max()), axis=1)
+            slots[row, np.arange(len(row)) - first[row]] = col
+            outline = points[np.where(start_at_b[ids[:, None], slots], edge_b[slots], edge_a[slots])]
+            candidates.append((ids, *_rectangles(normals[ids], edge_vectors[slots], outline, counts[ids])))
+        for index in flat:  # degenerate (flat) hull: the 2D hull of every vertex
+            helper = np.eye(3)[np.argmin(np.abs(normals[index]))]
+            u_axis = np.cross(normals[index], helper)
+            u_axis /= np.linalg.norm(u_axis)
+            v_axis = np.cross(normals[index], u_axis)
+            area, w1, w2 = _min_area_rectangle(np.stack([vertex_points @ u_axis, vertex_points @ v_axis], axis=1))
+            candidates.append((np.array([index]), np.array([area]), np.array([w1]), np.array([w2])))
+        for cand_ids, area, w1, w2 in candidates:
+            volume = area * heights[cand_ids]
+            best = int(np.argmin(volume))
+            if volume[best] < best_volume:
+                best_volume = float(volume[best])
+                best_dims = (float(heights[cand_ids[best]]), float(w1[best]), float(w2[best]))
     return float(best_volume), best_dims
 
 
-def maximum_diameter(points: np.ndarray, block: int = 2048) -> float:
-    """Largest distance between any two points (blockwise, memory bounded)."""
-    best = 0.0
-    for start in range(0, len(points), block):
-        chunk = points[start:start + block]
-        d2 = ((chunk[:, None, :] - points[None, start:, :]) ** 2).sum(axis=2)
-        best = max(best, float(d2.max()))
-    return math.sqrt(best)
+def maximum_diameter(points: np.ndarray) -> float:
+    """Largest distance between any two points (compiled pairwise distances; pass the hull
+    vertices, the only candidates)."""
+    if len(points) < 2:
+        return 0.0
+    return math.sqrt(float(distance.pdist(points, "sqeuclidean").max()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,34 +555,43 @@ def moran_geary(image: np.ndarray, mask: np.ndarray, spacing_ijk) -> Tuple[float
     :math:`\sum w (y_i-y_j)^2 = 2\sum_i y_i^2 (K * m)_i - 2 \sum_i y_i (K * y)_i`.
     """
     box = bounding_box(mask)
-    m = mask[box].astype(np.float64)
+    inside = mask[box]
     x = image[box]
-    n_v = int(m.sum())
+    n_v = int(np.count_nonzero(inside))
     if n_v < 2:
         return _NAN, _NAN
-    y = np.where(m > 0, x - x[m > 0].mean(), 0.0)
-    sum_y2 = float((y * y).sum())
+    y = np.where(inside, x - x[inside].mean(), 0.0)
+    sum_y2 = float(np.einsum("ijk,ijk->", y, y))
     if sum_y2 == 0:
         return _NAN, _NAN
     # Circular correlation on a grid of >= 2n - 1 per axis equals the linear one for every pair, so
     # with the kernel stored wrapped around the origin all pair sums follow from Parseval's
-    # theorem: sum_x a(x) (K * b)(x) = 1/L sum_f conj(A(f)) K(f) B(f), K(f) real (K symmetric).
-    shape = tuple(sfft.next_fast_len(2 * n - 1, real=True) for n in m.shape)
-    k, j, i = (np.minimum(np.arange(n), n - np.arange(n)) for n in shape)  # wrapped |offsets|
-    k, j, i = k[:, None, None], j[None, :, None], i[None, None, :]
-    dist = np.sqrt((i * spacing_ijk[0]) ** 2 + (j * spacing_ijk[1]) ** 2 + (k * spacing_ijk[2]) ** 2)
-    kernel = np.divide(1.0, dist, out=np.zeros_like(dist), where=dist > 0)
-    k_f = sfft.rfftn(kernel, workers=-1).real
-    y_f, m_f, y2_f = (sfft.rfftn(a, s=shape, workers=-1) for a in (y, m, y * y))
-    # rfft keeps half the last axis: count the mirrored frequencies twice
-    weight = np.full(k_f.shape[-1], 2.0)
-    weight[0] = 1.0
-    if shape[-1] % 2 == 0:
-        weight[-1] = 1.0
-    size = float(np.prod(shape))
+    # theorem: sum_x a(x) (K * b)(x) = 1/L sum_f K(f) Re(conj(A(f)) B(f)), K(f) real.
+    # An even grid size L = 2 L' per axis makes the wrapped kernel an even sequence whose DFT is
+    # the type-1 DCT of its first L' + 1 samples (8 times fewer samples than the whole grid).
+    shape = tuple(2 * sfft.next_fast_len(n, real=True) for n in inside.shape)
+    half = tuple(n // 2 + 1 for n in shape)
+    k, j, i = (np.arange(n, dtype=float) for n in half)
+    dist = np.sqrt((i * spacing_ijk[0]) ** 2 + (j[:, None] * spacing_ijk[1]) ** 2
+                   + (k[:, None, None] * spacing_ijk[2]) ** 2)
+    dist[0, 0, 0] = np.inf  # w_ii = 0
+    k_half = sfft.dctn(1.0 / dist, type=1)
+    # K(f) = K(-f) per axis; the rfft keeps half the last axis, so mirrored frequencies count twice
+    weight = np.full(half[2], 2.0 / float(np.prod(shape)))
+    weight[0] = weight[-1] = 1.0 / float(np.prod(shape))
+    fold = [np.minimum(np.arange(n), n - np.arange(n)) for n in shape[:2]]
+    k_f = (k_half * weight)[fold[0][:, None], fold[1][None, :], :]
+    # One zero-padded transform of the three grids, one axis at a time (the padding of the
+    # first axes is never transformed).
+    grids = np.stack([y, inside.astype(np.float64), y * y])
+    spectra = sfft.rfft(grids, n=shape[2], axis=3)
+    spectra = sfft.fft(spectra, n=shape[1], axis=2, overwrite_x=True)
+    spectra = sfft.fft(spectra, n=shape[0], axis=1, overwrite_x=True)
+    y_f, m_f, y2_f = spectra
 
     def pair_sum(a_f: np.ndarray, b_f: np.ndarray) -> float:
-        return float(((a_f.conj() * b_f).real * k_f * weight).sum() / size)
+        # einsum, not a BLAS dot: no thread start-up for a single pass over the spectra
+        return float(np.einsum("ijk,ijk->", k_f, a_f.real * b_f.real + a_f.imag * b_f.imag))
 
     w_total = pair_sum(m_f, m_f)
     cross = pair_sum(y_f, y_f)
@@ -507,7 +644,9 @@ def morphology(ctx: RoiContext, wanted: Iterable[str]) -> Dict[str, float]:
 
     # PCA of the voxel centres: axis lengths 4 sqrt(lambda) [TDIC, P9VJ, 7J51]
     if len(pos) > 1:
-        eig = np.clip(np.sort(np.linalg.eigvalsh(np.cov(pos.T)))[::-1], 0, None)
+        centred = pos - pos.mean(axis=0)
+        covariance = np.einsum("ni,nj->ij", centred, centred) / (len(pos) - 1)  # np.cov, without BLAS threads
+        eig = np.clip(np.sort(np.linalg.eigvalsh(covariance))[::-1], 0, None)
     else:
         eig = np.zeros(3)
     major, minor, least = (4.0 * math.sqrt(e) for e in eig)
