@@ -118,7 +118,6 @@ class PySERASlicerParameterNode:
     discretisationMethod: Annotated[str, Choice(['FBS', 'FBN', 'NONE'])] = 'FBS'
     binWidth: Annotated[float, WithinRange(0.001, 1000000.0)] = 25.0
     binNumber: Annotated[int, WithinRange(1, 100000)] = 32
-    firstOrderOnDiscretised: bool = True
     resamplingMode: Annotated[str, Choice(['off', '2D', '3D'])] = 'off'
     voxelSize: Annotated[float, WithinRange(0.01, 100.0)] = 2.0
     voxelSize2D: Annotated[float, WithinRange(0.01, 100.0)] = 2.0
@@ -126,6 +125,7 @@ class PySERASlicerParameterNode:
     roiInterpolator: Annotated[str, Choice(['nearest', 'linear', 'cubic'])] = 'nearest'
     roiPartialVolume: Annotated[float, WithinRange(0.01, 1.0)] = 0.5
     roundIntensities: bool = False
+    statisticsOnResampled: bool = True
     rangeEnabled: bool = False
     rangeLower: Annotated[float, WithinRange(-1000000.0, 1000000.0)] = -1000.0
     rangeUpper: Annotated[float, WithinRange(-1000000.0, 1000000.0)] = 400.0
@@ -280,7 +280,8 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.binNumberSpinBox.enabled = node.discretisationMethod == "FBN"
             resampled = node.resamplingMode != "off"
             for widget in (self.ui.imageInterpolatorComboBox, self.ui.roiInterpolatorComboBox,
-                           self.ui.roiPartialVolumeSpinBox, self.ui.roundIntensitiesCheckBox):
+                           self.ui.roiPartialVolumeSpinBox, self.ui.roundIntensitiesCheckBox,
+                           self.ui.statisticsOnResampledCheckBox):
                 widget.enabled = resampled
             self.ui.voxelSizeSpinBox.enabled = node.resamplingMode == "3D"
             self.ui.voxelSize2DSpinBox.enabled = node.resamplingMode == "2D"

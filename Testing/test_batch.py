@@ -229,19 +229,30 @@ def test_report_levels_keep_the_more_severe_and_do_not_leak(tmp_path, two_cases)
 
 
 def test_ibsi_based_parameters_and_bin_size(tmp_path, two_cases):
-    ibsi = {"radiomics_isQuntzStat": 1, "radiomics_DiscType": "FBS"}  # statistics on bin numbers
+    """bin_size and IBSI_based_parameters reach the engine: FBS bins of width bin_size from the ROI
+    minimum (ih_max), and radiomics_isQuntzStat chooses the resampled or the original image for stat_*."""
+    ibsi = {"radiomics_DiscType": "FBS", "radiomics_isScale": 1, "radiomics_isotVoxSize": 1.3,
+            "radiomics_VoxInterp": "linear", "radiomics_ROIInterp": "linear"}
+    image, mask = case_arrays(0)
+    values = image[mask == 1].astype(np.float64)
     frames = {}
     for bin_size in (10, 25):
-        result = process_batch(*two_cases, tmp_path / "out", bin_size=bin_size, IBSI_based_parameters=ibsi, **STAT)
+        result = process_batch(*two_cases, tmp_path / "out", bin_size=bin_size, categories="ih,stat",
+                               enable_parallelism=False, IBSI_based_parameters=ibsi)
         frames[bin_size] = result["features_extracted"]
         parameters = pd.read_excel(result["excel_path"], sheet_name="Parameters")
         assert {"discretisation.bin_width": str(float(bin_size)),
-                "discretisation.first_order_on_discretised": "True"}.items() <= dict(
+                "resampling.statistics_on_resampled": "True"}.items() <= dict(
             zip(parameters["Parameter"], parameters["Value"].astype(str))).items()
-    image, mask = case_arrays(0)
-    values = image[mask == 1].astype(np.float64)
     for bin_size, frame in frames.items():
-        assert frame["stat_max"].iloc[0] == np.floor((values.max() - values.min()) / bin_size) + 1
+        row = frame.iloc[0]
+        assert row["ih_max"] == np.floor((row["stat_max"] - row["stat_min"]) / bin_size) + 1
+    resampled = frames[25].iloc[0]
+    original = process_batch(*two_cases, tmp_path / "out", categories="stat", enable_parallelism=False,
+                             IBSI_based_parameters={**ibsi, "radiomics_isQuntzStat": 0})["features_extracted"].iloc[0]
+    # statistics of the original voxels, untouched by the interpolation to 1.3 mm
+    assert original["stat_mean"] == pytest.approx(values.mean(), rel=1e-12)
+    assert original["stat_max"] == values.max() and original["stat_mean"] != resampled["stat_mean"]
 
 
 def test_settings_object_with_pysera_overrides(tmp_path, two_cases):

@@ -3,6 +3,8 @@ data, against slow reference implementations written here."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PySERASlicerLib.engine.features import ih, ip, ivh
@@ -110,3 +112,29 @@ def test_local_intensity_peaks_against_brute_force():
     got = ip.compute(ctx, ["loc_peak_loc", "loc_peak_glob"])
     assert got["loc_peak_glob"] == pytest.approx(means.max())
     assert got["loc_peak_loc"] == pytest.approx(means[values == values.max()].max())
+
+
+def test_statistics_from_the_original_image_are_resegmented_and_untouched_by_interpolation():
+    """PySERA radiomics_isQuntzStat = 0: stat_* from the original voxels inside the original ROI,
+    with the same re-segmentation range; = 1 (default, IBSI): from the resampled image."""
+    from PySERASlicerLib.engine.pipeline import extract_roi
+    from PySERASlicerLib.engine.registry import select
+    from PySERASlicerLib.settings import Settings
+
+    rng = np.random.default_rng(7)
+    array = rng.normal(0, 300, (12, 30, 30)).round()
+    mask = np.zeros(array.shape, bool)
+    mask[3:9, 6:24, 5:22] = True
+    image = Image(array, (0.9, 0.9, 2.4))
+    base = Settings.from_pysera(IBSI_based_parameters={
+        "radiomics_isScale": 1, "radiomics_isotVoxSize": 1.7, "radiomics_VoxInterp": "linear",
+        "radiomics_ROIInterp": "linear", "radiomics_isReSegRng": 1, "radiomics_ReSegIntrvl01": -400,
+        "radiomics_ReSegIntrvl02": 350})
+    original = base.replace(resampling=dataclasses.replace(base.resampling, statistics_on_resampled=False))
+    specs = select("stat", "1st")
+    kept = array[mask][(array[mask] >= -400) & (array[mask] <= 350)]
+    from_original = extract_roi(image, mask, original, specs=specs).values
+    from_resampled = extract_roi(image, mask, base, specs=specs).values
+    assert from_original["stat_mean"] == pytest.approx(kept.mean(), rel=1e-12)
+    assert from_original["stat_min"] == kept.min() and from_original["stat_max"] == kept.max()
+    assert from_resampled["stat_mean"] != pytest.approx(kept.mean(), rel=1e-6)

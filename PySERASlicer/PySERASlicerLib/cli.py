@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -31,6 +29,7 @@ from .settings import (
     Settings,
     SettingsError,
     preset_settings,
+    read_json_object,
 )
 
 
@@ -144,20 +143,6 @@ _PYSERA_OPTIONS = ("categories", "dimensions", "bin_size", "min_roi_volume", "ro
                    "deep_learning_model", "num_workers", "enable_parallelism", "report")
 
 
-def _json_argument(text: str, option: str) -> Dict[str, Any]:
-    source = text
-    if not text.lstrip().startswith("{") and os.path.exists(text):
-        with open(text, encoding="utf-8") as handle:
-            source = handle.read()
-    try:
-        value = json.loads(source)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{option}: not a JSON object or JSON file ({exc})") from None
-    if not isinstance(value, dict):
-        raise SettingsError(f"{option}: expected a JSON object")
-    return value
-
-
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings file or preset, then the options given on the command line on top."""
     if args.settings:
@@ -169,7 +154,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     else:
         settings = Settings()
     overrides = {key: getattr(args, key) for key in _PYSERA_OPTIONS if getattr(args, key, None) is not None}
-    ibsi = _json_argument(args.ibsi_parameters, "--ibsi-parameters") if args.ibsi_parameters else None
+    ibsi = read_json_object(args.ibsi_parameters, "--ibsi-parameters") if args.ibsi_parameters else None
     if overrides or ibsi:
         settings = Settings.from_pysera(base=settings, IBSI_based_parameters=ibsi, **overrides)
     if args.weights:

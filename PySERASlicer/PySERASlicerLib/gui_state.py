@@ -41,7 +41,9 @@ from .settings import (
     RoiSelectionMode,
     Settings,
     SettingsError,
+    get_path,
     preset_settings,
+    set_path,
 )
 
 #: Preset combo box entry that means "the values below were edited / loaded from a file".
@@ -95,8 +97,6 @@ PARAMETERS: Tuple[GuiParameter, ...] = (
                  "Discretisation"),
     GuiParameter("binWidth", float, "discretisation.bin_width", label="Bin width (FBS)"),
     GuiParameter("binNumber", int, "discretisation.bin_number", label="Number of bins (FBN)"),
-    GuiParameter("firstOrderOnDiscretised", bool, "discretisation.first_order_on_discretised",
-                 label="Statistics on discretised image"),
     # resampling
     GuiParameter("resamplingMode", str, "resampling:mode", RESAMPLING_CHOICES, "Resampling"),
     GuiParameter("voxelSize", float, "resampling.voxel_size_mm", label="Voxel size 3D (mm)"),
@@ -108,6 +108,8 @@ PARAMETERS: Tuple[GuiParameter, ...] = (
     GuiParameter("roiPartialVolume", float, "resampling.roi_partial_volume", label="ROI partial volume"),
     GuiParameter("roundIntensities", bool, "resampling.round_intensities", label="Round intensities"),
     # re-segmentation
+    GuiParameter("statisticsOnResampled", bool, "resampling.statistics_on_resampled",
+                 label="Statistics on the resampled image"),
     GuiParameter("rangeEnabled", bool, "resegmentation.range_enabled", label="Range re-segmentation"),
     GuiParameter("rangeLower", float, "resegmentation.range_lower", label="Range lower"),
     GuiParameter("rangeUpper", float, "resegmentation.range_upper", label="Range upper"),
@@ -138,21 +140,6 @@ PARAMETERS_BY_NAME: Dict[str, GuiParameter] = {p.name: p for p in PARAMETERS}
 # ---------------------------------------------------------------------------------------------
 # Settings <-> flat values
 # ---------------------------------------------------------------------------------------------
-def _get(plain: Mapping[str, Any], path: str) -> Any:
-    node: Any = plain
-    for part in path.split("."):
-        node = node[part]
-    return node
-
-
-def _set(plain: Dict[str, Any], path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    node = plain
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
-
-
 def settings_to_values(settings: Settings) -> Dict[str, Any]:
     """Every GUI value for ``settings`` (plus the hidden base-settings JSON)."""
     plain = settings.to_dict()
@@ -169,7 +156,7 @@ def settings_to_values(settings: Settings) -> Dict[str, Any]:
         elif path == "num_workers":
             value = 0 if settings.num_workers == "auto" else int(settings.num_workers)
         else:
-            value = _get(plain, path)
+            value = get_path(plain, path)
         values[parameter.name] = parameter.kind(value)
     values[BASE_SETTINGS] = json.dumps(plain, sort_keys=True)
     return values
@@ -196,7 +183,7 @@ def values_to_settings(values: Mapping[str, Any], base: Optional[Settings] = Non
         value = values[parameter.name]
         if parameter.path == "num_workers":
             value = "auto" if int(value) <= 0 else int(value)
-        _set(plain, parameter.path, value)
+        set_path(plain, parameter.path, value)
     mode = values.get("resamplingMode")
     if mode is not None:
         if mode not in RESAMPLING_CHOICES:

@@ -201,6 +201,10 @@ class ResamplingSettings:
     image_interpolator, roi_interpolator : ``radiomics_VoxInterp`` / ``radiomics_ROIInterp``.
     roi_partial_volume : keep a resampled ROI voxel when its value >= this (``radiomics_ROI_PV``).
     round_intensities : round intensities to integers after interpolation (``radiomics_isGLround``).
+    statistics_on_resampled : intensity statistics (``stat_*``) from the resampled image, as IBSI
+        does (PySERA ``radiomics_isQuntzStat`` = 1, its default); False takes them from the original
+        image and ROI, without interpolation (PySERA's advice for PET, whose SUVs interpolation
+        alters). Re-segmentation applies in both cases. PySERA calls the resampled image "quantized".
     """
 
     enabled: bool = False
@@ -211,6 +215,7 @@ class ResamplingSettings:
     roi_interpolator: Interpolator = Interpolator.NEAREST
     roi_partial_volume: float = 0.5
     round_intensities: bool = False
+    statistics_on_resampled: bool = True
 
     def __post_init__(self):
         for key in ("voxel_size_mm", "voxel_size_2d_mm"):
@@ -253,15 +258,12 @@ class DiscretisationSettings:
     bin_width : FBS bin width (PySERA ``bin_size`` when ``radiomics_DiscType`` is FBS).
     bin_number : FBN number of bins (PySERA ``bin_size`` when ``radiomics_DiscType`` is FBN).
     quantiser : FBN bin placement, uniform or Lloyd-Max (``radiomics_qntz``).
-    first_order_on_discretised : compute intensity statistics on the discretised image
-        (PySERA ``radiomics_isQuntzStat``; IBSI computes them on raw intensities, i.e. False).
     """
 
     method: DiscretisationMethod = DiscretisationMethod.FBS
     bin_width: float = 25.0
     bin_number: int = 32
     quantiser: Quantiser = Quantiser.UNIFORM
-    first_order_on_discretised: bool = False
 
     def __post_init__(self):
         _check(_is_number(self.bin_width) and self.bin_width > 0, "discretisation.bin_width", self.bin_width,
@@ -436,17 +438,7 @@ class Settings:
         """From a JSON string or file. The JSON may be our own dict, a PySERA parameter dict
         (keys like ``bin_size`` / ``radiomics_DiscType``, optionally under
         ``IBSI_based_parameters``), or ``{"preset": "ibsi_B", ...overrides}``."""
-        source = text_or_path
-        if not text_or_path.lstrip().startswith("{") and os.path.exists(text_or_path):
-            with open(text_or_path, encoding="utf-8") as handle:
-                source = handle.read()
-        try:
-            data = json.loads(source)
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"settings file {text_or_path!r} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise SettingsError(f"settings file {text_or_path!r}: expected a JSON object at the top level")
-        return cls.from_any(data)
+        return cls.from_any(read_json_object(text_or_path, f"settings file {text_or_path!r}"))
 
     @classmethod
     def from_any(cls, data: Dict[str, Any]) -> Settings:
@@ -496,7 +488,7 @@ class Settings:
                 raise SettingsError(f"{key}: {exc}") from None
             except (TypeError, ValueError):
                 raise SettingsError(f"{key}: {value!r} is not a valid value") from None
-            _set_path(plain, path, converted)
+            set_path(plain, path, converted)
         if bin_size is not None:
             _check(_is_number(bin_size) and bin_size > 0, "bin_size", bin_size, "a positive number")
             if str(plain["discretisation"]["method"]).upper() == "FBN":
@@ -523,7 +515,7 @@ class Settings:
         for key, (path, _) in PYSERA_KEYS.items():
             if key in ("bin_size", "radiomics_BinSize"):
                 continue
-            value = _get_path(plain, path)
+            value = get_path(plain, path)
             if path in ("categories", "dimensions"):
                 value = ",".join(value)
             if isinstance(value, bool):
@@ -533,6 +525,21 @@ class Settings:
         result["bin_size"] = disc.bin_number if disc.method == DiscretisationMethod.FBN else disc.bin_width
         result["IBSI_based_parameters"] = ibsi
         return result
+
+
+def read_json_object(text_or_path: str, what: str) -> Dict[str, Any]:
+    """A JSON object from a string that starts with ``{`` or from a file; ``what`` names it in errors."""
+    source = text_or_path
+    if not text_or_path.lstrip().startswith("{") and os.path.exists(text_or_path):
+        with open(text_or_path, encoding="utf-8") as handle:
+            source = handle.read()
+    try:
+        data = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{what}: expected a JSON object at the top level")
+    return data
 
 
 def _parse_workers(value: Union[int, str]) -> Union[int, str]:
@@ -608,7 +615,7 @@ PYSERA_KEYS: Dict[str, Tuple[str, Any]] = {
     "radiomics_isGLround": ("resampling.round_intensities", _to_bool),
     "radiomics_isReSegRng": ("resegmentation.range_enabled", _to_bool),
     "radiomics_isOutliers": ("resegmentation.outlier_filter", _to_bool),
-    "radiomics_isQuntzStat": ("discretisation.first_order_on_discretised", _to_bool),
+    "radiomics_isQuntzStat": ("resampling.statistics_on_resampled", _to_bool),
     "radiomics_ReSegIntrvl01": ("resegmentation.range_lower", _to_float),
     "radiomics_ReSegIntrvl02": ("resegmentation.range_upper", _to_float),
     "radiomics_ROI_PV": ("resampling.roi_partial_volume", _to_float),
@@ -692,7 +699,8 @@ def _merge(base: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
-def _set_path(plain: Dict[str, Any], path: str, value: Any) -> None:
+def set_path(plain: Dict[str, Any], path: str, value: Any) -> None:
+    """Set ``plain['a']['b'] = value`` for ``path='a.b'`` (nested settings dicts)."""
     *parents, leaf = path.split(".")
     node = plain
     for part in parents:
@@ -700,7 +708,8 @@ def _set_path(plain: Dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _get_path(plain: Dict[str, Any], path: str) -> Any:
+def get_path(plain: Dict[str, Any], path: str) -> Any:
+    """``plain['a']['b']`` for ``path='a.b'``."""
     node = plain
     for part in path.split("."):
         node = node[part]
@@ -711,8 +720,8 @@ def _get_path(plain: Dict[str, Any], path: str) -> Any:
 # Presets
 # ---------------------------------------------------------------------------------------------
 def _pysera_defaults() -> Settings:
-    """PySERA 2.1 defaults (``pysera/config/settings.py``), including radiomics_isQuntzStat=1."""
-    return Settings(discretisation=DiscretisationSettings(first_order_on_discretised=True))
+    """PySERA 2.1 defaults (``pysera/config/settings.py``); they are also ``Settings()``'s."""
+    return Settings()
 
 
 def _ibsi_common(**changes) -> Dict[str, Any]:
@@ -727,7 +736,7 @@ def _ibsi_common(**changes) -> Dict[str, Any]:
 
 
 PRESET_DESCRIPTIONS: Dict[str, str] = {
-    "pysera_default": "PySERA 2.1 defaults (FBS 25, no resampling, first-order on discretised image)",
+    "pysera_default": "PySERA 2.1 defaults (FBS 25, no resampling)",
     "digital_phantom": "IBSI digital phantom: no processing, grey levels used as bins",
     "ibsi_A": "IBSI configuration A: 2D, no interpolation, range [-500, 400], FBS 25",
     "ibsi_B": "IBSI configuration B: 2D, bilinear in-plane to 2 mm, range [-500, 400], FBN 32",
@@ -736,7 +745,7 @@ PRESET_DESCRIPTIONS: Dict[str, str] = {
     "ibsi_E": "IBSI configuration E: 3D, tricubic to 2 mm, range [-1000, 400] + outliers, FBN 32",
     "ct": "CT starting point: 1 mm isotropic (linear), round HU, range [-1000, 400], FBS 25 HU",
     "mr": "MR starting point: 1 mm isotropic (linear), outlier filter, FBN 32",
-    "pet": "PET starting point: 2 mm isotropic (linear), FBS 0.25 SUV, statistics on raw SUV",
+    "pet": "PET starting point: 2 mm isotropic (linear), FBS 0.25 SUV, statistics on the original SUVs",
 }
 
 
@@ -816,7 +825,7 @@ def preset_settings(name: str) -> Settings:
     return Settings(
         modality=Modality.PET, categories=CATEGORIES, dimensions=("1st", "3d"),
         resampling=ResamplingSettings(enabled=True, voxel_size_mm=2.0, image_interpolator=linear,
-                                      roi_interpolator=linear),
+                                      roi_interpolator=linear, statistics_on_resampled=False),
         discretisation=DiscretisationSettings(method=DiscretisationMethod.FBS, bin_width=0.25),
         ivh=IVHSettings(ivh_type=0, continuous=True, bin_size=0.1),
     )

@@ -393,6 +393,8 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiCo
         ctx.diagnostics.update({f"{key}interp_img": value for key, value in image_stats.items()})
     else:
         ctx.cache()["interpolated_image_statistics"] = (image, resampling)
+        # stat_* may be asked for on the original grid (PySERA radiomics_isQuntzStat = 0)
+        ctx.cache()["original_roi_intensities"] = roi_values
     return ctx
 
 

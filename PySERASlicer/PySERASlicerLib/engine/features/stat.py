@@ -5,8 +5,10 @@ Symbols: :math:`X_{gl} = \{X_{gl,1}, \dots, X_{gl,N_v}\}` are the intensities of
 :math:`P_{25}`, :math:`P_{75}`, :math:`P_{90}` percentiles (linear interpolation,
 numpy's default, which reproduces the IBSI reference values).
 
-With ``radiomics_isQuntzStat`` (``discretisation.first_order_on_discretised``) the
-discretised bin numbers are used instead of raw intensities, as PySERA does by default.
+The sample is the intensity mask of the resampled image (IBSI; PySERA ``radiomics_isQuntzStat``
+= 1). With ``resampling.statistics_on_resampled`` False (``radiomics_isQuntzStat`` = 0) it is the
+original image inside the original ROI, re-segmented the same way: interpolation does not touch
+the intensities (PySERA's advice for PET).
 """
 
 from __future__ import annotations
@@ -86,9 +88,12 @@ def statistics(x: np.ndarray) -> Dict[str, float]:
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested statistics of the ROI's intensity mask."""
-    if ctx.settings.discretisation.first_order_on_discretised:
-        q, _ = ctx.discretised
-        x = q[ctx.int_mask].astype(np.float64)
+    original = ctx.cache().get("original_roi_intensities")
+    if original is not None and not ctx.settings.resampling.statistics_on_resampled:
+        from ..processing import resegmentation_interval
+
+        lo, hi = resegmentation_interval(original, ctx.settings.resegmentation)
+        x = original[(original >= lo) & (original <= hi)].astype(np.float64, copy=False)
     else:
         x = ctx.intensities
     wanted = list(tags)
