@@ -16,13 +16,19 @@ warm-up run):
 * peak memory of the cold process (one extraction) and of this whole benchmark process;
 * ``--deep MODEL[,MODEL]``: ``engine.deep.benchmark_deep(model)`` seconds per ROI with RANDOM
   weights (speed only; the features of random weights mean nothing);
-* pyradiomics / pictologics timed on the same case in the same run where they can be imported,
-  and ratios against the published reference figures below.
+* ``--pictologics-python PATH`` / ``--pyradiomics-python PATH``: the competitor timed on the same
+  case (the image and the lesion-1 mask written as NIfTI to a temporary folder) in a subprocess of
+  that interpreter (scratch venvs, never project dependencies): pyradiomics' default original-image
+  extraction with binWidth 25; pictologics' default feature families with FBS 25 HU from -1000 HU
+  and range [-1000, 400]; no resampling, texture in 3D; median of ``--repeats`` warm runs inside
+  the subprocess; then the ratios against ours and against the published reference figures below.
 
 Usage::
 
     .venv/bin/python scripts/benchmark.py [--repeats 5] [--deep resnet50,vgg16] [--quick]
     .venv/bin/python scripts/benchmark.py --profile "full 3D set"    # cProfile one set and stop
+    .venv/bin/python scripts/benchmark.py --pictologics-python .bench-venvs/pictologics/bin/python \
+        --pyradiomics-python .bench-venvs/pyradiomics39/bin/python
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import json
 import os
 import platform
 import pstats
@@ -216,34 +223,98 @@ def section_deep(models: Sequence[str]) -> List[Dict[str, object]]:
     return rows
 
 
-def section_others(image: Image, labels: np.ndarray, repeats: int) -> Tuple[List[Dict[str, object]], List[str]]:
-    """Time pyradiomics / pictologics on lesion 1 when they can be imported."""
+#: Timing harness run by a competitor's interpreter: ``python - TOOL IMAGE MASK REPEATS`` prints one
+#: JSON line {"tool", "version", "features", "seconds", "first"} (seconds: median of REPEATS warm
+#: runs after one warm-up run, all inside that process; first: the warm-up run). Reading the files
+#: is not timed. pictologics runs its numba kernels on all cores (2 here); our engine uses one.
+COMPETITOR_SNIPPET = r"""
+import json, statistics, sys, time
+tool, image_path, mask_path, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if tool == "pyradiomics":
+    import logging
+    import radiomics
+    from radiomics import featureextractor
+    radiomics.setVerbosity(logging.ERROR)
+    # default "original image" extraction (all default feature classes, 3D), binWidth 25, no resampling
+    extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=25)
+    import SimpleITK as sitk
+    version = radiomics.__version__
+    image, mask = sitk.ReadImage(image_path), sitk.ReadImage(mask_path)  # read once, outside the timing
+    def prepare():
+        return image, mask
+    def run(data):
+        result = extractor.execute(data[0], data[1], label=1)
+        return sum(1 for key in result if not key.startswith("diagnostics"))
+else:
+    import pictologics
+    from pictologics import RadiomicsPipeline, load_image
+    version = pictologics.__version__
+    image, mask = load_image(image_path), load_image(mask_path)
+    pipeline = RadiomicsPipeline()
+    # its default feature families (intensity, morphology, texture, histogram, IVH; spatial and
+    # local intensity off by default), FBS 25 HU from -1000 HU, range [-1000, 400], no resampling
+    steps = [{"step": "resegment", "params": {"range_min": -1000.0, "range_max": 400.0}},
+             {"step": "discretise", "params": {"method": "FBS", "bin_width": 25.0, "min_val": -1000.0}},
+             {"step": "extract_features", "params": {}}]
+    pipeline.add_config("bench", steps)
+    import copy
+    def prepare():
+        # fresh copies (made outside the timing) so that no cache keyed on the objects can help
+        return copy.deepcopy(image), copy.deepcopy(mask)
+    def run(data):
+        series = pipeline.run(data[0], data[1], config_names=["bench"])["bench"]
+        return int(series.notna().sum())
+data = prepare()
+start = time.perf_counter()
+n_features = run(data)
+first = time.perf_counter() - start
+times = []
+for _ in range(repeats):
+    data = prepare()
+    start = time.perf_counter()
+    run(data)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"tool": tool, "version": version, "features": n_features,
+                  "seconds": statistics.median(times), "first": first}))
+"""
+
+
+def write_case_nifti(image: Image, labels: np.ndarray, folder: Path) -> Tuple[Path, Path]:
+    """The synthetic case as NIfTI: the image and the lesion-1 mask (0/1, uint8)."""
+    import SimpleITK as sitk
+
+    paths = (folder / "image.nii.gz", folder / "mask_lesion1.nii.gz")
+    for array, path in ((image.array, paths[0]), ((labels == 1).astype(np.uint8), paths[1])):
+        itk = sitk.GetImageFromArray(array)
+        itk.SetSpacing(tuple(float(s) for s in image.spacing))
+        sitk.WriteImage(itk, str(path))
+    return paths
+
+
+def section_others(image: Image, labels: np.ndarray, repeats: int, interpreters: Dict[str, Optional[str]],
+                   ) -> Tuple[List[Dict[str, object]], List[str]]:
+    """Time each competitor on lesion 1 in a subprocess of its own interpreter (``interpreters``:
+    tool -> python path; tools without one are only compared by their published figure)."""
     rows: List[Dict[str, object]] = []
     notes: List[str] = []
-    try:
-        import radiomics
-        import SimpleITK as sitk
-        from radiomics import featureextractor
-
-        extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=25)
-        extractor.enableAllFeatures()
-        img = sitk.GetImageFromArray(image.array)
-        img.SetSpacing(tuple(float(s) for s in image.spacing))
-        msk = sitk.GetImageFromArray((labels == 1).astype(np.uint8))
-        msk.CopyInformation(img)
-        n_features = sum(1 for key in extractor.execute(img, msk) if not key.startswith("diagnostics"))
-        seconds = time_call(lambda: extractor.execute(img, msk), repeats)
-        rows.append({"tool": f"pyradiomics {radiomics.__version__}", "features": n_features, "lesion 1 (s)": seconds})
-    except ImportError as exc:
-        notes.append(f"pyradiomics: not importable here ({exc}); it does not build for this Python "
-                     f"{platform.python_version()} venv, so only its published figure is compared")
-    try:
-        import pictologics  # noqa: F401
-
-        notes.append("pictologics: importable, but no timing harness is written for its API yet")
-    except ImportError as exc:
-        notes.append(f"pictologics: not importable here ({exc}); its releases need Python >= 3.12, "
-                     "so only its published figure is compared")
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_others_") as folder:
+        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
+        for tool, python in interpreters.items():
+            if not python:
+                notes.append(f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} "
+                             "installed); only its published figure is compared")
+                continue
+            command = [os.path.abspath(python), "-", tool, str(image_path), str(mask_path), str(repeats)]
+            done = subprocess.run(command, input=COMPETITOR_SNIPPET, capture_output=True, text=True,
+                                  cwd=folder, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode != 0 or not lines:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+                notes.append(f"{tool}: the run with {python} failed: {' | '.join(tail)}")
+                continue
+            result = json.loads(lines[-1])
+            rows.append({"tool": f"{tool} {result['version']}", "features": result["features"],
+                         "lesion 1 (s)": float(result["seconds"]), "first run (s)": float(result["first"])})
     return rows, notes
 
 
@@ -310,6 +381,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--profile", metavar="SET", help="cProfile one feature set (e.g. 'all 557') and stop")
     parser.add_argument("--deep", metavar="MODEL[,MODEL]", help="also time these deep models (random weights)")
     parser.add_argument("--quick", action="store_true", help="only the three main sets; no batch, cold run")
+    parser.add_argument("--pictologics-python", metavar="PATH",
+                        help="a Python (>= 3.12) with pictologics installed: time it on the same case")
+    parser.add_argument("--pyradiomics-python", metavar="PATH",
+                        help="a Python with pyradiomics installed: time it on the same case")
+    parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
     args = parser.parse_args(argv)
 
     image, labels = synthetic_case()
@@ -321,7 +397,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"Case: {SHAPE[::-1]} voxels (i, j, k), spacing {SPACING} mm; lesion 1 {(labels == 1).sum()} voxels, "
           f"lesion 2 {(labels == 2).sum()} voxels; FBS 25 HU, range [-1000, 400], no interpolation. "
           f"Warm figures: median of {args.repeats} runs after a warm-up run.\n")
-    names = ("full 3D set", "all 557", "non-texture set") if args.quick else None
+    names = ("full 3D set", "all 557", "non-texture set") if args.quick or args.others_only else None
+    if args.others_only:
+        args.quick = True
     rows = section_handcrafted(image, labels, args.repeats, names)
     print("## extract_roi per lesion\n")
     print(markdown_table(rows))
@@ -332,7 +410,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         summary.append({"set": "cold: fresh process, full 3D set, lesion 1 (start-up + imports + 1st call)",
                         "total (s)": cold, "engine imports (s)": imports, "first extract_roi call (s)": first_call,
                         "peak memory (MB)": f"{cold_peak:.0f}"})
-    others, notes = section_others(image, labels, args.repeats)
+    others, notes = section_others(image, labels, args.repeats, {"pictologics": args.pictologics_python,
+                                                                   "pyradiomics": args.pyradiomics_python})
     summary.append({"set": "this benchmark process (case building and every run above)",
                     "peak memory (MB)": f"{own_peak_mb():.0f}"})
     print("\n## End to end, cold start, memory\n")

@@ -53,6 +53,19 @@ class RoiContext:
 
         return discretise(self.image.array, self.int_mask, self.settings.discretisation, self.settings.resegmentation)
 
+    @cached_property
+    def texture_input(self) -> Tuple[np.ndarray, int, np.ndarray]:
+        """``(q, n_g, morph_mask)`` cropped to the bounding box of the morphological mask, for the
+        texture families. The processed image keeps a margin for the local intensity peaks, which
+        texture matrices never read (``q`` is 0 there), so the crop changes no value but
+        halves the arrays. The morphological mask's box (not the intensity mask's) keeps the
+        GLDZM border distances exact; an empty intensity mask gives an all-zero ``q``."""
+        from .processing import bounding_box
+
+        q, n_g = self.discretised
+        box = bounding_box(self.morph_mask)
+        return np.ascontiguousarray(q[box]), n_g, np.ascontiguousarray(self.morph_mask[box])
+
     def cache(self) -> Dict[str, Any]:
         """A dict for family-specific derived data shared between families (e.g. texture matrices)."""
         return self.__dict__.setdefault("_shared_cache", {})

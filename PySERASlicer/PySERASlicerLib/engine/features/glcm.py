@@ -318,5 +318,5 @@ def compute_from_discretised(q: np.ndarray, n_g: int, distance: int, tags: Itera
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested GLCM features of one ROI."""
-    q, n_g = ctx.discretised
+    q, n_g, _ = ctx.texture_input  # cropped to the ROI box: same matrices, smaller arrays
     return compute_from_discretised(q, n_g, ctx.settings.texture.glcm_distance, tags)

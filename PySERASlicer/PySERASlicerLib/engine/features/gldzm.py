@@ -77,5 +77,5 @@ def compute_from_discretised(q: np.ndarray, n_g: int, morph_mask: np.ndarray, di
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested GLDZM features of one ROI."""
-    q, n_g = ctx.discretised
-    return compute_from_discretised(q, n_g, ctx.morph_mask, ctx.settings.texture.zone_distance, tags, ctx.cache())
+    q, n_g, morph_mask = ctx.texture_input  # cropped to the morphological mask's box: same distances
+    return compute_from_discretised(q, n_g, morph_mask, ctx.settings.texture.zone_distance, tags, ctx.cache())

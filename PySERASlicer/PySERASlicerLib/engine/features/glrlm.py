@@ -67,5 +67,5 @@ def compute_from_discretised(q: np.ndarray, n_g: int, tags: Iterable[str]) -> Di
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested GLRLM features of one ROI."""
-    q, n_g = ctx.discretised
+    q, n_g, _ = ctx.texture_input  # cropped to the ROI box: same matrices, smaller arrays
     return compute_from_discretised(q, n_g, tags)

@@ -85,6 +85,6 @@ def compute_from_discretised(q: np.ndarray, n_g: int, distance: int, alpha: int,
 
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested NGLDM features of one ROI."""
-    q, n_g = ctx.discretised
+    q, n_g, _ = ctx.texture_input  # cropped to the ROI box: same matrices, smaller arrays
     t = ctx.settings.texture
     return compute_from_discretised(q, n_g, t.ngldm_distance, t.ngldm_alpha, tags)
