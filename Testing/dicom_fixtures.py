@@ -41,8 +41,17 @@ def _base(sop_class: str, modality: str, study_uid: str, series_uid: str, frame_
     return ds
 
 
+_PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
+
+
 def _save(ds: Dataset, path: Path) -> None:
-    ds.save_as(str(path), enforce_file_format=True)
+    # A conformant Part 10 file (preamble + file meta). pydicom 3 spells this
+    # enforce_file_format=True; pydicom 2.x (what Slicer 5.6-5.10 bundle) spells it
+    # write_like_original=False, which pydicom 3 deprecates.
+    if _PYDICOM_MAJOR >= 3:
+        ds.save_as(str(path), enforce_file_format=True)
+    else:
+        ds.save_as(str(path), write_like_original=False)
 
 
 def world_geometry(spacing: Sequence[float], origin: Sequence[float], iop: Sequence[float]):
@@ -134,7 +143,10 @@ def write_seg(path: Path, segments: Dict[str, np.ndarray], uids: Dict[str, str],
               origin=(-10.0, -20.0, 30.0), iop=(1, 0, 0, 0, 1, 0)) -> None:
     """A binary DICOM SEG; ``segments`` maps label -> bool (k, j, i) array on the grid given by
     spacing/origin/iop. Only slices where a segment is present get a frame."""
-    from pydicom.pixels import pack_bits
+    try:
+        from pydicom.pixels import pack_bits  # pydicom >= 3
+    except ImportError:  # pydicom 2.x (Slicer 5.6-5.10)
+        from pydicom.pixel_data_handlers.numpy_handler import pack_bits
 
     ds = _base(SEG_STORAGE, "SEG", uids["study"], generate_uid(), uids["frame"])
     first = next(iter(segments.values()))

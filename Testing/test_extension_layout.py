@@ -77,3 +77,61 @@ def test_engine_does_not_import_gui_or_heavy_packages_at_import_time():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=MODULE, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _parameter_node_class_node(tree: ast.Module) -> ast.ClassDef:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "PySERASlicerParameterNode":
+            return node
+    raise AssertionError("PySERASlicerParameterNode not found in PySERASlicer.py")
+
+
+def test_parameter_node_annotations_evaluate_on_python_39():
+    """Slicer's parameterNodeWrapper evaluates the class's annotations at import time
+    (typing.get_type_hints) on Slicer's Python, 3.9 for Slicer 5.6/5.8: ``X | Y`` there is a
+    TypeError, caught only at module load inside Slicer. Rebuild the class body without Slicer
+    (stubs for the slicer imports, the real typing/pathlib) and evaluate every hint. Under the
+    Python 3.9 run of scripts/test_slicer_compat.sh this is the real 3.9 evaluation."""
+    import typing
+
+    tree = ast.parse((MODULE / "PySERASlicer.py").read_text())
+    cls = _parameter_node_class_node(tree)
+    annotated = [stmt for stmt in cls.body if isinstance(stmt, ast.AnnAssign)]
+    assert len(annotated) > 10
+    # ``|`` between types only evaluates on Python >= 3.10; catch it on any interpreter.
+    for stmt in annotated:
+        assert not any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(stmt.annotation)), \
+            f"{stmt.target.id}: use typing.Optional/Union, not X | Y (Slicer 5.6/5.8 run Python 3.9)"
+
+    class _Stub:
+        def __init__(self, *args, **kwargs):
+            self.args = args
+
+    namespace = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in ("pathlib", "logging", "importlib"):
+                    namespace[alias.asname or alias.name] = __import__(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                name = alias.asname or alias.name
+                if node.module == "typing":
+                    namespace[name] = getattr(typing, alias.name)
+                else:  # slicer / PySERASlicerLib names: a distinct class each
+                    namespace[name] = type(name, (_Stub,), {})
+    body = ast.Module(body=[ast.ClassDef(name=cls.name, bases=[], keywords=[], body=cls.body, decorator_list=[])],
+                      type_ignores=[])
+    # dont_inherit: this test module's ``from __future__ import annotations`` must not leak in;
+    # PySERASlicer.py has none, so its hints are evaluated when the class body runs.
+    exec(compile(ast.fix_missing_locations(body), "PySERASlicer.py", "exec", dont_inherit=True), namespace)
+    hints = typing.get_type_hints(namespace[cls.name], globalns=namespace, include_extras=True)
+    assert set(hints) == {stmt.target.id for stmt in annotated}
+    # The shapes parameterNodeWrapper serialises: a list of volume nodes, an optional node of two types.
+    assert typing.get_origin(hints["inputVolumes"]) is list
+    assert typing.get_args(hints["inputVolumes"]) == (namespace["vtkMRMLScalarVolumeNode"],)
+    assert set(typing.get_args(hints["inputMask"])) == {
+        namespace["vtkMRMLSegmentationNode"], namespace["vtkMRMLLabelMapVolumeNode"], type(None)}
+    assert hints["outputFolder"] is namespace["pathlib"].Path
+    for name in ("preset", "binWidth", "modality"):
+        assert typing.get_origin(hints[name]) is typing.Annotated, name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from PySERASlicerLib.settings import (
     PRESET_DESCRIPTIONS,
     PYSERA_KEYS,
@@ -88,14 +87,17 @@ def test_bin_size_is_a_width_for_fbs_and_a_count_for_fbn():
     ({"IBSI_based_parameters": {"radiomics_Foo": 1}}, "unknown key 'radiomics_Foo'; accepted keys: radiomics_DataType"),
     ({"IBSI_based_parameters": {"radiomics_DiscType": "XX"}},
      "radiomics_DiscType: 'XX' is not valid; accepted values: FBS, FBN, NONE"),
-    ({"IBSI_based_parameters": {"radiomics_ROI_PV": 2}}, r"radiomics_ROI_PV: 2.0 is not valid; accepted values: a number in \(0, 1\]"),
-    ({"IBSI_based_parameters": {"radiomics_isScale": "maybe"}}, "radiomics_isScale: 'maybe' is not valid; accepted values: 0, 1"),
+    ({"IBSI_based_parameters": {"radiomics_ROI_PV": 2}},
+     r"radiomics_ROI_PV: 2.0 is not valid; accepted values: a number in \(0, 1\]"),
+    ({"IBSI_based_parameters": {"radiomics_isScale": "maybe"}},
+     "radiomics_isScale: 'maybe' is not valid; accepted values: 0, 1"),
     ({"IBSI_based_parameters": {"radiomics_ReSegIntrvl01": 500}}, "range_upper: 400.0 is not valid"),
     ({"categories": "glcm,foo"}, "categories: unknown name\\(s\\) foo; accepted values: all, diag, morph"),
     ({"dimensions": "4d"}, "dimensions: unknown name\\(s\\) 4d; accepted values: all, 1st, 2d, 2_5d, 3d"),
     ({"num_workers": "many"}, "num_workers: 'many' is not valid; accepted values: 'auto' or an integer >= 1"),
     ({"roi_num": 0}, "roi_num: 0 is not valid; accepted values: an integer >= 1"),
-    ({"roi_selection_mode": "per_lesion"}, "roi_selection_mode: 'per_lesion' is not valid; accepted values: per_Img, per_region"),
+    ({"roi_selection_mode": "per_lesion"},
+     "roi_selection_mode: 'per_lesion' is not valid; accepted values: per_Img, per_region"),
     ({"IBSI_based_parameters": "FBN"}, "IBSI_based_parameters: expected a dict, got str"),
 ])
 def test_bad_keys_and_values_name_the_key_and_what_is_accepted(kwargs, message):
@@ -148,4 +150,5 @@ def test_pysera_defaults_are_the_documented_ones():
     assert pysera["num_workers"] == "auto" and pysera["report"] == "all"
     ibsi = pysera["IBSI_based_parameters"]
     assert ibsi["radiomics_DiscType"] == "FBS" and ibsi["radiomics_isScale"] == 0 and ibsi["radiomics_ROI_PV"] == 0.5
-    assert ibsi["radiomics_IVH_Type"] == 3 and ibsi["radiomics_IVH_DiscCont"] == 1 and ibsi["radiomics_IVH_binSize"] == 2
+    assert ibsi["radiomics_IVH_Type"] == 3 and ibsi["radiomics_IVH_DiscCont"] == 1
+    assert ibsi["radiomics_IVH_binSize"] == 2

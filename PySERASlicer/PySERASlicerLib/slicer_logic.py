@@ -233,23 +233,28 @@ class RunningExtraction:
         case = self.cases[self._index]
         progress = self._job.poll()
         self._last = progress
+        events = [dict(e, case=case.case_id) for e in progress.events]
         if progress.state == "running":
             message = f"{case.case_id}: {progress.message}" if progress.message else case.case_id
             update = self._progress(message)
-            update.events = [dict(e, case=case.case_id) for e in progress.events]
+            update.events = events
             return update
         try:
             result = self._job.result()
         except JobError as exc:
             self._case_failed(case, exc)  # moves on to the next case
-            return self.poll()
-        self._rows.extend(result.rows)
-        self._report.extend(result.report)
-        if result.error:
-            self._errors.append(result.error)
-        self._job = None
-        self._index += 1
-        return self.poll()
+        else:
+            self._rows.extend(result.rows)
+            self._report.extend(result.report)
+            if result.error:
+                self._errors.append(result.error)
+            self._job = None
+            self._index += 1
+        # A fast case can end between two polls: its last events (often all of them) were read
+        # by this poll and must still reach the caller.
+        update = self.poll()
+        update.events = events + update.events
+        return update
 
     def _case_failed(self, case: CaseInput, exc: JobError) -> None:
         message = f"{case.case_id}: worker failed: {exc}"
