@@ -9,7 +9,9 @@ warm-up run):
 
 * handcrafted sets through ``engine.pipeline.extract_roi``: the full 3D set (dimensions
   "1st,3d", all categories), all 557 features, the non-texture set (diag, morph, ip, stat, ih,
-  ivh), and each family alone, for both lesions;
+  ivh), each family alone, and the pictologics-comparable set (the 170 features of pictologics'
+  default families and aggregations, :func:`comparable_specs`), for both lesions; threads per
+  ROI as the engine defaults (``--roi-threads N`` to choose);
 * ``process_batch`` end to end on NIfTI files of the case written to a temporary folder (both
   lesions, one worker, no output files);
 * cold run: a fresh Python process (interpreter start-up, imports and the first extraction);
@@ -113,6 +115,30 @@ def feature_sets() -> List[Tuple[str, Settings]]:
     return [(name, Settings.from_dict({**base, **options})) for name, options in sets]
 
 
+#: What pictologics 0.9 computes by default (its families intensity, morphology, texture,
+#: histogram and IVH; 170 features): the statistics, the morphology without Moran's I and
+#: Geary's C, the intensity histogram, the IVH, and one 3D matrix per texture family (GLCM and
+#: GLRLM merged over the 13 directions). Spatial (local intensity peaks) and moment invariants
+#: are not in its default set.
+COMPARABLE_AGGREGATIONS = {"glcm": "3D_comb", "glrlm": "3D_comb", "glszm": "3D", "gldzm": "3D",
+                           "ngtdm": "3D", "ngldm": "3D"}
+COMPARABLE_NAME = "pictologics-comparable set"
+
+
+def comparable_specs():
+    """The registry entries of :data:`COMPARABLE_NAME` (170 features)."""
+    from PySERASlicerLib.engine.registry import select
+
+    keep = []
+    for spec in select(CATEGORIES, "all"):
+        if spec.family in ("stat", "ih", "ivh") or (
+                spec.family == "morph" and spec.tag not in ("morph_moran_i", "morph_geary_c")):
+            keep.append(spec)
+        elif COMPARABLE_AGGREGATIONS.get(spec.family) == spec.aggregation:
+            keep.append(spec)
+    return keep
+
+
 def time_call(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``repeats`` calls after one warm-up call."""
     fn()
@@ -135,6 +161,12 @@ def section_handcrafted(image: Image, labels: np.ndarray, repeats: int,
         for label, mask in masks.items():
             row["features"] = len(extract_roi(image, mask, settings).values)
             row[f"lesion {label} (s)"] = time_call(lambda m=mask, s=settings: extract_roi(image, m, s), repeats)
+        rows.append(row)
+    if names is None or COMPARABLE_NAME in names:
+        settings, specs = dict(feature_sets())["all 557"], comparable_specs()
+        row = {"set": COMPARABLE_NAME, "features": len(extract_roi(image, masks[1], settings, specs=specs).values)}
+        for label, mask in masks.items():
+            row[f"lesion {label} (s)"] = time_call(lambda m=mask: extract_roi(image, m, settings, specs=specs), repeats)
         rows.append(row)
     return rows
 
@@ -356,10 +388,16 @@ def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]
                     "ours": f"{mine['set']} ({mine['features']})", "ours (s)": t,
                     "speed-up": f"{seconds / t:.1f}x", "source": source})
     for other in others:
-        t = float(ours["full 3D set"]["lesion 1 (s)"])
-        out.append({"reference": other["tool"] + " (measured here)", "their figure (s)": other["lesion 1 (s)"],
-                    "their features": other["features"], "ours": "full 3D set", "ours (s)": t,
-                    "speed-up": f"{other['lesion 1 (s)'] / t:.1f}x", "source": "this run, same case"})
+        # pictologics: also against the same feature families and aggregations (apples to apples)
+        mine_sets = ["full 3D set"] + ([COMPARABLE_NAME] if "pictologics" in other["tool"] else [])
+        for set_name in mine_sets:
+            if set_name not in ours:
+                continue
+            t = float(ours[set_name]["lesion 1 (s)"])
+            out.append({"reference": other["tool"] + " (measured here)", "their figure (s)": other["lesion 1 (s)"],
+                        "their features": other["features"], "ours": f"{set_name} ({ours[set_name]['features']})",
+                        "ours (s)": t, "speed-up": f"{other['lesion 1 (s)'] / t:.1f}x",
+                        "source": "this run, same case"})
     return out
 
 
@@ -385,19 +423,25 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="a Python (>= 3.12) with pictologics installed: time it on the same case")
     parser.add_argument("--pyradiomics-python", metavar="PATH",
                         help="a Python with pyradiomics installed: time it on the same case")
+    parser.add_argument("--roi-threads", type=int, metavar="N",
+                        help="threads per ROI (sets PYSERA_ROI_THREADS; default: the engine's, min(2, cores))")
     parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
     args = parser.parse_args(argv)
 
+    if args.roi_threads:
+        os.environ["PYSERA_ROI_THREADS"] = str(args.roi_threads)
     image, labels = synthetic_case()
     if args.profile:
         profile(image, labels, args.profile)
         return
     print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
-    print(f"Machine: {machine()}\n")
+    from PySERASlicerLib.engine.pipeline import default_threads
+
+    print(f"Machine: {machine()}; threads per ROI: {default_threads()}\n")
     print(f"Case: {SHAPE[::-1]} voxels (i, j, k), spacing {SPACING} mm; lesion 1 {(labels == 1).sum()} voxels, "
           f"lesion 2 {(labels == 2).sum()} voxels; FBS 25 HU, range [-1000, 400], no interpolation. "
           f"Warm figures: median of {args.repeats} runs after a warm-up run.\n")
-    names = ("full 3D set", "all 557", "non-texture set") if args.quick or args.others_only else None
+    names = ("full 3D set", "all 557", "non-texture set", COMPARABLE_NAME) if args.quick or args.others_only else None
     if args.others_only:
         args.quick = True
     rows = section_handcrafted(image, labels, args.repeats, names)

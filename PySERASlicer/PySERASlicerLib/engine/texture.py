@@ -103,44 +103,54 @@ def glcm_stacks(q: np.ndarray, n_g: int, distance: int, need_2d: bool, need_3d: 
 # ------------------------------------------------------------------------------------------
 # Runs (GLRLM, IBSI 3.7)
 # ------------------------------------------------------------------------------------------
+def small_levels(q: np.ndarray) -> np.ndarray:
+    """``q`` in the smallest unsigned dtype that holds its levels (uint8 for up to 255 bins):
+    the builders' temporaries then touch less fresh memory. Only for comparisons and copies;
+    cast to ``np.intp`` before any arithmetic."""
+    top = int(q.max()) if q.size else 0
+    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+    return q if q.dtype == dtype else q.astype(dtype)
+
+
 def runs(q: np.ndarray, direction: Sequence[int], coords=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs of equal grey level along a unit ``direction`` (first non-zero component +1).
 
     Returns ``(level, length, k)``: per run, its grey level, its length in voxels and the
     k-slice of its first voxel (meaningful for in-plane directions, whose runs stay in one slice).
 
-    The ROI voxels are scattered into a sheared array whose last axis runs along the direction:
-    for the primary axis ``a`` (first non-zero component) every other axis ``b`` is replaced by
-    ``x_b - v_b x_a`` (constant along a line), and each line ends in a 0 sentinel so that runs
-    never continue into the next line. Runs are then the constant stretches found by ``diff``.
+    ``q`` is copied into a sheared array whose last axis runs along the direction: for the
+    primary axis ``a`` (first non-zero component) every other axis ``b`` is replaced by
+    ``x_b - v_b x_a`` (constant along a line), one slice ``x_a = t`` at a time, and each line
+    ends in a 0 sentinel so that runs never continue into the next line. Runs are then the
+    constant stretches found by ``diff``. (``coords`` is accepted for compatibility, unused.)
     """
-    v = np.asarray(direction, dtype=np.intp)
-    a = int(np.flatnonzero(v)[0])
+    v = [int(c) for c in direction]
+    a = next(axis for axis in range(3) if v[axis] != 0)
     shape = q.shape
-    if coords is None:
-        coords = np.nonzero(q)
-    levels = q[coords]
-    t = coords[a]
-    new_coords, new_shape = [], []
-    for b in range(3):
-        if b == a:
-            continue
-        if v[b] == 0:
-            new_coords.append(coords[b])
-            new_shape.append(shape[b])
-        else:
-            shift = shape[a] - 1 if v[b] > 0 else 0
-            new_coords.append(coords[b] - v[b] * t + shift)
-            new_shape.append(shape[b] + shape[a] - 1)
-    new_shape.append(shape[a] + 1)  # + the sentinel slot
-    flat = np.zeros(int(np.prod(new_shape)), dtype=q.dtype)
-    flat[np.ravel_multi_index((*new_coords, t), new_shape)] = levels
-    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
-    lengths = np.diff(np.append(starts, flat.size))
+    n_a = shape[a]
+    others = [b for b in range(3) if b != a]
+    sizes = [shape[b] + (n_a - 1 if v[b] else 0) for b in others]
+    lines = np.zeros((*sizes, n_a + 1), dtype=q.dtype)
+    if not any(v[b] for b in others):
+        lines[..., :n_a] = np.moveaxis(q, a, -1)
+    else:
+        for t in range(n_a):
+            target = []
+            for b in others:
+                start = (n_a - 1 - t if v[b] > 0 else t) if v[b] else 0
+                target.append(slice(start, start + shape[b]))
+            lines[target[0], target[1], t] = q.take(t, axis=a) if a else q[t]
+    flat = lines.reshape(-1)
+    change = np.flatnonzero(flat[1:] != flat[:-1])  # last voxel of each constant stretch
+    ends = change[flat[change] > 0]  # the array ends in a 0 sentinel: every run ends here
+    starts = change + 1
     level = flat[starts]
-    keep = level > 0
-    starts, lengths, level = starts[keep], lengths[keep], level[keep]
-    k = starts // (new_shape[1] * new_shape[2]) if a != 0 and v[0] == 0 else np.zeros_like(starts)
+    starts = starts[level > 0]
+    if flat[0]:  # a run starting at the very first element has no change before it
+        starts = np.concatenate(([0], starts))
+    level = flat[starts].astype(np.intp)
+    lengths = ends - starts + 1
+    k = starts // (sizes[1] * (n_a + 1)) if a != 0 and v[0] == 0 else np.zeros_like(starts)
     return level, lengths, k
 
 
@@ -150,21 +160,25 @@ def glrlm_stacks(q: np.ndarray, n_g: int, need_2d: bool, need_3d: bool):
     (n_j,) of the columns (only lengths that occur).
     Runs along in-plane directions never leave their slice, so the in-plane 3D matrices are the
     per-slice matrices summed over slices."""
-    coords = np.nonzero(q)
+    q = small_levels(q)
     directions = DIRECTIONS_3D if need_3d else DIRECTIONS_3D[:N_IN_PLANE]
-    found = [runs(q, d, coords) for d in directions]
+    found = [runs(q, d) for d in directions]
     n_k = q.shape[0]
     # one shared set of run-length columns (the lengths that occur in any direction)
-    j = np.unique(np.concatenate([r[1] for r in found]))
+    occurs = np.zeros(max(q.shape) + 1, dtype=bool)
+    for _, length, _ in found:
+        occurs[length] = True
+    j = np.flatnonzero(occurs)
     n_j = max(j.size, 1)
+    column = np.cumsum(occurs) - 1  # length -> its column
     m2 = m3 = None
     planar = []
     for level, length, k in found[:N_IN_PLANE]:
-        code = (k * n_g + level - 1) * n_j + np.searchsorted(j, length)
+        code = (k * n_g + level - 1) * n_j + column[length]
         planar.append(np.bincount(code, minlength=n_k * n_g * n_j).reshape(n_k, n_g, n_j))
     m2 = np.stack(planar, axis=1)
     if need_3d:
-        rest = [np.bincount((level - 1) * n_j + np.searchsorted(j, length), minlength=n_g * n_j).reshape(n_g, n_j)
+        rest = [np.bincount((level - 1) * n_j + column[length], minlength=n_g * n_j).reshape(n_g, n_j)
                 for level, length, _ in found[N_IN_PLANE:]]
         m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)])
     return (m2 if need_2d else None), m3, (j if j.size else np.ones(1, dtype=np.intp))
