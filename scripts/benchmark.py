@@ -23,7 +23,10 @@ warm-up run):
   that interpreter (scratch venvs, never project dependencies): pyradiomics' default original-image
   extraction with binWidth 25; pictologics' default feature families with FBS 25 HU from -1000 HU
   and range [-1000, 400]; no resampling, texture in 3D; median of ``--repeats`` warm runs inside
-  the subprocess; then the ratios against ours and against the published reference figures below.
+  the subprocess; then the ratios against ours and against the published reference figures below;
+  also each tool's cold figure (a fresh process: start-up, imports, first extraction, numba
+  compilation or cache loading included) next to ours (``--first-ever-cold``: also the very first
+  process, with an empty numba cache).
 
 Usage::
 
@@ -206,10 +209,12 @@ imports = time.perf_counter() - start
 start = time.perf_counter()
 import benchmark
 image, labels = benchmark.synthetic_case()
-settings = dict(benchmark.feature_sets())[{name!r}]
+name = {name!r}
+comparable = name == benchmark.COMPARABLE_NAME
+settings = dict(benchmark.feature_sets())["all 557" if comparable else name]
 build = time.perf_counter() - start
 start = time.perf_counter()
-extract_roi(image, labels == 1, settings)
+extract_roi(image, labels == 1, settings, specs=benchmark.comparable_specs() if comparable else None)
 print(imports, build, time.perf_counter() - start, benchmark.own_peak_mb())
 """
 
@@ -256,11 +261,16 @@ def section_deep(models: Sequence[str]) -> List[Dict[str, object]]:
 
 
 #: Timing harness run by a competitor's interpreter: ``python - TOOL IMAGE MASK REPEATS`` prints one
-#: JSON line {"tool", "version", "features", "seconds", "first"} (seconds: median of REPEATS warm
-#: runs after one warm-up run, all inside that process; first: the warm-up run). Reading the files
-#: is not timed. pictologics runs its numba kernels on all cores (2 here); our engine uses one.
+#: JSON line {"tool", "version", "features", "seconds", "first", "read", "setup"} (seconds: median
+#: of REPEATS warm runs after one warm-up run, all inside that process, None when REPEATS is 0;
+#: first: the warm-up run, numba compilation or cache loading included; read: reading the two
+#: files; setup: imports + reading + pipeline set-up, from the snippet's first line to the warm-up
+#: run). Reading the files is not timed in any figure. pictologics runs its numba kernels on all
+#: cores (2 here).
 COMPETITOR_SNIPPET = r"""
-import json, statistics, sys, time
+import time
+snippet_start = time.perf_counter()
+import json, statistics, sys
 tool, image_path, mask_path, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if tool == "pyradiomics":
     import logging
@@ -271,7 +281,9 @@ if tool == "pyradiomics":
     extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=25)
     import SimpleITK as sitk
     version = radiomics.__version__
+    read_start = time.perf_counter()
     image, mask = sitk.ReadImage(image_path), sitk.ReadImage(mask_path)  # read once, outside the timing
+    read = time.perf_counter() - read_start
     def prepare():
         return image, mask
     def run(data):
@@ -281,7 +293,9 @@ else:
     import pictologics
     from pictologics import RadiomicsPipeline, load_image
     version = pictologics.__version__
+    read_start = time.perf_counter()
     image, mask = load_image(image_path), load_image(mask_path)
+    read = time.perf_counter() - read_start
     pipeline = RadiomicsPipeline()
     # its default feature families (intensity, morphology, texture, histogram, IVH; spatial and
     # local intensity off by default), FBS 25 HU from -1000 HU, range [-1000, 400], no resampling
@@ -298,6 +312,7 @@ else:
         return int(series.notna().sum())
 data = prepare()
 start = time.perf_counter()
+setup = start - snippet_start
 n_features = run(data)
 first = time.perf_counter() - start
 times = []
@@ -307,7 +322,8 @@ for _ in range(repeats):
     run(data)
     times.append(time.perf_counter() - start)
 print(json.dumps({"tool": tool, "version": version, "features": n_features,
-                  "seconds": statistics.median(times), "first": first}))
+                  "seconds": statistics.median(times) if times else None, "first": first,
+                  "read": read, "setup": setup}))
 """
 
 
@@ -324,7 +340,7 @@ def write_case_nifti(image: Image, labels: np.ndarray, folder: Path) -> Tuple[Pa
 
 
 def section_others(image: Image, labels: np.ndarray, repeats: int, interpreters: Dict[str, Optional[str]],
-                   ) -> Tuple[List[Dict[str, object]], List[str]]:
+                   first_ever_cold: bool = False) -> Tuple[List[Dict[str, object]], List[str]]:
     """Time each competitor on lesion 1 in a subprocess of its own interpreter (``interpreters``:
     tool -> python path; tools without one are only compared by their published figure)."""
     rows: List[Dict[str, object]] = []
@@ -336,18 +352,46 @@ def section_others(image: Image, labels: np.ndarray, repeats: int, interpreters:
                 notes.append(f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} "
                              "installed); only its published figure is compared")
                 continue
-            command = [os.path.abspath(python), "-", tool, str(image_path), str(mask_path), str(repeats)]
-            done = subprocess.run(command, input=COMPETITOR_SNIPPET, capture_output=True, text=True,
-                                  cwd=folder, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            if done.returncode != 0 or not lines:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                notes.append(f"{tool}: the run with {python} failed: {' | '.join(tail)}")
+            # cold first: a fresh interpreter with an empty numba cache folder (first-ever run:
+            # every kernel compiled and written there), then a second fresh interpreter reading
+            # that cache (numba cache=True: later processes load the compiled kernels). The 1st
+            # takes minutes for pictologics: only with first_ever_cold; else one fresh process with
+            # the interpreter's own (already filled) cache stands for the 2nd.
+            if first_ever_cold:
+                with tempfile.TemporaryDirectory(prefix="pysera_bench_numba_") as numba_cache:
+                    env = {**os.environ, "PYTHONWARNINGS": "ignore", "NUMBA_CACHE_DIR": numba_cache}
+                    cold = [_run_competitor(python, tool, image_path, mask_path, 0, folder, env) for _ in range(2)]
+            else:
+                env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+                cold = [({}, "not run (--first-ever-cold)"), _run_competitor(python, tool, image_path, mask_path, 0,
+                                                                             folder, env)]
+            warm = _run_competitor(python, tool, image_path, mask_path, repeats, folder,
+                                   {**os.environ, "PYTHONWARNINGS": "ignore"})
+            failed = [r for r in cold + [warm] if isinstance(r, str)]
+            if failed:
+                notes.append(f"{tool}: the run with {python} failed: {failed[0]}")
                 continue
-            result = json.loads(lines[-1])
+            result = warm[0]
             rows.append({"tool": f"{tool} {result['version']}", "features": result["features"],
-                         "lesion 1 (s)": float(result["seconds"]), "first run (s)": float(result["first"])})
+                         "lesion 1 (s)": float(result["seconds"]), "first run (s)": float(result["first"]),
+                         "cold, 1st process (s)": cold[0][1], "cold, 2nd process (s)": cold[1][1]})
     return rows, notes
+
+
+def _run_competitor(python: str, tool: str, image_path: Path, mask_path: Path, repeats: int, folder: str,
+                    env: Dict[str, str]):
+    """``(result, cold)`` of one run of :data:`COMPETITOR_SNIPPET` (cold: the process's wall time,
+    interpreter start-up + imports + set-up + first extraction, minus the file reading), or the
+    error text."""
+    command = [os.path.abspath(python), "-", tool, str(image_path), str(mask_path), str(repeats)]
+    start = time.perf_counter()
+    done = subprocess.run(command, input=COMPETITOR_SNIPPET, capture_output=True, text=True, cwd=folder, env=env)
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    result = json.loads(lines[-1])
+    return result, (wall if repeats == 0 else float("nan")) - float(result["read"])
 
 
 def machine() -> str:
@@ -375,8 +419,12 @@ def markdown_table(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]]) -> List[Dict[str, object]]:
-    """Our time against each published figure (ratio > 1: we are faster)."""
+def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]],
+                   colds: Optional[Dict[str, float]] = None) -> List[Dict[str, object]]:
+    """Our time against each published figure (ratio > 1: we are faster); against a competitor
+    measured here also the cold figures (fresh process: start-up, imports, first extraction;
+    ``colds``: ours per set name)."""
+    colds = colds or {}
     ours = {row["set"]: row for row in rows}
     out = []
     for name, seconds, n_features, source in REFERENCES:
@@ -397,20 +445,27 @@ def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]
             out.append({"reference": other["tool"] + " (measured here)", "their figure (s)": other["lesion 1 (s)"],
                         "their features": other["features"], "ours": f"{set_name} ({ours[set_name]['features']})",
                         "ours (s)": t, "speed-up": f"{other['lesion 1 (s)'] / t:.1f}x",
+                        "their cold, 1st process (s)": other["cold, 1st process (s)"],
+                        "their cold, 2nd process (s)": other["cold, 2nd process (s)"],
+                        "ours cold (s)": colds.get(set_name, "n/a"),
                         "source": "this run, same case"})
     return out
 
 
 def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
-    settings = dict(feature_sets())[set_name]
+    """cProfile 3 warm runs of one set on one thread (cProfile sees only its own thread)."""
+    comparable = set_name == COMPARABLE_NAME
+    settings = dict(feature_sets())["all 557" if comparable else set_name]
+    specs = comparable_specs() if comparable else None
     mask = labels == 1
-    extract_roi(image, mask, settings)
+    extract_roi(image, mask, settings, specs=specs, threads=1)
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(3):
-        extract_roi(image, mask, settings)
+        extract_roi(image, mask, settings, specs=specs, threads=1)
     profiler.disable()
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -425,6 +480,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="a Python with pyradiomics installed: time it on the same case")
     parser.add_argument("--roi-threads", type=int, metavar="N",
                         help="threads per ROI (sets PYSERA_ROI_THREADS; default: the engine's, min(2, cores))")
+    parser.add_argument("--first-ever-cold", action="store_true",
+                        help="also time each competitor's first-ever process (empty numba cache: pictologics "
+                             "compiles every kernel, minutes)")
     parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
     args = parser.parse_args(argv)
 
@@ -455,7 +513,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                         "total (s)": cold, "engine imports (s)": imports, "first extract_roi call (s)": first_call,
                         "peak memory (MB)": f"{cold_peak:.0f}"})
     others, notes = section_others(image, labels, args.repeats, {"pictologics": args.pictologics_python,
-                                                                   "pyradiomics": args.pyradiomics_python})
+                                                                   "pyradiomics": args.pyradiomics_python},
+                                   args.first_ever_cold)
+    colds: Dict[str, float] = {}
+    if others:
+        for name in ["full 3D set"] + ([COMPARABLE_NAME] if any("pictologics" in o["tool"] for o in others) else []):
+            colds[name] = section_cold(name)[0]
+            summary.append({"set": f"cold: fresh process, {name}, lesion 1", "total (s)": colds[name]})
     summary.append({"set": "this benchmark process (case building and every run above)",
                     "peak memory (MB)": f"{own_peak_mb():.0f}"})
     print("\n## End to end, cold start, memory\n")
@@ -464,7 +528,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         print("\n## Deep features (RANDOM weights: seconds per ROI, speed only)\n")
         print(markdown_table(section_deep([m.strip() for m in args.deep.split(",") if m.strip()])))
     print("\n## Against published figures\n")
-    print(markdown_table(reference_rows(rows, others)))
+    print(markdown_table(reference_rows(rows, others, colds)))
+    if others:
+        print("\nCold: a fresh interpreter process, start-up + imports + set-up + the first extraction "
+              "(file reading / case building excluded). A competitor's 1st process (--first-ever-cold) runs "
+              "with an empty NUMBA_CACHE_DIR (every numba kernel compiled), its 2nd process with the cache the "
+              "1st wrote, or without --first-ever-cold with its own filled cache (pictologics declares its "
+              "kernels cache=True); its table row above is the warm run.")
     for note in notes:
         print(f"\n* {note}")
 

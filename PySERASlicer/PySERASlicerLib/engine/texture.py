@@ -195,19 +195,23 @@ def zone_labels(q: np.ndarray, n_g: int, distance: int, in_plane: bool) -> Tuple
     else in 3D (26-connected). Distance 1 uses ``scipy.ndimage.label`` per grey level; larger
     distances build the neighbour graph and use ``scipy.sparse.csgraph.connected_components``.
     """
-    labels = np.zeros(q.shape, dtype=np.intp)
     if distance == 1:
         structure = np.ones((3, 3, 3), dtype=bool)
         if in_plane:
             structure[0] = structure[2] = False
+        # int32 labels, and one reused int32 buffer for every grey level's labelling: fresh
+        # memory costs more than the labelling of a small ROI box
+        labels = np.zeros(q.shape, dtype=np.int32)
+        found = np.empty(q.shape, dtype=np.int32)
         n_zones = 0
         present = np.flatnonzero(np.bincount(q.ravel(), minlength=n_g + 1)[1:]) + 1
         for g in present:
-            found, n = ndimage.label(q == g, structure=structure)
-            inside = found > 0
-            labels[inside] = found[inside] + n_zones
+            n = ndimage.label(q == g, structure=structure, output=found)
+            # the levels' zones are disjoint: write this level's, offset, where it has any
+            np.add(found, n_zones, out=labels, where=found > 0)
             n_zones += n
         return labels, n_zones
+    labels = np.zeros(q.shape, dtype=np.intp)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -230,13 +234,13 @@ def zone_labels(q: np.ndarray, n_g: int, distance: int, in_plane: bool) -> Tuple
 
 def zone_table(q: np.ndarray, labels: np.ndarray, n_zones: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per zone (index = label - 1): grey level, size in voxels and the k-slice of one of its voxels."""
-    inside = labels > 0
-    lab = labels[inside]
+    flat = np.flatnonzero(labels)  # flat indices of the ROI voxels (k is the slowest axis)
+    lab = labels.ravel()[flat]
     size = np.bincount(lab, minlength=n_zones + 1)[1:]
     level = np.zeros(n_zones + 1, dtype=np.intp)
-    level[lab] = q[inside]
+    level[lab] = q.ravel()[flat]
     k = np.zeros(n_zones + 1, dtype=np.intp)
-    k[lab] = np.nonzero(inside)[0]
+    k[lab] = flat // (labels.shape[1] * labels.shape[2])
     return level[1:], size, k[1:]
 
 
