@@ -328,10 +328,12 @@ def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = 1e
     u = np.full(n, 1.0 / n)
     mu = target / n  # barrier weight: on the central path max_j M_j <= (d + 1) + n mu
 
+    # The matrix products below are small (at most 10 x n x 10): OpenBLAS runs them in the
+    # calling thread, several times faster than einsum's loops.
     def factor(weights: np.ndarray) -> Tuple[np.ndarray, float]:
         """``(r, log det X)``, ``r = L^-1 Q`` with ``X = L L^T``, so ``M_j = |r_j|^2``."""
-        chol = np.linalg.cholesky(np.einsum("in,jn,n->ij", q, q, weights))
-        return np.linalg.solve(chol, q), 2.0 * float(np.log(np.diag(chol)).sum())
+        chol = np.linalg.cholesky((q * weights) @ q.T)
+        return np.linalg.inv(chol) @ q, 2.0 * float(np.log(np.diag(chol)).sum())
 
     converged = False
     try:
@@ -343,13 +345,14 @@ def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = 1e
                 break
             gradient = m + mu / u
             scaled = u / math.sqrt(mu)  # diag(mu / u^2)^(-1/2)
-            g = (r[rows] * r[cols]).T * (pair_weight * scaled[:, None])  # D^-1/2 F
-            rhs = np.stack([gradient * scaled, scaled], axis=1)
-            capacitance = identity + np.einsum("nk,nl->kl", g, g)
-            solved = rhs - np.einsum("nk,km->nm", g, np.linalg.solve(capacitance, np.einsum("nk,nm->km", g, rhs)))
-            solved *= scaled[:, None]  # A^-1 [gradient, 1], A = D + F F^T
-            step = solved[:, 0] - solved[:, 0].sum() / solved[:, 1].sum() * solved[:, 1]  # keeps sum(u) = 1
-            decrement = float(np.einsum("i,i->", gradient, step))  # Newton decrement^2 times mu
+            g = r[rows] * r[cols]
+            g *= pair_weight[:, None] * scaled  # (D^-1/2 F)^T, (10, n)
+            rhs = np.stack([gradient * scaled, scaled])
+            capacitance = identity + g @ g.T
+            solved = rhs - np.linalg.solve(capacitance, g @ rhs.T).T @ g
+            solved *= scaled  # A^-1 [gradient, 1], A = D + F F^T
+            step = solved[0] - solved[0].sum() / solved[1].sum() * solved[1]  # keeps sum(u) = 1
+            decrement = float(gradient @ step)  # Newton decrement^2 times mu
             if not (np.isfinite(decrement) and decrement > 0):
                 break
             shrinking = step < 0
@@ -461,69 +464,119 @@ def _outer_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _caliper_areas(normals: np.ndarray, silhouette: np.ndarray, start_at_b: np.ndarray, vertex_points: np.ndarray,
-                   edge_a: np.ndarray, edge_b: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Lower bounds of the minimum-area rectangle of each normal's projected hull, by rotating
-    calipers over all ``normals`` at once (O(s log s) per normal instead of the O(s^2) of
+class _HullEdges:
+    """The edges of a convex hull, each once, with what the silhouette search needs: the two
+    facets, the endpoints (indices into the hull vertices), the edge vector, and for each of the
+    two facets whether the directed outline edge starts at b when that facet is the one facing
+    the viewer."""
+
+    def __init__(self, hull: ConvexHull) -> None:
+        points, simplices = hull.points, hull.simplices
+        facet_normals = hull.equations[:, :3]
+        facet = np.repeat(np.arange(len(simplices)), 3)
+        opposite = np.tile(np.arange(3), len(simplices))
+        neighbour = hull.neighbors.ravel()
+        keep = facet < neighbour
+        facet, neighbour, opposite = facet[keep], neighbour[keep], opposite[keep]
+        edge_a = simplices[facet, (opposite + 1) % 3]
+        edge_b = simplices[facet, (opposite + 2) % 3]
+        self.vectors = points[edge_b] - points[edge_a]
+        nb = simplices[neighbour]
+        neighbour_third = nb[np.arange(len(nb)), np.argmax((nb != edge_a[:, None]) & (nb != edge_b[:, None]), axis=1)]
+
+        def left_of_edge(third: np.ndarray, facets: np.ndarray) -> np.ndarray:
+            """Whether a facet lies left of a -> b seen from outside it (its normal towards the eye)."""
+            turn = np.cross(self.vectors, points[third] - points[edge_a])
+            return np.einsum("ij,ij->i", turn, facet_normals[facets]) > 0
+
+        # Seen from +n the facing facet must lie left of the directed edge (the facet facing n is
+        # seen from outside, so its own orientation test applies): start at b where it does not.
+        self.b_if_facet = ~left_of_edge(simplices[facet, opposite], facet)
+        self.b_if_neighbour = ~left_of_edge(neighbour_third, neighbour)
+        hull_index = np.zeros(len(points), dtype=np.intp)
+        hull_index[hull.vertices] = np.arange(len(hull.vertices))
+        self.a, self.b = hull_index[edge_a], hull_index[edge_b]
+        self.facet, self.neighbour = facet, neighbour
+        self.n_facets = len(simplices)
+
+    def silhouette(self, facing: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(column, edge, start)`` of every silhouette edge of each column of ``facing``
+        ((facets, c) bool: facet faces the column's normal), in edge order: the edge's index and
+        the hull vertex its directed outline edge starts at."""
+        n_columns = facing.shape[1]
+        # (edge, normal) layout: the gathers copy whole rows
+        index = np.flatnonzero(np.take(facing, self.facet, axis=0) != np.take(facing, self.neighbour, axis=0))
+        edge = index // n_columns
+        column = index - edge * n_columns
+        facet_faces = facing.ravel()[self.facet[edge] * n_columns + column]
+        start_at_b = np.where(facet_faces, self.b_if_facet[edge], self.b_if_neighbour[edge])
+        return column, edge, np.where(start_at_b, self.b[edge], self.a[edge])
+
+
+def _caliper_areas(n_rows: int, row: np.ndarray, start: np.ndarray, direction: np.ndarray, vertex_points: np.ndarray,
+                   u_axis: np.ndarray, v_axis: np.ndarray) -> np.ndarray:
+    """Lower bounds of the minimum-area rectangle of each row's projected hull, by rotating
+    calipers over all rows at once (O(s log s) per row instead of the O(s^2) of
     :func:`_rectangles`).
 
-    ``edge_a``/``edge_b`` index ``vertex_points`` (the hull vertices). The directed silhouette
-    edges of a normal, projected on its plane and sorted by angle, run counter-clockwise around
-    the projected hull; the vertex farthest along a direction at angle phi is then the start
-    vertex of the first edge at an angle >= phi + 90 degrees (one ``searchsorted`` over all
-    normals' sorted angles). Each width is the projection of the difference of two real vertices,
-    clipped at 0, so it never exceeds the true width whatever rounding does to the angle order:
-    the result is a lower bound (equal to the exact area in all but degenerate cases), used only
-    to order and prune the exact search. Flat outlines (fewer than 3 edges) get 0.
+    ``row``, ``start`` (index into ``vertex_points``) and ``direction`` (3D vector, start -> end)
+    list the directed silhouette edges, in any order; ``u_axis``/``v_axis`` (n_rows, 3) are each
+    row's in-plane axes with u x v = n (counter-clockwise seen from +n). The edges projected on
+    the plane and sorted by angle run counter-clockwise around the projected hull; the vertex
+    farthest along a direction at angle phi is then the start vertex of the first edge at an
+    angle >= phi + 90 degrees (one ``searchsorted`` over all rows' sorted angles). Each width is
+    the projection of the difference of two real vertices, clipped at 0, so it never exceeds the
+    true width whatever rounding does to the angle order: the result is a lower bound (equal to
+    the exact area in all but degenerate cases), used only to order and prune the exact search.
+    Rows with fewer than 3 edges get 0.
     """
-    areas = np.zeros(len(normals))
-    row, col = np.nonzero(silhouette & (counts >= 3)[:, None])
-    if not len(row):
-        return areas
-    # in-plane axes (u, v) with u x v = n (counter-clockwise seen from +n) and every hull
-    # vertex's coordinates along them
-    helper = np.eye(3)[np.argmin(np.abs(normals), axis=1)]
-    u_axis = np.cross(normals, helper)
-    u_axis /= np.linalg.norm(u_axis, axis=1, keepdims=True)
-    v_axis = np.cross(normals, u_axis)
-    flat_u = _outer_dot(u_axis, vertex_points).ravel()
-    flat_v = _outer_dot(v_axis, vertex_points).ravel()
-    flip = start_at_b[row, col]
-    base = row * len(vertex_points)
-    first_vertex = base + np.where(flip, edge_b[col], edge_a[col])
-    second_vertex = base + np.where(flip, edge_a[col], edge_b[col])
-    su, sv = flat_u[first_vertex], flat_v[first_vertex]
-    du, dv = flat_u[second_vertex] - su, flat_v[second_vertex] - sv
+    areas = np.zeros(n_rows)
+    # in-plane coordinates of each edge's direction and start vertex (1D gathers: cheaper than
+    # gathering rows of (n, 3) arrays)
+    origin = vertex_points[start]
+    du = direction[:, 0] * u_axis[row, 0]
+    dv = direction[:, 0] * v_axis[row, 0]
+    su = origin[:, 0] * u_axis[row, 0]
+    sv = origin[:, 0] * v_axis[row, 0]
+    for k in (1, 2):
+        uk, vk = u_axis[row, k], v_axis[row, k]
+        du += direction[:, k] * uk
+        dv += direction[:, k] * vk
+        su += origin[:, k] * uk
+        sv += origin[:, k] * vk
     length = np.hypot(du, dv)
-    keep = length > 1e-12
-    if not keep.all():
-        row, su, sv, du, dv, length = row[keep], su[keep], sv[keep], du[keep], dv[keep], length[keep]
+    key = np.arctan2(dv, du)
+    key += math.pi  # angles in [0, 2 pi]
+    key += row * 8.0  # sorted by row, then angle: one sorted key array holds every row's angles
+    key[length <= 1e-12] = np.inf  # edges along the normal have no direction in the plane: dropped
+    order = np.argsort(key)
+    order = order[:len(order) - int(np.count_nonzero(length <= 1e-12))]
+    if not len(order):
+        return areas
+    key, row, du, dv, su, sv, length = (x[order] for x in (key, row, du, dv, su, sv, length))
     du /= length
     dv /= length
-    angle = np.arctan2(dv, du)
-    angle %= 2 * math.pi
-    key = row * 8.0 + angle  # rows ascend: one sorted key array holds every normal's angles
-    order = np.argsort(key)
-    key, row, su, sv, du, dv, angle = (x[order] for x in (key, row, su, sv, du, dv, angle))
-    per_row = np.bincount(row, minlength=len(normals))
+    per_row = np.bincount(row, minlength=n_rows)
     seg_end = np.cumsum(per_row)
     seg_start = (seg_end - per_row)[row]
     seg_end = seg_end[row]
+    base = row * 8.0
+    angle = key - base
 
     def support(offset: float) -> np.ndarray:
         target = angle + offset
         target[target >= 2 * math.pi] -= 2 * math.pi
-        target += row * 8.0
+        target += base
         index = np.searchsorted(key, target)
         return np.where(index >= seg_end, seg_start, index)
 
-    hi, lo = support(0.5 * math.pi), support(1.5 * math.pi)
+    hi, lo, far = support(0.5 * math.pi), support(1.5 * math.pi), support(math.pi)
     along = (su[hi] - su[lo]) * du + (sv[hi] - sv[lo]) * dv
-    far = support(math.pi)
     across = (sv[far] - sv) * du - (su[far] - su) * dv  # along the left normal (-dv, du)
     area = np.maximum(along, 0.0) * np.maximum(across, 0.0)
     first = np.flatnonzero(per_row)
-    areas[first] = np.minimum.reduceat(area, (seg_end - per_row[row])[np.r_[True, row[1:] != row[:-1]]])
+    areas[first] = np.minimum.reduceat(area, (np.cumsum(per_row) - per_row)[first])
+    areas[per_row < 3] = 0.0
     return areas
 
 
@@ -537,96 +590,79 @@ def oriented_minimum_bounding_box(hull: ConvexHull, chunk: int = 64) -> Tuple[fl
     the projected hull, and every such edge is the projection of a silhouette edge, a hull edge
     between a facet facing n and one facing away). Orienting each silhouette edge so that the
     facing facet lies on its left makes the silhouette a set of directed loops, so the edges'
-    start vertices are exactly the outline vertices. Facet normals are visited by increasing lower
-    bound ``height x projected hull area``, ``chunk`` normals at a time, all of a chunk's
-    (normal, edge direction, outline vertex) projections in one array operation
-    (:func:`_rectangles`); the search stops once the bound reaches the best volume found, so the
-    result is the optimum over all facet orientations.
+    start vertices are exactly the outline vertices. Opposite normals give the same box, so each
+    direction is visited once. Lower bounds prune the search: first ``height x projected hull
+    area`` for every normal (cheap), then, for the normals that bound leaves in play,
+    ``height x max(projected area, rotating-calipers rectangle)`` (:func:`_caliper_areas`, nearly
+    exact); normals are visited by increasing bound, all of a batch's (normal, edge direction,
+    outline vertex) projections in one array operation (:func:`_rectangles`), until the bound
+    reaches the best volume found, so the result is the optimum over all facet orientations.
     """
     points = hull.points
-    facet_normals = hull.equations[:, :3]
-    normals = np.unique(np.round(facet_normals, 9), axis=0)
+    normals = np.round(hull.equations[:, :3], 9)
+    # one sign per direction (first non-zero component positive): n and -n give the same box
+    nonzero = normals != 0
+    first = normals[np.arange(len(normals)), np.argmax(nonzero, axis=1)]
+    normals[first < 0] *= -1.0
+    normals = np.unique(normals, axis=0)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    simplices = hull.simplices
-    tri = points[simplices]
+    facet_normals = hull.equations[:, :3]
+    tri = points[hull.simplices]
     facet_areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    # hull edges as (facet, neighbour facet, vertex a, vertex b), each edge once
-    facet = np.repeat(np.arange(len(simplices)), 3)
-    opposite = np.tile(np.arange(3), len(simplices))
-    neighbour = hull.neighbors.ravel()
-    keep = facet < neighbour
-    facet, neighbour, opposite = facet[keep], neighbour[keep], opposite[keep]
-    edge_a = simplices[facet, (opposite + 1) % 3]
-    edge_b = simplices[facet, (opposite + 2) % 3]
-    edge_vectors = points[edge_b] - points[edge_a]
-    nb = simplices[neighbour]
-    neighbour_third = nb[np.arange(len(nb)), np.argmax((nb != edge_a[:, None]) & (nb != edge_b[:, None]), axis=1)]
-
-    def left_of_edge(third: np.ndarray, facets: np.ndarray) -> np.ndarray:
-        """Whether a facet lies left of a -> b seen from outside it (its normal towards the eye)."""
-        turn = np.cross(edge_vectors, points[third] - points[edge_a])
-        return np.einsum("ij,ij->i", turn, facet_normals[facets]) > 0
-
-    facet_left = left_of_edge(simplices[facet, opposite], facet)
-    neighbour_left = left_of_edge(neighbour_third, neighbour)
+    edges = _HullEdges(hull)
     vertex_points = points[hull.vertices]
-    hull_index = np.zeros(len(points), dtype=np.intp)
-    hull_index[hull.vertices] = np.arange(len(hull.vertices))
+    # in-plane axes (u, v) of every normal, u x v = n
+    helper = np.eye(3)[np.argmin(np.abs(normals), axis=1)]
+    u_axis = np.cross(normals, helper)
+    u_axis /= np.linalg.norm(u_axis, axis=1, keepdims=True)
+    v_axis = np.cross(normals, u_axis)
 
-    def silhouettes(ids: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(silhouette, start_at_b, projected)`` of the normals ``ids``: (normal, edge) flags of
-        the silhouette edges and of those whose outline vertex is b, and the hull's shadow area."""
-        # (normal, facet) cosines as broadcast multiply-adds, not a BLAS product, whose threads
-        # cost more than these thin (k = 3) products
-        cosines = _outer_dot(normals[ids], facet_normals)
-        facing = cosines > 0
-        projected = 0.5 * np.einsum("nf,f->n", np.abs(cosines, out=cosines), facet_areas)
-        facing_facet = facing[:, facet]
-        silhouette = facing_facet != facing[:, neighbour]
-        # Seen from +n the facing facet must lie left of the directed edge (the facet facing n is
-        # seen from outside, so its own orientation test applies): start at b where it does not.
-        return silhouette, np.where(facing_facet, ~facet_left, ~neighbour_left), projected
-
-    # Lower bounds of every normal's box volume, a block of normals at a time (small temporaries:
-    # fresh memory is costly): height x max(shadow area, caliper rectangle area).
+    # Heights, facing facets and shadow areas of every normal, a block of normals at a time
+    # (small temporaries: fresh memory is costly). (normal, point) products as broadcast
+    # multiply-adds, not a BLAS product, whose threads cost more than these thin (k = 3) products.
     n_normals = len(normals)
-    heights, bound, counts = np.empty(n_normals), np.empty(n_normals), np.empty(n_normals, dtype=np.intp)
+    heights, projected = np.empty(n_normals), np.empty(n_normals)
+    facing = np.empty((len(facet_normals), n_normals), dtype=bool)  # (facet, normal)
     for block in range(0, n_normals, chunk):
-        ids = np.arange(block, min(block + chunk, n_normals))
+        ids = slice(block, min(block + chunk, n_normals))
         along_normal = _outer_dot(normals[ids], vertex_points)
         heights[ids] = along_normal.max(axis=1) - along_normal.min(axis=1)
-        silhouette, start_at_b, projected = silhouettes(ids)
-        counts[ids] = silhouette.sum(axis=1)
-        caliper = _caliper_areas(normals[ids], silhouette, start_at_b, vertex_points, hull_index[edge_a],
-                                 hull_index[edge_b], counts[ids])
-        bound[ids] = heights[ids] * np.maximum(projected, caliper)
-    order = np.argsort(bound, kind="stable")
+        cosines = _outer_dot(facet_normals, normals[ids])
+        np.greater(cosines, 0, out=facing[:, ids])
+        projected[ids] = 0.5 * np.einsum("fn,f->n", np.abs(cosines, out=cosines), facet_areas)
+    bound = heights * projected
+    counts = np.zeros(n_normals, dtype=np.intp)
+
+    def refine(ids: np.ndarray) -> None:
+        """Raise the bound of the normals ``ids`` to height x caliper rectangle."""
+        row, edge, start = edges.silhouette(facing[:, ids])
+        counts[ids] = np.bincount(row, minlength=len(ids))
+        direction = edges.vectors[edge]
+        direction[start != edges.a[edge]] *= -1.0
+        caliper = _caliper_areas(len(ids), row, start, direction, vertex_points, u_axis[ids], v_axis[ids])
+        bound[ids] = np.maximum(bound[ids], heights[ids] * caliper)
+
     best_volume, best_dims = np.inf, (0.0, 0.0, 0.0)
-    start, size = 0, 4  # the bounds are usually tight: the first few normals give the optimum
-    while start < len(order):
-        ids = order[start:start + size]
-        start, size = start + size, chunk
-        ids = ids[bound[ids] < best_volume * (1 - 1e-12)]
-        if not len(ids):
-            break  # bounds increase along ``order``: no later normal can do better
+
+    def visit(ids: np.ndarray) -> None:
+        """Exact boxes of the normals ``ids`` (refined); keeps the smallest."""
+        nonlocal best_volume, best_dims
         flat = ids[counts[ids] < 3]
         ids = ids[counts[ids] >= 3]
         candidates = []
         if len(ids):
             # padded (normal, slot) table of silhouette edges; the padding repeats a real edge
-            silhouette, start_at_b, _ = silhouettes(ids)
-            row, col = np.nonzero(silhouette)
+            row, edge, outline_start = edges.silhouette(facing[:, ids])
+            by_row = np.argsort(row, kind="stable")
+            row, edge, outline_start = row[by_row], edge[by_row], outline_start[by_row]
             first = np.searchsorted(row, np.arange(len(ids)))
-            slots = np.repeat(col[first][:, None], int(counts[ids].max()), axis=1)
-            slots[row, np.arange(len(row)) - first[row]] = col
-            outline = points[np.where(start_at_b[np.arange(len(ids))[:, None], slots], edge_b[slots], edge_a[slots])]
-            candidates.append((ids, *_rectangles(normals[ids], edge_vectors[slots], outline, counts[ids])))
+            slots = np.repeat(first[:, None], int(counts[ids].max()), axis=1)
+            slots[row, np.arange(len(row)) - first[row]] = np.arange(len(row))
+            candidates.append((ids, *_rectangles(normals[ids], edges.vectors[edge[slots]],
+                                                 vertex_points[outline_start[slots]], counts[ids])))
         for index in flat:  # degenerate (flat) hull: the 2D hull of every vertex
-            helper = np.eye(3)[np.argmin(np.abs(normals[index]))]
-            u_axis = np.cross(normals[index], helper)
-            u_axis /= np.linalg.norm(u_axis)
-            v_axis = np.cross(normals[index], u_axis)
-            area, w1, w2 = _min_area_rectangle(np.stack([vertex_points @ u_axis, vertex_points @ v_axis], axis=1))
+            area, w1, w2 = _min_area_rectangle(np.stack([vertex_points @ u_axis[index],
+                                                         vertex_points @ v_axis[index]], axis=1))
             candidates.append((np.array([index]), np.array([area]), np.array([w1]), np.array([w2])))
         for cand_ids, area, w1, w2 in candidates:
             volume = area * heights[cand_ids]
@@ -634,6 +670,29 @@ def oriented_minimum_bounding_box(hull: ConvexHull, chunk: int = 64) -> Tuple[fl
             if volume[best] < best_volume:
                 best_volume = float(volume[best])
                 best_dims = (float(heights[cand_ids[best]]), float(w1[best]), float(w2[best]))
+
+    def search(ids: np.ndarray) -> None:
+        """Visit the refined normals ``ids`` by increasing bound until the bound reaches the best."""
+        ids = ids[np.argsort(bound[ids], kind="stable")]
+        start, size = 0, 4  # the caliper bounds are usually tight: the first few normals give the optimum
+        while start < len(ids):
+            batch = ids[start:start + size]
+            start, size = start + size, chunk
+            batch = batch[bound[batch] < best_volume * (1 - 1e-12)]
+            if not len(batch):
+                break  # bounds increase along ``ids``: no later normal can do better
+            visit(batch)
+
+    # An incumbent from the normals with the smallest shadow bounds, then the caliper bounds of
+    # only those normals whose shadow bound is below it.
+    order = np.argsort(bound, kind="stable")
+    refine(order[:chunk])
+    search(order[:chunk])
+    rest = order[chunk:]
+    rest = rest[bound[rest] < best_volume * (1 - 1e-12)]
+    for block in range(0, len(rest), chunk):
+        refine(rest[block:block + chunk])
+    search(rest)
     return float(best_volume), best_dims
 
 
