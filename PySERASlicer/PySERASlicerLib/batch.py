@@ -877,7 +877,7 @@ def process_batch(
 
     from .export import features_frame, write_outputs
 
-    frame = features_frame(rows, settings)
+    frame = features_frame(rows)
     processed = sum(1 for r in done_results if r.rows)
     failed = [r for r in done_results if r.error]
     excel_path = csv_path = json_path = None

@@ -189,13 +189,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not result["success"] and result["processed_files"] == 0 and result["excel_path"] is None:
         print(f"pysera-slicer: error: {result['error']}", file=sys.stderr)
         return 2 if "not valid" in str(result["error"]) else 1
+    return report_result(result, print if not args.quiet else (lambda _line: None))
+
+
+def report_result(result: Dict[str, Any], say) -> int:
+    """Summary of a process_batch result through ``say``, errors on stderr; the exit code
+    (0 all cases extracted, 1 some failed). Shared by the CLI and the headless script."""
     frame = result["features_extracted"]
-    if not args.quiet:
-        n_features = max(frame.shape[1] - 2, 0)
-        print(f"cases processed: {result['processed_files']}, failed: {result['failed_files']}, ROIs: {len(frame)}, "
-              f"features per ROI: {n_features}, time: {result['processing_time']:.2f} s")
-        if result["excel_path"]:
-            print(f"Excel: {result['excel_path']}\nCSV:   {result['csv_path']}\nJSON:  {result['provenance_path']}")
+    n_features = max(frame.shape[1] - 2, 0)
+    say(f"cases processed: {result['processed_files']}, failed: {result['failed_files']}, ROIs: {len(frame)}, "
+        f"features per ROI: {n_features}, time: {result['processing_time']:.2f} s")
+    if result["excel_path"]:
+        say(f"Excel: {result['excel_path']}\nCSV:   {result['csv_path']}\nJSON:  {result['provenance_path']}")
     if result["error"]:
         print(f"errors: {result['error']}", file=sys.stderr)
     return 0 if result["success"] and not result["error"] else 1

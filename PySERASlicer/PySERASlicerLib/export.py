@@ -30,8 +30,9 @@ REPORT_SHEET = "Report"
 REPORT_COLUMNS = ("PatientID", "ROI", "Level", "Message")
 
 
-def features_frame(rows: Sequence[Dict[str, Any]], settings: Optional[Settings] = None):
-    """DataFrame with PatientID, ROI, then features in registry order."""
+def features_frame(rows: Sequence[Dict[str, Any]]):
+    """DataFrame with PatientID, ROI, then the features in the order the rows give them
+    (registry order: the engine emits them so)."""
     import pandas as pd
 
     if not rows:

@@ -148,16 +148,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run_batch(args: argparse.Namespace, settings: Settings, say) -> int:
     """No Slicer scene: process_batch reads the files itself."""
     from .batch import process_batch
+    from .cli import report_result
 
     result = process_batch(args.images, args.masks, args.output, settings=settings)
-    frame = result["features_extracted"]
-    say(f"cases processed: {result['processed_files']}, ROIs: {len(frame)}, "
-        f"time: {result['processing_time']:.1f} s")
-    if result["excel_path"]:
-        say(f"Excel: {result['excel_path']}\nCSV:   {result['csv_path']}")
-    if result["error"]:
-        print(f"errors: {result['error']}", file=sys.stderr)
-    return EXIT_OK if result["success"] and not result["error"] else EXIT_FAILED
+    return EXIT_OK if report_result(result, say) == 0 else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +278,7 @@ def run_mrml(args: argparse.Namespace, settings: Settings, say) -> int:
         log.entries.extend(result.entries())  # Report rows, not log lines
         if result.errors or not result.rows:
             failed.append(case_id)
-    frame = features_frame(rows, settings)
+    frame = features_frame(rows)
     processed = len({row["PatientID"] for row in rows})
     entries: List[ReportEntry] = log.entries
     paths = write_outputs(args.output, frame, settings, entries, run_info={

@@ -679,14 +679,7 @@ def _from_plain(cls, data: Any, prefix: str):
             kwargs[name] = value if isinstance(value, str) else tuple(value)
         else:
             kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except SettingsError as exc:
-        message = str(exc)
-        if prefix and not message.startswith(prefix):
-            # stage classes name their fields "stage.field"; nothing to add
-            pass
-        raise SettingsError(message) from None
+    return cls(**kwargs)  # stage classes name their own fields ("stage.field") in errors
 
 
 def _merge(base: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:

@@ -138,7 +138,7 @@ class RunResult:
     def frame(self):
         from .export import features_frame
 
-        return features_frame(self.rows, self.settings)
+        return features_frame(self.rows)
 
     def entries(self) -> List[ReportEntry]:
         """Report-sheet entries (log lines excluded, as in process_batch)."""
@@ -510,7 +510,7 @@ def export_table(table_node, output_folder: Union[str, Path]) -> Tuple[str, str]
     rows = slicer_bridge.rows_from_table(table_node)
     entries = report_entries(report)
     run_info = {"table": table_node.GetName(), "summary": table_node.GetAttribute(SUMMARY_ATTRIBUTE) or ""}
-    paths = write_outputs(str(output_folder), features_frame(rows, settings), settings, entries, run_info)
+    paths = write_outputs(str(output_folder), features_frame(rows), settings, entries, run_info)
     return paths[0], paths[1]  # (xlsx, csv); newer write_outputs also returns the provenance JSON
 
 
