@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PySERASlicerLib.engine.processing import (
     discretise,
+    image_diagnostics,
     lloyd_max_thresholds,
     prepare_roi,
     resampling_grid,
@@ -152,7 +153,7 @@ def test_lloyd_max_is_a_fixed_point_and_beats_uniform_bins():
 def test_initial_diagnostics_use_the_full_image():
     image, mask = _case()
     ctx = prepare_roi(image, mask, Settings())
-    assert ctx.diagnostics["mean_int_init_img"] == pytest.approx(image.array.mean())
+    assert image_diagnostics(ctx, "init")["mean_int_init_img"] == pytest.approx(image.array.mean())
     assert ctx.diagnostics["img_dim_z_init_img"] == image.array.shape[0]
-    assert ctx.diagnostics["mean_int_interp_img"] == ctx.diagnostics["mean_int_init_img"]
+    assert image_diagnostics(ctx, "interp")["mean_int_interp_img"] == ctx.diagnostics["mean_int_init_img"]
     assert ctx.image.array.shape[0] < image.array.shape[0] or ctx.image.array.shape[1] < image.array.shape[1]

@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT / "PySERASlicer"))
 
 from PySERASlicerLib.engine.pipeline import extract_roi  # noqa: E402
 from PySERASlicerLib.image import Image  # noqa: E402
-from PySERASlicerLib.settings import CATEGORIES, Settings  # noqa: E402
+from PySERASlicerLib.settings import CATEGORIES, RoiSettings, Settings  # noqa: E402
 
 #: Reference figures to beat: (what, seconds, number of features, source). They are the figures
 #: the project was given (not measured here, other machines and cases).
@@ -174,51 +174,6 @@ def section_handcrafted(image: Image, labels: np.ndarray, repeats: int,
     return rows
 
 
-def section_batch(image: Image, labels: np.ndarray, repeats: int) -> Dict[str, object]:
-    """``process_batch`` on NIfTI files (both lesions, one worker, results kept in memory)."""
-    import SimpleITK as sitk
-    from PySERASlicerLib import process_batch
-
-    settings = dict(feature_sets())["full 3D set"].replace(enable_parallelism=False, num_workers=1)
-    with tempfile.TemporaryDirectory(prefix="pysera_bench_") as folder:
-        image_path, mask_path = Path(folder) / "image.nii.gz", Path(folder) / "mask.nii.gz"
-        for array, path in ((image.array, image_path), (labels, mask_path)):
-            itk = sitk.GetImageFromArray(array)
-            itk.SetSpacing(tuple(float(s) for s in image.spacing))
-            sitk.WriteImage(itk, str(path))
-
-        def run() -> int:
-            result = process_batch(str(image_path), str(mask_path), output_path=None,
-                                   temporary_files_path=str(Path(folder) / "tmp"), settings=settings)
-            if not result["success"]:
-                raise RuntimeError(f"process_batch failed: {result['error']}")
-            return len(result["features_extracted"])
-
-        rois = run()
-        seconds = time_call(run, repeats)
-    return {"set": "process_batch, full 3D set, NIfTI, 1 worker", "ROIs": rois, "total (s)": seconds,
-            "per ROI (s)": seconds / max(rois, 1)}
-
-
-COLD_SNIPPET = """
-import sys, time
-start = time.perf_counter()
-sys.path.insert(0, {src!r}); sys.path.insert(0, {scripts!r})
-from PySERASlicerLib.engine.pipeline import extract_roi
-imports = time.perf_counter() - start
-start = time.perf_counter()
-import benchmark
-image, labels = benchmark.synthetic_case()
-name = {name!r}
-comparable = name == benchmark.COMPARABLE_NAME
-settings = dict(benchmark.feature_sets())["all 557" if comparable else name]
-build = time.perf_counter() - start
-start = time.perf_counter()
-extract_roi(image, labels == 1, settings, specs=benchmark.comparable_specs() if comparable else None)
-print(imports, build, time.perf_counter() - start, benchmark.own_peak_mb())
-"""
-
-
 def own_peak_mb() -> float:
     """Peak resident memory of this process in MB. ``VmHWM`` where Linux has it: ``ru_maxrss`` of
     a child started by fork + exec also counts its parent's memory at the fork."""
@@ -231,20 +186,6 @@ def own_peak_mb() -> float:
         pass
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
-
-
-def section_cold(set_name: str = "full 3D set") -> Tuple[float, float, float, float]:
-    """``(cold, imports, first_call, peak_mb)`` of a fresh interpreter: ``cold`` is the child's
-    wall time (interpreter start-up, imports, first extraction) minus the time it spends building
-    the synthetic case; ``imports`` the import of ``engine.pipeline``; ``first_call`` the first
-    ``extract_roi`` alone (lazy imports and one-off tables included); ``peak_mb`` the child's
-    peak memory."""
-    code = COLD_SNIPPET.format(src=str(ROOT / "PySERASlicer"), scripts=str(ROOT / "scripts"), name=set_name)
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
-    imports, build, first_call, peak = (float(x) for x in out.stdout.split()[-4:])
-    return wall - build, imports, first_call, peak
 
 
 def section_deep(models: Sequence[str]) -> List[Dict[str, object]]:
@@ -272,6 +213,7 @@ import time
 snippet_start = time.perf_counter()
 import json, statistics, sys
 tool, image_path, mask_path, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cases = json.load(open(sys.argv[5])) if len(sys.argv) > 5 else []
 if tool == "pyradiomics":
     import logging
     import radiomics
@@ -281,11 +223,10 @@ if tool == "pyradiomics":
     extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=25)
     import SimpleITK as sitk
     version = radiomics.__version__
-    read_start = time.perf_counter()
-    image, mask = sitk.ReadImage(image_path), sitk.ReadImage(mask_path)  # read once, outside the timing
-    read = time.perf_counter() - read_start
-    def prepare():
-        return image, mask
+    def load(image_file, mask_file):
+        return sitk.ReadImage(image_file), sitk.ReadImage(mask_file)
+    def prepare(data):
+        return data
     def run(data):
         result = extractor.execute(data[0], data[1], label=1)
         return sum(1 for key in result if not key.startswith("diagnostics"))
@@ -293,9 +234,8 @@ else:
     import pictologics
     from pictologics import RadiomicsPipeline, load_image
     version = pictologics.__version__
-    read_start = time.perf_counter()
-    image, mask = load_image(image_path), load_image(mask_path)
-    read = time.perf_counter() - read_start
+    def load(image_file, mask_file):
+        return load_image(image_file), load_image(mask_file)
     pipeline = RadiomicsPipeline()
     # its default feature families (intensity, morphology, texture, histogram, IVH; spatial and
     # local intensity off by default), FBS 25 HU from -1000 HU, range [-1000, 400], no resampling
@@ -304,94 +244,36 @@ else:
              {"step": "extract_features", "params": {}}]
     pipeline.add_config("bench", steps)
     import copy
-    def prepare():
+    def prepare(data):
         # fresh copies (made outside the timing) so that no cache keyed on the objects can help
-        return copy.deepcopy(image), copy.deepcopy(mask)
+        return copy.deepcopy(data[0]), copy.deepcopy(data[1])
     def run(data):
         series = pipeline.run(data[0], data[1], config_names=["bench"])["bench"]
         return int(series.notna().sum())
-data = prepare()
+read_start = time.perf_counter()
+loaded = load(image_path, mask_path)
+read = time.perf_counter() - read_start
+data = prepare(loaded)
 start = time.perf_counter()
 setup = start - snippet_start
 n_features = run(data)
 first = time.perf_counter() - start
 times = []
 for _ in range(repeats):
-    data = prepare()
+    data = prepare(loaded)
     start = time.perf_counter()
     run(data)
     times.append(time.perf_counter() - start)
+batch = []
+for _ in range(repeats and 2):  # a batch as a user's loop: read each case's files, extract
+    start = time.perf_counter()
+    for image_file, mask_file in cases:
+        run(load(image_file, mask_file))
+    batch.append((time.perf_counter() - start) / max(len(cases), 1))
 print(json.dumps({"tool": tool, "version": version, "features": n_features,
                   "seconds": statistics.median(times) if times else None, "first": first,
-                  "read": read, "setup": setup}))
+                  "read": read, "setup": setup, "batch_per_case": min(batch) if cases and batch else None}))
 """
-
-
-def write_case_nifti(image: Image, labels: np.ndarray, folder: Path) -> Tuple[Path, Path]:
-    """The synthetic case as NIfTI: the image and the lesion-1 mask (0/1, uint8)."""
-    import SimpleITK as sitk
-
-    paths = (folder / "image.nii.gz", folder / "mask_lesion1.nii.gz")
-    for array, path in ((image.array, paths[0]), ((labels == 1).astype(np.uint8), paths[1])):
-        itk = sitk.GetImageFromArray(array)
-        itk.SetSpacing(tuple(float(s) for s in image.spacing))
-        sitk.WriteImage(itk, str(path))
-    return paths
-
-
-def section_others(image: Image, labels: np.ndarray, repeats: int, interpreters: Dict[str, Optional[str]],
-                   first_ever_cold: bool = False) -> Tuple[List[Dict[str, object]], List[str]]:
-    """Time each competitor on lesion 1 in a subprocess of its own interpreter (``interpreters``:
-    tool -> python path; tools without one are only compared by their published figure)."""
-    rows: List[Dict[str, object]] = []
-    notes: List[str] = []
-    with tempfile.TemporaryDirectory(prefix="pysera_bench_others_") as folder:
-        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
-        for tool, python in interpreters.items():
-            if not python:
-                notes.append(f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} "
-                             "installed); only its published figure is compared")
-                continue
-            # cold first: a fresh interpreter with an empty numba cache folder (first-ever run:
-            # every kernel compiled and written there), then a second fresh interpreter reading
-            # that cache (numba cache=True: later processes load the compiled kernels). The 1st
-            # takes minutes for pictologics: only with first_ever_cold; else one fresh process with
-            # the interpreter's own (already filled) cache stands for the 2nd.
-            if first_ever_cold:
-                with tempfile.TemporaryDirectory(prefix="pysera_bench_numba_") as numba_cache:
-                    env = {**os.environ, "PYTHONWARNINGS": "ignore", "NUMBA_CACHE_DIR": numba_cache}
-                    cold = [_run_competitor(python, tool, image_path, mask_path, 0, folder, env) for _ in range(2)]
-            else:
-                env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-                cold = [({}, "not run (--first-ever-cold)"), _run_competitor(python, tool, image_path, mask_path, 0,
-                                                                             folder, env)]
-            warm = _run_competitor(python, tool, image_path, mask_path, repeats, folder,
-                                   {**os.environ, "PYTHONWARNINGS": "ignore"})
-            failed = [r for r in cold + [warm] if isinstance(r, str)]
-            if failed:
-                notes.append(f"{tool}: the run with {python} failed: {failed[0]}")
-                continue
-            result = warm[0]
-            rows.append({"tool": f"{tool} {result['version']}", "features": result["features"],
-                         "lesion 1 (s)": float(result["seconds"]), "first run (s)": float(result["first"]),
-                         "cold, 1st process (s)": cold[0][1], "cold, 2nd process (s)": cold[1][1]})
-    return rows, notes
-
-
-def _run_competitor(python: str, tool: str, image_path: Path, mask_path: Path, repeats: int, folder: str,
-                    env: Dict[str, str]):
-    """``(result, cold)`` of one run of :data:`COMPETITOR_SNIPPET` (cold: the process's wall time,
-    interpreter start-up + imports + set-up + first extraction, minus the file reading), or the
-    error text."""
-    command = [os.path.abspath(python), "-", tool, str(image_path), str(mask_path), str(repeats)]
-    start = time.perf_counter()
-    done = subprocess.run(command, input=COMPETITOR_SNIPPET, capture_output=True, text=True, cwd=folder, env=env)
-    wall = time.perf_counter() - start
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        return " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-    result = json.loads(lines[-1])
-    return result, (wall if repeats == 0 else float("nan")) - float(result["read"])
 
 
 def machine() -> str:
@@ -419,39 +301,6 @@ def markdown_table(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]],
-                   colds: Optional[Dict[str, float]] = None) -> List[Dict[str, object]]:
-    """Our time against each published figure (ratio > 1: we are faster); against a competitor
-    measured here also the cold figures (fresh process: start-up, imports, first extraction;
-    ``colds``: ours per set name)."""
-    colds = colds or {}
-    ours = {row["set"]: row for row in rows}
-    out = []
-    for name, seconds, n_features, source in REFERENCES:
-        mine = ours.get("all 557") if n_features == 557 else ours.get("full 3D set")
-        if mine is None:
-            continue
-        t = float(mine["lesion 1 (s)"])
-        out.append({"reference": name, "their figure (s)": seconds, "their features": n_features or "n/a",
-                    "ours": f"{mine['set']} ({mine['features']})", "ours (s)": t,
-                    "speed-up": f"{seconds / t:.1f}x", "source": source})
-    for other in others:
-        # pictologics: also against the same feature families and aggregations (apples to apples)
-        mine_sets = ["full 3D set"] + ([COMPARABLE_NAME] if "pictologics" in other["tool"] else [])
-        for set_name in mine_sets:
-            if set_name not in ours:
-                continue
-            t = float(ours[set_name]["lesion 1 (s)"])
-            out.append({"reference": other["tool"] + " (measured here)", "their figure (s)": other["lesion 1 (s)"],
-                        "their features": other["features"], "ours": f"{set_name} ({ours[set_name]['features']})",
-                        "ours (s)": t, "speed-up": f"{other['lesion 1 (s)'] / t:.1f}x",
-                        "their cold, 1st process (s)": other["cold, 1st process (s)"],
-                        "their cold, 2nd process (s)": other["cold, 2nd process (s)"],
-                        "ours cold (s)": colds.get(set_name, "n/a"),
-                        "source": "this run, same case"})
-    return out
-
-
 def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
     """cProfile 3 warm runs of one set on one thread (cProfile sees only its own thread)."""
     comparable = set_name == COMPARABLE_NAME
@@ -468,22 +317,343 @@ def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
+def load_average() -> str:
+    """The 1-minute load average (``uptime``), printed with each figure: the machine is shared."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def write_nifti(array: np.ndarray, spacing, path: Path) -> Path:
+    import SimpleITK as sitk
+
+    itk = sitk.GetImageFromArray(array)
+    itk.SetSpacing(tuple(float(s) for s in spacing))
+    sitk.WriteImage(itk, str(path))
+    return path
+
+
+def write_case_folders(image: Image, labels: np.ndarray, folder: Path, n_cases: int) -> List[Tuple[str, str]]:
+    """``n_cases`` copies of the case (image + lesion-1 mask, NIfTI) as PySERA's folder pair
+    ``images/caseNN.nii.gz`` / ``masks/caseNN.nii.gz``; returns the (image, mask) paths."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    lesion = (labels == 1).astype(np.uint8)
+    pairs = []
+    for index in range(n_cases):
+        name = f"case{index:02d}.nii.gz"
+        pairs.append((str(write_nifti(image.array, image.spacing, folder / "images" / name)),
+                      str(write_nifti(lesion, image.spacing, folder / "masks" / name))))
+    return pairs
+
+
+def batch_settings(set_name: str) -> Settings:
+    return dict(feature_sets())[set_name].replace(enable_parallelism=False, num_workers=1)
+
+
+def section_batch(folder: Path, set_name: str, n_cases: int) -> float:
+    """Seconds per case of one ``process_batch`` over the folder pair (1 worker, in this process,
+    the Excel/CSV report written): the best of two batches after a warm-up batch."""
+    from PySERASlicerLib import process_batch
+
+    settings = batch_settings(set_name)
+
+    def run() -> None:
+        result = process_batch(str(folder / "images"), str(folder / "masks"), output_path=str(folder / "out"),
+                               temporary_files_path=str(folder / "tmp"), settings=settings)
+        if not result["success"] or result["error"] or len(result["features_extracted"]) != n_cases:
+            raise RuntimeError(f"process_batch failed: {result['error']}")
+
+    run()
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) / n_cases)
+    return min(times)
+
+
+#: One case in a fresh interpreter, as a user's script: import, ``process_batch`` on the two
+#: files (features returned as a DataFrame, no output files), print the wall time from the first line.
+COLD_CASE_SNIPPET = """
+import time
+start = time.perf_counter()
+import sys
+sys.path.insert(0, {src!r})
+from PySERASlicerLib import process_batch
+result = process_batch({image!r}, {mask!r}, output_path=None, temporary_files_path=None,
+                       categories="all", dimensions="1st,3d", num_workers=1, enable_parallelism=False,
+                       IBSI_based_parameters={{"radiomics_BinSize": 25, "radiomics_isReSegRng": 1,
+                                               "radiomics_ReSegIntrvl01": -1000, "radiomics_ReSegIntrvl02": 400}})
+assert result["success"] and len(result["features_extracted"].columns) > 280, result["error"]
+print(time.perf_counter() - start)
+"""
+#: Importing the package in a fresh interpreter (numpy included, as a user meets it).
+IMPORT_SNIPPET = """
+import time
+start = time.perf_counter()
+import sys
+sys.path.insert(0, {src!r})
+import PySERASlicerLib
+print(time.perf_counter() - start)
+"""
+
+
+def fresh_process_seconds(code: str, runs: int) -> Tuple[float, float]:
+    """(median wall time of the whole process, median figure it prints) over ``runs`` fresh
+    interpreters."""
+    walls, inner = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        walls.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise RuntimeError(f"fresh process failed: {done.stderr.strip().splitlines()[-3:]}")
+        inner.append(float(done.stdout.split()[-1]))
+    return statistics.median(walls), statistics.median(inner)
+
+
+COLD_EXTRACT_SNIPPET = """
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, {src!r}); sys.path.insert(0, {scripts!r})
+from PySERASlicerLib.engine.pipeline import extract_roi
+imports = time.perf_counter() - start
+import benchmark
+image, labels = benchmark.synthetic_case()
+start = time.perf_counter()
+extract_roi(image, labels == 1, dict(benchmark.feature_sets())["full 3D set"])
+print(imports, time.perf_counter() - start, benchmark.own_peak_mb())
+"""
+
+
+def section_cold_extract() -> Tuple[float, float, float]:
+    """``(imports, first_call, peak_mb)`` of a fresh interpreter that imports the engine and runs
+    one ``extract_roi`` (full 3D set, lesion 1) on the case built in memory."""
+    code = COLD_EXTRACT_SNIPPET.format(src=str(ROOT / "PySERASlicer"), scripts=str(ROOT / "scripts"))
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
+    imports, first_call, peak = (float(x) for x in out.stdout.split()[-3:])
+    return imports, first_call, peak
+
+
+def section_others(image_path: str, mask_path: str, pairs: List[Tuple[str, str]], repeats: int,
+                   cold_runs: int, interpreters: Dict[str, Optional[str]], folder: Path,
+                   first_ever_cold: bool = False) -> Tuple[Dict[str, Dict[str, object]], List[str]]:
+    """Each competitor on the same files, in subprocesses of its own interpreter (``interpreters``:
+    tool -> python path). Per tool: warm extraction (median of ``repeats``), per case of a loop over
+    ``pairs`` (read + extract, best of two loops), and the cold figure: the median wall time of
+    ``cold_runs`` fresh processes that read the two files and extract once."""
+    results: Dict[str, Dict[str, object]] = {}
+    notes: List[str] = []
+    cases_file = folder / "cases.json"
+    cases_file.write_text(json.dumps(pairs))
+    for tool, python in interpreters.items():
+        if not python:
+            notes.append(f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} installed)")
+            continue
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        warm = _run_competitor(python, tool, image_path, mask_path, repeats, folder, env, cases_file)
+        if isinstance(warm, str):
+            notes.append(f"{tool}: the run with {python} failed: {warm}")
+            continue
+        colds = []
+        for _ in range(cold_runs):
+            cold = _run_competitor(python, tool, image_path, mask_path, 0, folder, env)
+            if isinstance(cold, str):
+                notes.append(f"{tool}: a cold run failed: {cold}")
+                break
+            colds.append(cold[1])
+        result = dict(warm[0], cold=statistics.median(colds) if colds else float("nan"))
+        if first_ever_cold:
+            # an empty numba cache folder: every kernel compiled (minutes for pictologics)
+            with tempfile.TemporaryDirectory(prefix="pysera_bench_numba_") as numba_cache:
+                first = _run_competitor(python, tool, image_path, mask_path, 0, folder,
+                                        {**env, "NUMBA_CACHE_DIR": numba_cache})
+            result["first_ever_cold"] = first[1] if not isinstance(first, str) else float("nan")
+        results[tool] = result
+    return results, notes
+
+
+def _run_competitor(python: str, tool: str, image_path: str, mask_path: str, repeats: int, folder: Path,
+                    env: Dict[str, str], cases_file: Optional[Path] = None):
+    """``(result, wall)`` of one run of :data:`COMPETITOR_SNIPPET` (wall: the whole process,
+    interpreter start-up, imports, reading, set-up and the first extraction when ``repeats`` is 0),
+    or the error text."""
+    command = [os.path.abspath(python), "-", tool, str(image_path), str(mask_path), str(repeats)]
+    if cases_file is not None:
+        command.append(str(cases_file))
+    start = time.perf_counter()
+    done = subprocess.run(command, input=COMPETITOR_SNIPPET, capture_output=True, text=True, cwd=folder, env=env)
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    return json.loads(lines[-1]), wall
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost against ROI size
+# ---------------------------------------------------------------------------------------------
+SCALING_SHAPE = (400, 512, 512)  # (k, j, i): a 512 x 512 x 400 CT
+SCALING_SPACING = (0.8, 0.8, 1.0)  # (i, j, k) mm
+SCALING_VOXELS = (1_000, 10_000, 100_000, 1_000_000)
+
+
+def scaling_case(folder: Path, sizes: Sequence[int] = SCALING_VOXELS) -> Tuple[str, Dict[int, Tuple[str, int]]]:
+    """A 512 x 512 x 400 int16 CT (uncompressed NIfTI, 210 MB) and one mask per ROI size: a
+    wobbly sphere of about ``size`` voxels at the centre (NIfTI .gz, 0/1). Built slab by slab so
+    that building it stays well below the engine's own memory."""
+    rng = np.random.default_rng(7)
+    n_k, n_j, n_i = SCALING_SHAPE
+    si, sj, sk = SCALING_SPACING
+    j, i = np.ogrid[:n_j, :n_i]
+    body = ((j - n_j / 2) / (0.43 * n_j)) ** 2 + ((i - n_i / 2) / (0.47 * n_i)) ** 2 <= 1.0
+    image = np.empty(SCALING_SHAPE, dtype=np.int16)
+    for k in range(n_k):
+        image[k] = np.where(body, 40, -1000) + rng.integers(-30, 31, (n_j, n_i), dtype=np.int16)
+    centre = np.array([n_k / 2, n_j / 2, n_i / 2])
+    largest = max(sizes)
+    radius_mm = (3 * largest * si * sj * sk / (4 * np.pi)) ** (1 / 3) * 1.1
+    half = np.ceil(radius_mm / np.array([sk, sj, si])).astype(int) + 2
+    box = tuple(slice(int(c - h), int(c + h)) for c, h in zip(centre, half))
+    kk, jj, ii = np.ogrid[box]
+    dist = np.sqrt(((kk - centre[0]) * sk) ** 2 + ((jj - centre[1]) * sj) ** 2 + ((ii - centre[2]) * si) ** 2)
+    angle = np.arctan2((jj - centre[1]) * sj, (ii - centre[2]) * si)
+    shape_factor = 1 + 0.08 * np.sin(3 * angle) * np.cos(kk * sk / 7.0)
+    texture = ndimage.gaussian_filter(rng.normal(0, 80, dist.shape), 1.2)
+    image[box] = np.where(dist <= radius_mm * shape_factor, np.clip(np.rint(45 + texture), -1000, 3000),
+                          image[box]).astype(np.int16)
+    image_path = write_nifti(image, SCALING_SPACING, folder / "ct_512x512x400.nii")
+    del image
+    masks = {}
+    relative = np.sort((dist / shape_factor).ravel())  # voxels ordered by their scaled radius
+    mask = np.zeros(SCALING_SHAPE, dtype=np.uint8)
+    for size in sizes:
+        threshold = relative[size - 1]
+        mask[box] = dist / shape_factor <= threshold
+        masks[size] = (str(write_nifti(mask, SCALING_SPACING, folder / f"mask_{size}.nii.gz")), int(mask.sum()))
+    return str(image_path), masks
+
+
+#: One ROI size in a fresh interpreter: ``process_batch`` on the CT and the mask (full 3D set, one
+#: worker, no output files); prints the wall time, the extraction of the ROI alone (between the
+#: START and END callbacks) and the peak resident memory.
+SCALING_SNIPPET = """
+import time
+start = time.perf_counter()
+import sys
+sys.path.insert(0, {src!r}); sys.path.insert(0, {scripts!r})
+from PySERASlicerLib import process_batch
+import benchmark
+marks = {{}}
+result = process_batch({image!r}, {mask!r}, output_path=None, temporary_files_path=None,
+                       settings=benchmark.batch_settings("full 3D set").replace(rois=benchmark.single_roi()),
+                       callback_fn=lambda flag, case, roi: marks.setdefault(flag, time.perf_counter()))
+assert result["success"] and len(result["features_extracted"]) == 1, result["error"]
+print(time.perf_counter() - start, marks["END"] - marks["START"], benchmark.own_peak_mb())
+"""
+
+
+def single_roi() -> RoiSettings:
+    """ROI settings that keep the one lesion of a mask as it is (one ROI, no size filter)."""
+    return RoiSettings(min_roi_volume=1, roi_num=1)
+
+
+def section_scaling(folder: Path, sizes: Sequence[int] = SCALING_VOXELS) -> List[Dict[str, object]]:
+    image_path, masks = scaling_case(folder, sizes)
+    rows = []
+    for mask_path, voxels in masks.values():
+        load = load_average()
+        code = SCALING_SNIPPET.format(src=str(ROOT / "PySERASlicer"), scripts=str(ROOT / "scripts"),
+                                      image=image_path, mask=mask_path)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            raise RuntimeError(f"scaling run ({voxels} voxels) failed: {done.stderr.strip().splitlines()[-3:]}")
+        total, extraction, peak = (float(x) for x in done.stdout.split()[-3:])
+        rows.append({"ROI voxels": voxels, "fresh process, total (s)": total, "extraction (s)": extraction,
+                     "extraction per voxel (us)": extraction / voxels * 1e6, "peak RSS (MB)": round(peak),
+                     "load": load})
+    return rows
+
+
+#: Draws the curve from the JSON rows given on stdin (run by an interpreter that has matplotlib).
+PLOT_SNIPPET = r"""
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rows, path, title = json.load(sys.stdin)
+voxels = [r["ROI voxels"] for r in rows]
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+left.loglog(voxels, [r["extraction (s)"] for r in rows], "o-", label="extraction of the ROI")
+left.loglog(voxels, [r["fresh process, total (s)"] for r in rows], "s--", label="fresh process, total")
+scale = rows[-2]["extraction (s)"] / voxels[-2]
+left.loglog(voxels, [v * scale for v in voxels], ":", color="grey", label="linear (through 100k)")
+left.set_xlabel("ROI voxels"); left.set_ylabel("seconds"); left.grid(True, which="both", alpha=0.3)
+left.legend(fontsize=8)
+right.semilogx(voxels, [r["peak RSS (MB)"] for r in rows], "o-", color="tab:red")
+right.axhline(1500, color="grey", ls=":", label="1.5 GB target")
+right.set_xlabel("ROI voxels"); right.set_ylabel("peak RSS (MB)"); right.grid(True, which="both", alpha=0.3)
+right.set_ylim(bottom=0); right.legend(fontsize=8)
+fig.suptitle(title, fontsize=9)
+fig.tight_layout()
+fig.savefig(path, dpi=110)
+"""
+
+
+def plot_scaling(rows: List[Dict[str, object]], path: Path, plot_python: Optional[str], title: str) -> str:
+    """Write the curve as a PNG with matplotlib, in ``plot_python`` (a benchmark venv; matplotlib is
+    no dependency of the project) or in this interpreter if it has matplotlib."""
+    python = plot_python or sys.executable
+    done = subprocess.run([python, "-c", PLOT_SNIPPET], input=json.dumps([rows, str(path), title]),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"no plot ({python}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'})"
+    return f"curve written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+
+
+def _ratio(ours: Optional[float], theirs: Optional[float]) -> str:
+    if ours is None or theirs is None or not theirs or theirs != theirs:
+        return "–"
+    return f"{ours / theirs:.2f}"
+
+
+def _cell(value: Optional[float], digits: int = 3) -> str:
+    return "–" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def target_rows(measures: Dict[str, Dict[str, object]]) -> List[Dict[str, object]]:
+    """One row per target of issue 14: ours, the peers from the same run, the ratio and the target."""
+    rows = []
+    for name, m in measures.items():
+        ours, pict, pyrad = m.get("ours"), m.get("pictologics"), m.get("pyradiomics")
+        rows.append({"measure": name, "ours": _cell(ours), "pictologics": _cell(pict), "pyradiomics": _cell(pyrad),
+                     "ours / pictologics": _ratio(ours, pict), "ours / pyradiomics": _ratio(ours, pyrad),
+                     "target": m["target"], "load": m.get("load", "")})
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm runs per figure (median)")
+    parser.add_argument("--cases", type=int, default=10, help="cases of the batch measure")
+    parser.add_argument("--cold-runs", type=int, default=3, help="fresh processes per cold figure (median)")
     parser.add_argument("--profile", metavar="SET", help="cProfile one feature set (e.g. 'all 557') and stop")
     parser.add_argument("--deep", metavar="MODEL[,MODEL]", help="also time these deep models (random weights)")
-    parser.add_argument("--quick", action="store_true", help="only the three main sets; no batch, cold run")
+    parser.add_argument("--all-sets", action="store_true", help="also time each family alone")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the ROI-size curve (512x512x400 CT)")
+    parser.add_argument("--plot-python", metavar="PATH",
+                        help="a Python with matplotlib (a benchmark venv) to draw docs/benchmark_scaling.png")
     parser.add_argument("--pictologics-python", metavar="PATH",
-                        help="a Python (>= 3.12) with pictologics installed: time it on the same case")
+                        help="a Python (>= 3.12) with pictologics installed: time it on the same files")
     parser.add_argument("--pyradiomics-python", metavar="PATH",
-                        help="a Python with pyradiomics installed: time it on the same case")
+                        help="a Python with pyradiomics installed: time it on the same files")
     parser.add_argument("--roi-threads", type=int, metavar="N",
                         help="threads per ROI (sets PYSERA_ROI_THREADS; default: the engine's, min(2, cores))")
     parser.add_argument("--first-ever-cold", action="store_true",
                         help="also time each competitor's first-ever process (empty numba cache: pictologics "
                              "compiles every kernel, minutes)")
-    parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
     args = parser.parse_args(argv)
 
     if args.roi_threads:
@@ -492,49 +662,95 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.profile:
         profile(image, labels, args.profile)
         return
-    print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
     from PySERASlicerLib.engine.pipeline import default_threads
 
-    print(f"Machine: {machine()}; threads per ROI: {default_threads()}\n")
+    print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
+    print(f"Machine: {machine()}; threads per ROI: {default_threads()}; load average at start {load_average()}\n")
     print(f"Case: {SHAPE[::-1]} voxels (i, j, k), spacing {SPACING} mm; lesion 1 {(labels == 1).sum()} voxels, "
           f"lesion 2 {(labels == 2).sum()} voxels; FBS 25 HU, range [-1000, 400], no interpolation. "
-          f"Warm figures: median of {args.repeats} runs after a warm-up run.\n")
-    names = ("full 3D set", "all 557", "non-texture set", COMPARABLE_NAME) if args.quick or args.others_only else None
-    if args.others_only:
-        args.quick = True
+          f"Warm figures: median of {args.repeats} runs after a warm-up run. 'load': the 1-minute load "
+          "average when the figure was taken (2 cores; above ~1 the figures are inflated).\n")
+    names = None if args.all_sets else ("full 3D set", "all 557", "non-texture set", COMPARABLE_NAME)
+    load = load_average()
     rows = section_handcrafted(image, labels, args.repeats, names)
-    print("## extract_roi per lesion\n")
+    print(f"## extract_roi per lesion (load {load})\n")
     print(markdown_table(rows))
-    summary: List[Dict[str, object]] = []
-    if not args.quick:
-        summary.append(section_batch(image, labels, args.repeats))
-        cold, imports, first_call, cold_peak = section_cold()
-        summary.append({"set": "cold: fresh process, full 3D set, lesion 1 (start-up + imports + 1st call)",
-                        "total (s)": cold, "engine imports (s)": imports, "first extract_roi call (s)": first_call,
-                        "peak memory (MB)": f"{cold_peak:.0f}"})
-    others, notes = section_others(image, labels, args.repeats, {"pictologics": args.pictologics_python,
-                                                                   "pyradiomics": args.pyradiomics_python},
-                                   args.first_ever_cold)
-    colds: Dict[str, float] = {}
-    if others:
-        for name in ["full 3D set"] + ([COMPARABLE_NAME] if any("pictologics" in o["tool"] for o in others) else []):
-            colds[name] = section_cold(name)[0]
-            summary.append({"set": f"cold: fresh process, {name}, lesion 1", "total (s)": colds[name]})
-    summary.append({"set": "this benchmark process (case building and every run above)",
-                    "peak memory (MB)": f"{own_peak_mb():.0f}"})
-    print("\n## End to end, cold start, memory\n")
+    warm = {row["set"]: row for row in rows}
+    measures: Dict[str, Dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_") as tmp:
+        folder = Path(tmp)
+        pairs = write_case_folders(image, labels, folder, args.cases)
+        load = load_average()
+        per_case = {name: section_batch(folder, name, args.cases) for name in ("full 3D set", "all 557")}
+        import_wall, import_seconds = fresh_process_seconds(IMPORT_SNIPPET.format(src=str(ROOT / "PySERASlicer")),
+                                                            args.cold_runs)
+        cold_wall, _ = fresh_process_seconds(COLD_CASE_SNIPPET.format(src=str(ROOT / "PySERASlicer"),
+                                                                      image=pairs[0][0], mask=pairs[0][1]),
+                                             args.cold_runs)
+        others, notes = section_others(pairs[0][0], pairs[0][1], pairs, args.repeats, args.cold_runs,
+                                       {"pictologics": args.pictologics_python,
+                                        "pyradiomics": args.pyradiomics_python}, folder, args.first_ever_cold)
+        load = f"{load} → {load_average()}"
+        pict, pyrad = others.get("pictologics", {}), others.get("pyradiomics", {})
+        measures[f"per case in a {args.cases}-case batch, 1 process, warm, read + extract (+ our report) (s)"] = {
+            "ours": per_case["full 3D set"], "pictologics": pict.get("batch_per_case"),
+            "pyradiomics": pyrad.get("batch_per_case"), "target": "≤ 0.7 × pictologics", "load": load}
+        measures["one case in a fresh process, imports + reading included (s)"] = {
+            "ours": cold_wall, "pictologics": pict.get("cold"), "pyradiomics": pyrad.get("cold"),
+            "target": "≤ 0.8 × pyradiomics and ≤ 1.0 s", "load": load}
+        measures["import PySERASlicerLib in a fresh process, numpy included (s)"] = {
+            "ours": import_seconds, "target": "≤ 0.1 s", "load": load}
+        measures["warm extraction, pictologics' 170 features, lesion 1 (s)"] = {
+            "ours": warm[COMPARABLE_NAME]["lesion 1 (s)"], "pictologics": pict.get("seconds"),
+            "target": "≤ pictologics", "load": load}
+        measures["warm extraction, each tool's default set, lesion 1 (s; ours: full 3D set)"] = {
+            "ours": warm["full 3D set"]["lesion 1 (s)"], "pictologics": pict.get("seconds"),
+            "pyradiomics": pyrad.get("seconds"), "target": "(information)", "load": load}
+        ratio = per_case["all 557"] / per_case["full 3D set"]
+        measures[f"all 557 per case in the batch: {per_case['all 557']:.3f} s = {ratio:.2f} × the 3D set's"] = {
+            "ours": ratio, "target": "≤ 2 × the 3D set", "load": load}
+        summary = [{"figure": "process_batch per case, full 3D set (285 features)", "seconds": per_case["full 3D set"]},
+                   {"figure": "process_batch per case, all 557", "seconds": per_case["all 557"]},
+                   {"figure": "import PySERASlicerLib, fresh process (wall of the whole process)",
+                    "seconds": import_wall},
+                   {"figure": "one case in a fresh process (wall)", "seconds": cold_wall}]
+        imports, first_call, cold_peak = section_cold_extract()
+        summary.append({"figure": f"fresh process: engine imports {imports:.3f} s, first extract_roi "
+                                  f"(full 3D set) {first_call:.3f} s, peak {cold_peak:.0f} MB",
+                        "seconds": imports + first_call})
+        for tool, result in others.items():
+            summary.append({"figure": f"{tool} {result['version']}: {result['features']} features, warm "
+                                      f"{result['seconds']:.3f} s, first run in a process {result['first']:.3f} s",
+                            "seconds": result["seconds"]})
+            if "first_ever_cold" in result:
+                summary.append({"figure": f"{tool}: first-ever process (empty numba cache)",
+                                "seconds": result["first_ever_cold"]})
+    print(f"\n## End to end (load {load})\n")
     print(markdown_table(summary))
+    if not args.no_scaling:
+        with tempfile.TemporaryDirectory(prefix="pysera_bench_scaling_") as tmp:
+            scaling = section_scaling(Path(tmp))
+        print("\n## Cost against ROI size (512 × 512 × 400 CT, 0.8 × 0.8 × 1.0 mm, full 3D set, fresh process "
+              "per size)\n")
+        print(markdown_table(scaling))
+        big, ref = scaling[-1], scaling[-2]
+        per_voxel = big["extraction per voxel (us)"] / ref["extraction per voxel (us)"]
+        measures[f"per-voxel extraction cost, {big['ROI voxels']} vs {ref['ROI voxels']} voxels (ratio)"] = {
+            "ours": per_voxel, "target": "≤ 2", "load": big["load"]}
+        measures[f"peak RSS, {big['ROI voxels']}-voxel ROI in a 512×512×400 CT (MB)"] = {
+            "ours": float(big["peak RSS (MB)"]), "target": "≤ 1500", "load": big["load"]}
+        print("\n" + plot_scaling(scaling, ROOT / "docs" / "benchmark_scaling.png", args.plot_python,
+                                  f"PySERASlicer, full 3D set, {datetime.date.today()}, {machine().split(',')[0]}"))
     if args.deep:
         print("\n## Deep features (RANDOM weights: seconds per ROI, speed only)\n")
         print(markdown_table(section_deep([m.strip() for m in args.deep.split(",") if m.strip()])))
-    print("\n## Against published figures\n")
-    print(markdown_table(reference_rows(rows, others, colds)))
-    if others:
-        print("\nCold: a fresh interpreter process, start-up + imports + set-up + the first extraction "
-              "(file reading / case building excluded). A competitor's 1st process (--first-ever-cold) runs "
-              "with an empty NUMBA_CACHE_DIR (every numba kernel compiled), its 2nd process with the cache the "
-              "1st wrote, or without --first-ever-cold with its own filled cache (pictologics declares its "
-              "kernels cache=True); its table row above is the warm run.")
+    print(f"\n## Targets (issue 14), peers in the same run; load average now {load_average()}\n")
+    print(markdown_table(target_rows(measures)))
+    print("\nPeers: pyradiomics' default original-image extraction (binWidth 25); pictologics' default "
+          "families (FBS 25 HU from -1000, range [-1000, 400]); both read the files with their own readers. "
+          "Batch: their read + extract call in a loop over the same files; ours one process_batch over the "
+          "folders with the Excel/CSV report. Cold: the wall time of a fresh process (start-up, imports, "
+          "reading, set-up, one extraction; pictologics' numba kernels from its on-disk cache).")
     for note in notes:
         print(f"\n* {note}")
 

@@ -19,23 +19,35 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import ndimage
 
 from .io.readers import InputError, MaskData
 from .settings import RoiSelectionMode, RoiSettings
 
+#: Slices (k, j, i) of a box on the image grid.
+Box = Tuple[slice, slice, slice]
 #: 26-connectivity in 3D.
-CONNECTIVITY_26 = ndimage.generate_binary_structure(3, 3)
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass
 class Roi:
-    """One region to extract: name, its label (or structure name) and its bool mask."""
+    """One region to extract: name, its label (or structure name), its bool mask cropped to the
+    ROI's bounding box ``box`` (slices on the image grid of shape ``grid_shape``) and its size.
+    ``mask`` gives the mask on the whole grid (built on request: the engine takes ``box_mask``
+    and ``box``)."""
 
     name: str
     label: str
-    mask: np.ndarray
+    box_mask: np.ndarray
     voxel_count: int
+    box: Box
+    grid_shape: Tuple[int, int, int]
+
+    @property
+    def mask(self) -> np.ndarray:
+        full = np.zeros(self.grid_shape, dtype=bool)
+        full[self.box] = self.box_mask
+        return full
 
 
 @dataclass
@@ -50,24 +62,59 @@ def _label_text(value) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _components(mask: np.ndarray, label: str, settings: RoiSettings) -> List[Roi]:
+def nonzero_box(array: np.ndarray) -> Optional[Box]:
+    """Bounding box (k, j, i slices) of the non-zero voxels, or None when there are none.
+
+    Two passes over the grid, the second only over the slices that hold any: each later step of
+    ROI discovery then reads the box alone (the same result as on the whole grid)."""
+    n_k = array.shape[0]
+    slices = np.flatnonzero(array.reshape(n_k, -1).any(axis=1))
+    if slices.size == 0:
+        return None
+    k = slice(int(slices[0]), int(slices[-1]) + 1)
+    plane = array[k].any(axis=0)
+    rows, columns = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    return k, slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1)
+
+
+def _label_values(labels: np.ndarray) -> np.ndarray:
+    """The distinct non-zero values of a label array (one counting pass for small non-negative
+    integer labels, the usual case; ``np.unique`` otherwise)."""
+    if labels.dtype.kind in "ub" or (labels.dtype.kind == "i" and labels.min() >= 0):
+        top = int(labels.max())
+        if top < (1 << 16):
+            return np.flatnonzero(np.bincount(labels.ravel(), minlength=1)[1:]) + 1
+    values = np.unique(labels)
+    return values[values != 0]
+
+
+def _offset(outer: Box, inner: Box) -> Box:
+    """``inner`` (relative to the box ``outer``) as slices of the grid."""
+    return tuple(slice(o.start + i.start, o.start + i.stop) for o, i in zip(outer, inner))
+
+
+def _components(mask: np.ndarray, box: Box, label: str, settings: RoiSettings,
+                grid_shape: Tuple[int, int, int]) -> List[Roi]:
+    """ROIs of one label whose voxels ``mask`` holds inside ``box`` (26-connected components,
+    largest first, or the label whole with ``combine_rois``)."""
+    from scipy import ndimage
+
     if settings.combine_rois:
-        return [Roi(f"label_{label}", label, mask, int(mask.sum()))]
+        inner = nonzero_box(mask)
+        return [Roi(f"label_{label}", label, mask[inner], int(np.count_nonzero(mask)), _offset(box, inner),
+                    grid_shape)]
     components, count = ndimage.label(mask, structure=CONNECTIVITY_26)
     if count == 0:
         return []
     sizes = np.bincount(components.ravel())[1:]
     order = np.argsort(-sizes, kind="stable")
-    if count == 1:
-        return [Roi(f"label_{label}_lesion_1", label, mask, int(sizes[0]))]
-    # One pass over the bounding boxes instead of count full-volume comparisons.
     boxes = ndimage.find_objects(components)
     rois = []
     for rank, index in enumerate(order, start=1):
-        component_mask = np.zeros(mask.shape, dtype=bool)
-        box = boxes[index]
-        component_mask[box] = components[box] == index + 1
-        rois.append(Roi(f"label_{label}_lesion_{rank}", label, component_mask, int(sizes[index])))
+        inner = boxes[index]
+        component = mask[inner] if count == 1 else components[inner] == index + 1
+        rois.append(Roi(f"label_{label}_lesion_{rank}", label, component, int(sizes[index]), _offset(box, inner),
+                        grid_shape))
     return rois
 
 
@@ -95,19 +142,26 @@ def _restrict(mask_data: MaskData, roi_label: str) -> MaskData:
 
 def discover_rois(mask_data: MaskData, settings: RoiSettings, roi_label: Optional[str] = None) -> RoiDiscovery:
     """All ROIs of a mask, filtered by size and selected per the settings; ``roi_label``
-    restricts the search to one label value or structure name."""
+    restricts the search to one label value or structure name. Only the bounding box of the
+    mask's non-zero voxels is read after one scan of the grid."""
     if roi_label not in (None, ""):
         mask_data = _restrict(mask_data, roi_label)
     candidates: List[Roi] = []
     if mask_data.labels is not None:
         labels = mask_data.labels
-        for value in np.unique(labels):
-            if value == 0:
-                continue
-            candidates.extend(_components(labels == value, _label_text(value), settings))
+        box = nonzero_box(labels)
+        if box is not None:
+            cropped = labels[box]
+            for value in _label_values(cropped):
+                candidates.extend(_components(cropped == value, box, _label_text(value), settings, labels.shape))
     for name, mask in mask_data.named.items():
-        mask = np.asarray(mask, dtype=bool)
-        candidates.append(Roi(name, name, mask, int(np.count_nonzero(mask))))
+        mask = np.asarray(mask)
+        box = nonzero_box(mask)
+        if box is None:
+            candidates.append(Roi(name, name, np.zeros((0, 0, 0), dtype=bool), 0, (slice(0, 0),) * 3, mask.shape))
+            continue
+        box_mask = mask[box].astype(bool, copy=False)
+        candidates.append(Roi(name, name, box_mask, int(np.count_nonzero(box_mask)), box, mask.shape))
 
     dropped = [(r.name, r.voxel_count) for r in candidates if r.voxel_count < settings.min_roi_volume]
     kept = [r for r in candidates if r.voxel_count >= settings.min_roi_volume and r.voxel_count > 0]

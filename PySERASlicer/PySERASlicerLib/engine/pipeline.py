@@ -16,7 +16,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,21 +87,23 @@ def _run_families(ctx, groups: Dict[str, List[str]], on_step: StepCallback) -> D
 
 def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
                 specs: Optional[Sequence[FeatureSpec]] = None, on_step: StepCallback = None,
-                threads: Optional[int] = None) -> RoiResult:
+                threads: Optional[int] = None, box: Optional[Tuple[slice, slice, slice]] = None) -> RoiResult:
     """Compute the selected features of one ROI.
 
     Parameters
     ----------
     image : the full image (any dtype); geometry in LPS.
-    roi_mask : bool/0-1 array on the image grid (k, j, i).
+    roi_mask : bool/0-1 array on the image grid (k, j, i), or on the ``box`` of it only.
     settings : run settings.
     specs : features to compute; default: those selected by ``settings``.
     on_step : called with a family name before that family runs (from the calling thread).
     threads : 1 computes the families one after the other; 2 or more runs :data:`SIDE_FAMILIES`
         in a helper thread meanwhile; default :func:`default_threads`.
+    box : (k, j, i) slices of the image grid that ``roi_mask`` covers (e.g. ``Roi.box``), so
+        that nothing but the box is read (see :func:`.processing.prepare_roi`).
     """
     specs = selected_specs(settings) if specs is None else specs
-    ctx = prepare_roi(image, roi_mask, settings)
+    ctx = prepare_roi(image, roi_mask, settings, box)
     groups = group_by_family(specs)
     side = {family: tags for family, tags in groups.items() if family in SIDE_FAMILIES}
     main = {family: tags for family, tags in groups.items() if family not in SIDE_FAMILIES}

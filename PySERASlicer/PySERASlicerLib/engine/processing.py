@@ -317,29 +317,38 @@ def _window(lo_old: int, hi_old: int, grid_start: float, grid_step: float, n_new
     return max(m_lo, 0), min(m_hi, n_new - 1)
 
 
-def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiContext:
+def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
+                box: Optional[Tuple[slice, slice, slice]] = None) -> RoiContext:
     """Run the IBSI processing chain for one ROI and return its context.
 
     Parameters
     ----------
     image : the full image (any dtype), geometry in LPS.
-    roi_mask : ROI on the image grid (k, j, i); nonzero = inside.
+    roi_mask : ROI on the image grid (k, j, i); nonzero = inside. With ``box``: the ROI inside
+        that box of the image grid only (shape of the box; every voxel outside is outside).
     settings : run settings (resampling, re-segmentation; discretisation happens on demand).
+    box : (k, j, i) slices of the image grid that ``roi_mask`` covers; nothing of the whole
+        grid but the image itself is then read (ROI discovery hands over boxes).
     """
     roi_mask = np.asarray(roi_mask).astype(bool, copy=False)
-    if roi_mask.shape != image.array.shape:
-        raise ValueError(f"ROI mask shape {roi_mask.shape} differs from image shape {image.array.shape}")
+    if box is None:
+        if roi_mask.shape != image.array.shape:
+            raise ValueError(f"ROI mask shape {roi_mask.shape} differs from image shape {image.array.shape}")
+        box = tuple(slice(0, n) for n in roi_mask.shape)
+    elif roi_mask.shape != tuple(b.stop - b.start for b in box) or any(
+            b.start < 0 or b.stop > n for b, n in zip(box, image.array.shape)):
+        raise ValueError(f"ROI mask shape {roi_mask.shape} does not fit the box {box} of the image "
+                         f"(shape {image.array.shape})")
     resampling = settings.resampling
     diagnostics: Dict[str, float] = {}
 
     # -- initial image and ROI (full image, before any cropping) ---------------------------------
     _image_diagnostics(diagnostics, "init", image.size_ijk, image.spacing)
-    image_stats: Dict[str, float] = {}
-    _intensity_diagnostics(image_stats, "", image.array.ravel())
-    diagnostics.update({f"{key}init_img": value for key, value in image_stats.items()})
-    roi_box = bounding_box(roi_mask)
-    roi_values = image.array[roi_box][roi_mask[roi_box]]
-    _roi_diagnostics(diagnostics, "init", image.size_ijk, roi_mask[roi_box], roi_mask[roi_box], roi_values)
+    inner = bounding_box(roi_mask)
+    box_mask = roi_mask[inner]
+    roi_box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
+    roi_values = image.array[roi_box][box_mask]
+    _roi_diagnostics(diagnostics, "init", image.size_ijk, box_mask, box_mask, roi_values)
 
     # -- interpolation on the full image's IBSI grid, evaluated around the ROI only ------------
     grid = resampling_grid(image.size_ijk, image.spacing, resampling)
@@ -361,13 +370,15 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiCo
         window_new.append((m_lo, m_hi))
         window_old.append((c_lo, c_hi))
     old_box = tuple(slice(window_old[a][0], window_old[a][1] + 1) for a in (2, 1, 0))
+    window_mask = np.zeros(tuple(b.stop - b.start for b in old_box), dtype=bool)
+    window_mask[tuple(slice(r.start - o.start, r.stop - o.start) for r, o in zip(roi_box, old_box))] = box_mask
     if identity:
         array = image.array[old_box].astype(np.float64)
-        morph_mask = roi_mask[old_box].copy()
+        morph_mask = window_mask
     else:
         positions = [_axis_positions(grid, a, window_new[a][0], window_new[a][1], window_old[a][0]) for a in (2, 1, 0)]
         array = _interpolate(image.array[old_box].astype(np.float64), positions, image_order)
-        roi_values_new = _interpolate(roi_mask[old_box].astype(np.float64), positions, roi_order)
+        roi_values_new = _interpolate(window_mask.astype(np.float64), positions, roi_order)
         # Partial-volume threshold; rounding to 6 decimals keeps 0.49999999 from float error out.
         morph_mask = np.round(roi_values_new, 6) >= resampling.roi_partial_volume
     if resampling.round_intensities:
@@ -389,20 +400,26 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiCo
     processed = image.with_array(array, spacing=grid.spacing, origin=tuple(origin))
 
     ctx = RoiContext(processed, morph_mask, int_mask, settings, diagnostics=diagnostics)
-    if identity:
-        ctx.diagnostics.update({f"{key}interp_img": value for key, value in image_stats.items()})
-    else:
-        ctx.cache()["interpolated_image_statistics"] = (image, resampling)
+    # whole-image statistics: one pass over the whole image each, only if a diagnostic asks
+    ctx.cache()["image_statistics"] = (image, None if identity else resampling)
+    if not identity:
         # stat_* may be asked for on the original grid (PySERA radiomics_isQuntzStat = 0)
         ctx.cache()["original_roi_intensities"] = roi_values
     return ctx
 
 
-def interpolated_image_diagnostics(ctx: RoiContext) -> Dict[str, float]:
-    """The ``*_int_interp_img`` diagnostics of a context (computed once, on first request)."""
-    cache = ctx.cache()
-    if "mean_int_interp_img" not in ctx.diagnostics:
-        source: Optional[tuple] = cache.get("interpolated_image_statistics")
-        if source is not None:
-            ctx.diagnostics.update(interpolated_image_statistics(*source))
-    return {key: ctx.diagnostics[key] for key in ("mean_int_interp_img", "min_int_interp_img", "max_int_interp_img")}
+def image_diagnostics(ctx: RoiContext, stage: str) -> Dict[str, float]:
+    """The whole-image ``*_int_<stage>_img`` diagnostics of a context (``stage``: ``init`` or
+    ``interp``), computed on first request."""
+    keys = tuple(f"{s}_int_{stage}_img" for s in ("mean", "min", "max"))
+    if keys[0] not in ctx.diagnostics:
+        image, resampling = ctx.cache()["image_statistics"]
+        if stage == "init" or resampling is None:
+            out: Dict[str, float] = {}
+            _intensity_diagnostics(out, "", image.array.ravel())
+            # without interpolation the interpolated image is the image
+            for name in ("init", "interp") if resampling is None else ("init",):
+                ctx.diagnostics.update({f"{key}{name}_img": value for key, value in out.items()})
+        else:
+            ctx.diagnostics.update(interpolated_image_statistics(image, resampling))
+    return {key: ctx.diagnostics[key] for key in keys}

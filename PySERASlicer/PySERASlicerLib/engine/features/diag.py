@@ -9,8 +9,7 @@ counts along x (i), y (j), z (k); bounding boxes are those of the mask; intensit
 mean, minimum and maximum inside the intensity mask (or the whole image for ``*_img``).
 
 The values are collected by :func:`PySERASlicerLib.engine.processing.prepare_roi` into
-``ctx.diagnostics``; the whole-image statistics after interpolation are computed only when
-requested.
+``ctx.diagnostics``; the whole-image intensity statistics are computed only when requested.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Tuple
 
 from ..context import RoiContext
-from ..processing import interpolated_image_diagnostics
+from ..processing import image_diagnostics
 from ..registry import volume_specs
 
 FAMILY = "diag"
@@ -53,6 +52,7 @@ SPECS = volume_specs(FAMILY, ROWS)
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested diagnostics of the ROI (see the module docstring)."""
     wanted = list(tags)
-    if any(tag.endswith("_int_interp_img") for tag in wanted):
-        interpolated_image_diagnostics(ctx)
+    for stage in ("init", "interp"):  # whole-image statistics only when asked for
+        if any(tag.endswith(f"_int_{stage}_img") for tag in wanted):
+            image_diagnostics(ctx, stage)
     return {tag: float(ctx.diagnostics[tag]) for tag in wanted}
