@@ -7,9 +7,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+from PySERASlicerLib.engine.discretisation import discretise
 from PySERASlicerLib.engine.features import ngtdm
 from PySERASlicerLib.engine.pipeline import extract_roi
-from PySERASlicerLib.engine.processing import discretise
 from PySERASlicerLib.engine.registry import select
 from PySERASlicerLib.image import Image
 from PySERASlicerLib.settings import (

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..image import Image
-from .readers import InputError, MaskData
+from .types import InputError, MaskData
 
 #: A frame whose position is within this fraction of a voxel of the image grid is on the grid.
 ON_GRID_TOLERANCE = 0.1
