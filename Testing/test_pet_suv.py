@@ -86,6 +86,14 @@ def test_philips_counts_with_the_suv_scale_factor(tmp_path):
     np.testing.assert_allclose(suv.array, stored * 0.000412, rtol=1e-12)
 
 
+def test_philips_scale_factor_stored_as_unknown_vr(tmp_path):
+    """Files without the private creator's dictionary keep (7053,1000) as raw bytes (VR UN)."""
+    write_pet_series(tmp_path / "pet", _stored(), tags={**PET_TAGS, "Units": "CNTS", "PatientWeight": None},
+                     private={(0x7053, 0x1000): ("UN", b"0.000412")})
+    image, _ = _read(tmp_path / "pet")
+    assert image.pet_suv.factor == pytest.approx(0.000412, rel=1e-12)
+
+
 def test_philips_counts_with_the_activity_concentration_scale_factor(tmp_path):
     """Without (7053,1000): CNTS x (7053,1009) = Bq/ml, then the usual decay-corrected SUV."""
     private = {(0x7053, 0x0010): ("LO", "Philips PET Private Group"), (0x7053, 0x1009): ("DS", "2.5")}

@@ -71,8 +71,8 @@ def _text(dataset, keyword) -> Optional[str]:
         return None
     if hasattr(value, "value"):  # a DataElement (private tags are looked up by number)
         value = value.value
-    if isinstance(value, bytes):
-        return None
+    if isinstance(value, bytes):  # a private DS read as UN (implicit VR, unknown creator): ASCII digits
+        value = value.decode("ascii", "ignore").strip("\x00 ")
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         value = "\\".join(str(v) for v in value)
     text = str(value).strip()
