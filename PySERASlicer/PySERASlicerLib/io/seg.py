@@ -70,8 +70,10 @@ def _referenced_instance(dataset, index: int) -> Optional[str]:
 def _slices_by_instance(reference: Image, world_to_index: np.ndarray) -> Dict[str, int]:
     """SOP instance UID -> slice index k of the reference image's DICOM files (headers only),
     when the reference was read from a DICOM folder; empty otherwise."""
-    folder = Path(reference.source.split(" [")[0]) if reference.source else None
-    if folder is None or not folder.is_dir():
+    # the DICOM reader names a series by its folder, plus " [<tag> <value>]" for one volume of several
+    candidates = [Path(reference.source), Path(reference.source.rsplit(" [", 1)[0])] if reference.source else []
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is None:
         return {}
     from .dicom import scan_folder
 
