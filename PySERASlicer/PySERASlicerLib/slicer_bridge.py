@@ -81,14 +81,13 @@ def pet_suv_conversion(volume_node, file_for_instance: Optional[Callable[[str], 
 
     from .io.suv import conversion_from_headers
 
-    headers = []
-    for uid in uids:
-        path = file_for_instance(uid)
-        if path:
-            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
-    if not headers or str(headers[0].get("Modality", "")).upper() != "PT":
+    paths = [path for path in (file_for_instance(uid) for uid in uids) if path]
+    if not paths:
         return None
-    return conversion_from_headers(headers)
+    first = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    if str(first.get("Modality", "")).upper() != "PT":  # a CT/MR series: no need to read the others
+        return None
+    return conversion_from_headers([first] + [pydicom.dcmread(p, stop_before_pixels=True) for p in paths[1:]])
 
 
 def segment_names(segmentation_node, segment_ids: Optional[Sequence[str]] = None) -> Dict[str, str]:
