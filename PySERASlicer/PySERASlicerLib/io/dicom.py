@@ -29,7 +29,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..image import Image
-from .readers import InputError, MaskData, image_from_sitk, is_dicom_file, mask_from_image
+from .conversion import image_from_sitk, mask_from_image, sitk_message
+from .files import is_dicom_file
+from .types import InputError, MaskData
 
 #: SOP classes / modalities that are not image slices.
 NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "RTRECORD")
@@ -258,8 +260,13 @@ def read_volume(slices: Sequence[_Slice], where: str, warnings: Optional[List[st
     origin = tuple(float(v) for v in first.ImagePositionPatient)
     modality = {"MR": "MRI", "PT": "PET"}.get(str(first.get("Modality", "")).upper(),
                                               str(first.get("Modality", "OTHER")).upper() or "OTHER")
-    return Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction,
-                 modality=modality if modality in ("CT", "MRI", "PET") else "OTHER", source=where)
+    image = Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction,
+                  modality=modality if modality in ("CT", "MRI", "PET") else "OTHER", source=where)
+    if image.modality == "PET":  # SUV from the series' tags (io/suv.py); applied per the settings
+        from .suv import conversion_from_headers
+
+        image = image.with_array(image.array, pet_suv=conversion_from_headers([s.header for s in slices]))
+    return image
 
 
 def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
@@ -305,9 +312,7 @@ def read_dicom_file(path: Path, warnings: Optional[List[str]] = None) -> Image:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        from .readers import _sitk_message
-
-        raise InputError(f"{path}: cannot read DICOM image ({_sitk_message(exc)})") from None
+        raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
     return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality, "OTHER"))
 
 
