@@ -25,7 +25,7 @@ from .image import Image
 from .io.readers import read_image, read_mask
 from .io.suv import apply_suv
 from .io.types import InputError
-from .rois import discover_rois
+from .rois import Roi, discover_rois
 from .runlog import ReportEntry, RunLog
 from .settings import ExtractionMode, FeatureValueMode, Settings, SettingsError
 
@@ -157,7 +157,7 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
             if callback:
                 callback("START", case.case_id, roi.name)
             step_callback = functools.partial(on_step, roi.name) if on_step else None
-            values, roi_warnings = _extract_roi_values(image, roi.mask, settings, step_callback)
+            values, roi_warnings = _extract_roi_values(image, roi, settings, step_callback)
             for message in roi_warnings:
                 log.warning(message, patient_id=case.case_id, roi=roi.name)
             values = apply_feature_value_mode(values, settings.feature_value_mode)
@@ -192,17 +192,17 @@ def _mask_name(case: Case) -> str:
     return str(case.mask) if isinstance(case.mask, (str, os.PathLike)) else f"{case.case_id} mask"
 
 
-def _extract_roi_values(image: Image, mask: np.ndarray, settings: Settings, on_step=None):
+def _extract_roi_values(image: Image, roi: Roi, settings: Settings, on_step=None):
     if settings.extraction_mode == ExtractionMode.DEEP:
         from .engine import deep
 
         try:
-            return deep.extract_deep_features(image, mask, settings), []
+            return deep.extract_deep_features(image, roi.mask, settings), []
         except (deep.DeepDependencyError, deep.WeightsUnavailableError) as exc:
             # a set-up problem (torch or weights missing), not a bug: a clean message, no traceback
             raise SettingsError(str(exc)) from None
     from .engine.pipeline import extract_roi
 
-    roi_result = extract_roi(image, mask, settings, on_step=on_step)
+    roi_result = extract_roi(image, roi.box_mask, settings, on_step=on_step, box=roi.box)  # the ROI's box only
     return roi_result.values, roi_result.warnings
 

@@ -111,9 +111,22 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
         for family in side:  # progress is reported from the calling thread only
             if on_step:
                 on_step(family)
+        # Moran's I / Geary's C (a third of the morphology) in the calling thread: it balances
+        # the two threads' work
+        autocorrelation: List[str] = []
+        if "morph" in side:
+            from .features.morph import AUTOCORRELATION_TAGS
+
+            autocorrelation = [t for t in side["morph"] if t in AUTOCORRELATION_TAGS]
+        if autocorrelation:
+            side["morph"] = [t for t in side["morph"] if t not in AUTOCORRELATION_TAGS]
+            if not side["morph"]:
+                del side["morph"]
         future = _helper_pool().submit(_run_families, ctx, side, None)
         try:
             values = _run_families(ctx, main, on_step)
+            if autocorrelation:
+                values.update(family_module("morph").compute(ctx, autocorrelation))
         finally:
             wait([future])  # the helper never outlives this call
         values.update(future.result())  # re-raises the helper's exception, if any

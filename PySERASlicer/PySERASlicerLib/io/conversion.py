@@ -46,10 +46,16 @@ def sitk_message(exc: Exception) -> str:
 def labels_from_array(array: np.ndarray, source: str, apply_preprocessing: bool,
                       warnings: Optional[List[str]] = None) -> np.ndarray:
     """Mask values -> integer labels. With ``apply_preprocessing`` values are rounded first
-    (PySERA); otherwise non-integer values are an error rather than silently truncated."""
+    (PySERA); otherwise non-integer values are an error rather than silently truncated.
+
+    Integer masks are returned as they are, bool masks as a uint8 view and float masks in the
+    smallest integer type that holds their values: a CT-sized mask stays one byte a voxel
+    instead of eight."""
     array = np.asarray(array)
     if array.dtype.kind == "b":
-        return array.astype(np.int32)
+        return array.view(np.uint8)
+    if array.dtype.kind in "iu":
+        return array
     if array.dtype.kind == "f":
         if np.isnan(array).any():
             raise InputError(f"{source}: mask contains NaN values")
@@ -60,9 +66,13 @@ def labels_from_array(array: np.ndarray, source: str, apply_preprocessing: bool,
                 f"{source}: mask has non-integer values (e.g. {array[array != np.rint(array)].flat[0]!r}); "
                 "set apply_preprocessing=True to round them"
             )
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind != "f":
         raise InputError(f"{source}: unsupported mask data type {array.dtype}")
-    return array.astype(np.int64)
+    if array.size == 0:
+        return array.astype(np.int64)
+    lo, hi = int(array.min()), int(array.max())
+    dtype = np.result_type(np.min_scalar_type(lo), np.min_scalar_type(hi))
+    return array.astype(dtype if dtype.kind in "iu" else np.int64)
 
 
 def mask_from_image(mask_image: Image, reference: Image, apply_preprocessing: bool,

@@ -766,8 +766,21 @@ def morphology(ctx: RoiContext, wanted: Iterable[str]) -> Dict[str, float]:
     return out
 
 
+#: Moran's I and Geary's C: they need neither the mesh nor the hull, so they may be computed
+#: apart from the rest (e.g. in another thread, see ``engine.pipeline``).
+AUTOCORRELATION_TAGS = ("morph_moran_i", "morph_geary_c")
+
+
 def compute(ctx: RoiContext, tags: Iterable[str]) -> Dict[str, float]:
     """Requested morphological features of the ROI."""
     wanted = list(tags)
-    values = morphology(ctx, wanted)
+    if set(wanted) <= set(AUTOCORRELATION_TAGS):
+        box = bounding_box(ctx.morph_mask)
+        int_mask = ctx.int_mask[box]
+        if not int_mask.any():
+            return {tag: _NAN for tag in wanted}
+        values = dict(zip(AUTOCORRELATION_TAGS, moran_geary(ctx.image.array[box], int_mask,
+                                                            np.asarray(ctx.spacing, dtype=float))))
+    else:
+        values = morphology(ctx, wanted)
     return {tag: values[tag] for tag in wanted}
