@@ -32,6 +32,7 @@ from .cases import CSV_COLUMNS, Case, build_cases, read_cases_csv  # noqa: F401
 from .io.readers import Source, is_dicom_file
 from .io.types import InputError, MaskData
 from .pool import DEFAULT_MAX_TASKS_PER_CHILD, ProgressFn, run_cases, worker_count  # noqa: F401
+from .prefetch import prefetch
 from .progress import PROGRESS_FILE, ProgressStore, case_key  # noqa: F401
 from .rois import aggregate_lesions
 from .runlog import RunLog
@@ -104,6 +105,8 @@ def process_batch(
     ``failed_files``, ``features_extracted`` (DataFrame: PatientID, ROI, features),
     ``processing_time`` (s), ``logs``, ``error`` (None, or one message per failed case).
     """
+    # pandas (the result table) and openpyxl (the Excel file) load while the cases run
+    prefetch("pandas", *(("openpyxl",) if output_path is not None else ()))
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     log = RunLog()

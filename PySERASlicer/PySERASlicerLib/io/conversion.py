@@ -71,8 +71,10 @@ def labels_from_array(array: np.ndarray, source: str, apply_preprocessing: bool,
     if array.size == 0:
         return array.astype(np.int64)
     lo, hi = int(array.min()), int(array.max())
-    dtype = np.result_type(np.min_scalar_type(lo), np.min_scalar_type(hi))
-    return array.astype(dtype if dtype.kind in "iu" else np.int64)
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+        if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+            return array.astype(dtype)
+    return array.astype(np.int64)
 
 
 def mask_from_image(mask_image: Image, reference: Image, apply_preprocessing: bool,

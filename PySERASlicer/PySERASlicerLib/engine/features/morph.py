@@ -611,6 +611,12 @@ def maximum_diameter(points: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 # Spatial autocorrelation
 # ---------------------------------------------------------------------------------------------
+#: Largest padded grid (voxels) whose kernel spectrum :func:`moran_geary` keeps in the cache.
+_CACHED_SPECTRUM_SIZE = 1 << 22
+#: Complex values per grid in one slab of :func:`moran_geary`'s transforms (16 MB).
+_SLAB_ELEMENTS = 1 << 20
+
+
 @lru_cache(maxsize=8)
 def _inverse_distance_spectrum(shape: Tuple[int, int, int], spacing_ijk: Tuple[float, float, float]) -> np.ndarray:
     """DFT of the wrapped inverse-distance kernel on an even ``shape`` (k, j, i), halved along i
@@ -659,23 +665,29 @@ def moran_geary(image: np.ndarray, mask: np.ndarray, spacing_ijk) -> Tuple[float
     # An even grid size L = 2 L' per axis makes the wrapped kernel an even sequence whose DFT is
     # the type-1 DCT of its first L' + 1 samples (8 times fewer samples than the whole grid).
     shape = tuple(2 * sfft.next_fast_len(n, real=True) for n in inside.shape)
-    k_f = _inverse_distance_spectrum(shape, tuple(float(s) for s in spacing_ijk))
+    spacing_key = tuple(float(s) for s in spacing_ijk)
+    if np.prod(shape) <= _CACHED_SPECTRUM_SIZE:
+        k_f = _inverse_distance_spectrum(shape, spacing_key)
+    else:  # a large ROI's spectrum is not kept (it is as large as the padded grid)
+        k_f = _inverse_distance_spectrum.__wrapped__(shape, spacing_key)
     # One zero-padded transform of the three grids, one axis at a time (the padding of the
-    # first axes is never transformed).
-    grids = np.stack([y, inside.astype(np.float64), y * y])
-    spectra = sfft.rfft(grids, n=shape[2], axis=3)
-    spectra = sfft.fft(spectra, n=shape[1], axis=2, overwrite_x=True)
-    spectra = sfft.fft(spectra, n=shape[0], axis=1, overwrite_x=True)
-    y_f, m_f, y2_f = spectra
-
-    def pair_sum(a_f: np.ndarray, b_f: np.ndarray) -> float:
-        # einsum, not a BLAS dot: no thread start-up for a single pass over the spectra
-        return float(np.einsum("ijk,ijk->", k_f, a_f.real * b_f.real + a_f.imag * b_f.imag))
-
-    w_total = pair_sum(m_f, m_f)
-    cross = pair_sum(y_f, y_f)
+    # first axes is never transformed). The transforms along k and j are independent for each
+    # frequency along i, so they run on slabs of i-frequencies: memory stays a few slabs
+    # instead of three whole padded grids (gigabytes for a million-voxel ROI).
+    grids = sfft.rfft(np.stack([y, inside.astype(np.float64), y * y]), n=shape[2], axis=3)
+    slab = max(1, _SLAB_ELEMENTS // (shape[0] * shape[1]))
+    sums = np.zeros(3)  # W, sum w y_i y_j, sum w y_i^2 m_j (Parseval, see above)
+    for start in range(0, grids.shape[3], slab):
+        spectra = sfft.fft(grids[..., start:start + slab], n=shape[1], axis=2)
+        spectra = sfft.fft(spectra, n=shape[0], axis=1, overwrite_x=True)
+        y_f, m_f, y2_f = spectra
+        kernel = k_f[..., start:start + slab]
+        for index, (a_f, b_f) in enumerate(((m_f, m_f), (y_f, y_f), (y2_f, m_f))):
+            # einsum, not a BLAS dot: no thread start-up for a single pass over the spectra
+            sums[index] += np.einsum("ijk,ijk->", kernel, a_f.real * b_f.real + a_f.imag * b_f.imag)
+    w_total, cross, y2_m = (float(v) for v in sums)
     moran = n_v / w_total * cross / sum_y2
-    geary = (n_v - 1) / (2.0 * w_total) * (2.0 * pair_sum(y2_f, m_f) - 2.0 * cross) / sum_y2
+    geary = (n_v - 1) / (2.0 * w_total) * (2.0 * y2_m - 2.0 * cross) / sum_y2
     return float(moran), float(geary)
 
 
