@@ -400,9 +400,20 @@ print(time.perf_counter() - start)
 """
 
 
+def byte_compile_package() -> None:
+    """Byte-compile the package as an installed one is (pip, or Python on first import), so that a
+    fresh process reads .pyc files like the peers' site-packages do, even where
+    PYTHONDONTWRITEBYTECODE is set."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "PySERASlicer" / "PySERASlicerLib"), quiet=1)
+    compileall.compile_file(str(ROOT / "scripts" / "benchmark.py"), quiet=1)
+
+
 def fresh_process_seconds(code: str, runs: int) -> Tuple[float, float]:
     """(median wall time of the whole process, median figure it prints) over ``runs`` fresh
     interpreters."""
+    byte_compile_package()
     walls, inner = [], []
     for _ in range(runs):
         start = time.perf_counter()
@@ -432,6 +443,7 @@ def section_cold_extract() -> Tuple[float, float, float]:
     """``(imports, first_call, peak_mb)`` of a fresh interpreter that imports the engine and runs
     one ``extract_roi`` (full 3D set, lesion 1) on the case built in memory."""
     code = COLD_EXTRACT_SNIPPET.format(src=str(ROOT / "PySERASlicer"), scripts=str(ROOT / "scripts"))
+    byte_compile_package()
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
     imports, first_call, peak = (float(x) for x in out.stdout.split()[-3:])
     return imports, first_call, peak
@@ -562,6 +574,7 @@ def single_roi() -> RoiSettings:
 
 def section_scaling(folder: Path, sizes: Sequence[int] = SCALING_VOXELS) -> List[Dict[str, object]]:
     image_path, masks = scaling_case(folder, sizes)
+    byte_compile_package()
     rows = []
     for mask_path, voxels in masks.values():
         load = load_average()

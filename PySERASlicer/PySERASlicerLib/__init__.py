@@ -12,8 +12,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .image import Image  # noqa: E402
 from .settings import Settings, SettingsError, preset_settings  # noqa: E402
+
+
+def __getattr__(name: str):
+    # Image needs numpy: importing the package stays cheap until it is used (PEP 562)
+    if name == "Image":
+        from .image import Image
+
+        return Image
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def process_batch(*args, **kwargs):
