@@ -133,3 +133,20 @@ def test_moran_geary_in_slabs_equals_one_transform(monkeypatch):
     monkeypatch.setattr(morph, "_SLAB_ELEMENTS", 100)  # 1 frequency per slab
     monkeypatch.setattr(morph, "_CACHED_SPECTRUM_SIZE", 0)  # and the uncached kernel
     np.testing.assert_allclose(morph.moran_geary(image, mask, (0.8, 0.8, 2.0)), whole, rtol=1e-12)
+
+
+def test_read_image_uses_the_itk_buffer_without_a_copy(tmp_path):
+    """The voxel array of a read image is SimpleITK's own buffer (no second copy of a CT), kept
+    alive by the array and writable."""
+    import gc
+
+    import SimpleITK as sitk
+    from PySERASlicerLib.io.readers import read_image
+
+    data = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5)
+    sitk.WriteImage(sitk.GetImageFromArray(data), str(tmp_path / "ct.nii.gz"))
+    image = read_image(str(tmp_path / "ct.nii.gz"))
+    gc.collect()
+    _ = [sitk.GetImageFromArray(np.full((40, 40, 40), 7, np.int16)) for _ in range(4)]  # reuse freed memory
+    assert not image.array.flags.owndata and image.array.flags.writeable
+    np.testing.assert_array_equal(image.array, data)

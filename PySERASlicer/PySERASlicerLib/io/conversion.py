@@ -28,10 +28,34 @@ def image_from_sitk(sitk_image, source: str, modality: str = "OTHER") -> Image:
                          f"(size {sitk_image.GetSize()})")
     if sitk_image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{source}: multi-component (e.g. RGB or vector) images are not supported")
-    array = sitk.GetArrayFromImage(sitk_image)
+    array = _voxels(sitk_image)
     direction = np.array(sitk_image.GetDirection(), dtype=float).reshape(3, 3)
     return Image(array, sitk_image.GetSpacing(), sitk_image.GetOrigin(), direction, modality=modality,
                  source=source)
+
+
+class _ItkBuffer:
+    """Exposes a SimpleITK image's voxel buffer to numpy and keeps the image alive for as long
+    as an array uses the buffer (the array's ``base``)."""
+
+    def __init__(self, sitk_image, view: np.ndarray):
+        self.image = sitk_image
+        interface = dict(view.__array_interface__)
+        interface["data"] = (interface["data"][0], False)  # this array alone uses the buffer
+        self.__array_interface__ = interface
+
+
+def _voxels(sitk_image) -> np.ndarray:
+    """The (k, j, i) voxel array of a SimpleITK image without a copy of the volume (a CT read from
+    disk is not held twice); ``GetArrayFromImage``'s copy where the view is not available."""
+    import SimpleITK as sitk
+
+    try:
+        view = sitk.GetArrayViewFromImage(sitk_image)
+    except (AttributeError, TypeError, RuntimeError):
+        return sitk.GetArrayFromImage(sitk_image)
+    array = np.asarray(_ItkBuffer(sitk_image, view))
+    return array if array.shape == view.shape and array.dtype == view.dtype else sitk.GetArrayFromImage(sitk_image)
 
 
 def sitk_message(exc: Exception) -> str:
