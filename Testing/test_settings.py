@@ -28,6 +28,7 @@ EXAMPLES = {
     "extraction_mode": ("deep_feature", "deep_feature"),
     "deep_learning_model": ("VGG16", "vgg16"),
     "report": ("Warning", "warning"),
+    "column_names": ("PySERA", "pysera"),
     "num_workers": ("3", 3),
     "enable_parallelism": (False, False),
     "radiomics_DataType": ("PET", "PET"),
@@ -83,7 +84,8 @@ def test_bin_size_is_a_width_for_fbs_and_a_count_for_fbn():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"bin_sz": 3}, "unknown parameter 'bin_sz'; accepted: categories, dimensions, bin_size"),
+    ({"bin_sz": 3}, "unknown parameter 'bin_sz' \\(did you mean 'bin_size'\\?\\); accepted: categories, dimensions, "
+                    "bin_size"),
     ({"IBSI_based_parameters": {"radiomics_Foo": 1}}, "unknown key 'radiomics_Foo'; accepted keys: radiomics_DataType"),
     ({"IBSI_based_parameters": {"radiomics_DiscType": "XX"}},
      "radiomics_DiscType: 'XX' is not valid; accepted values: FBS, FBN, NONE"),
