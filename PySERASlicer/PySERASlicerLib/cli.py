@@ -232,11 +232,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     for option in ("image", "mask", "cases"):
         path = getattr(args, option, None)
         if path and not os.path.exists(path):
-            sub.error(f"--{option} {path}: file or folder not found")
+            return not_started(f"--{option} {path}: file or folder not found")
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
-        sub.error(str(exc))
+        return not_started(str(exc))
     from .batch import process_batch
 
     options: Dict[str, Any] = dict(
@@ -264,13 +264,18 @@ def exit_code(result: Dict[str, Any]) -> int:
     return EXIT_OK if not result["error"] else EXIT_FAILED
 
 
+def not_started(message: str) -> int:
+    """Say why nothing could start (once, on stderr); the exit code 2."""
+    print(f"pysera-slicer: error: {message}", file=sys.stderr)
+    return EXIT_NOT_STARTED
+
+
 def report_result(result: Dict[str, Any], say) -> int:
     """Summary of a process_batch result through ``say``, errors on stderr (each once); the
     exit code of :func:`exit_code`. Shared by the CLI and the headless script."""
     code = exit_code(result)
     if code == EXIT_NOT_STARTED:
-        print(f"pysera-slicer: error: {result['error']}", file=sys.stderr)
-        return code
+        return not_started(result["error"])
     frame = result["features_extracted"]
     n_features = max(frame.shape[1] - 2, 0)
     say(f"cases processed: {result['processed_files']}, failed: {result['failed_files']}, ROIs: {len(frame)}, "

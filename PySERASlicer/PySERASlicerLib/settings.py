@@ -13,7 +13,6 @@ Everything that changes a result lives here, so one object describes a run. It i
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import typing
@@ -592,6 +591,8 @@ def is_provenance(data: Dict[str, Any]) -> bool:
 
 def _with_suggestions(keys: typing.Iterable[str], accepted: typing.Iterable[str]) -> str:
     """``'bin_sise' (did you mean 'bin_size'?)`` for each key, for unknown-key errors."""
+    import difflib  # only on this error path: it costs import time (heapq)
+
     accepted = list(accepted)
     lowered = {a.lower(): a for a in accepted}
     parts = []
