@@ -58,4 +58,4 @@ def test_a_failed_case_is_counted_in_the_closing_row(tmp_path):
                            categories="stat", enable_parallelism=False)
     assert result["failed_files"] == 1 and "orphan: No matching mask found" in result["error"]
     report = list(openpyxl.load_workbook(result["excel_path"])["Report"].iter_rows(min_row=2, values_only=True))
-    assert report[-1][3].startswith("run finished: 2 case(s), 1 failed, 1 ROI(s)")
+    assert report[-1][3].startswith("run finished: 2 case(s), 1 failed, 2 ROI(s)")

@@ -237,7 +237,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         settings = settings_from_args(args)
     except SettingsError as exc:
         return not_started(str(exc))
-    from .batch import process_batch
+    from .api import process_batch
 
     options: Dict[str, Any] = dict(
         settings=settings, spacing=args.spacing, case_timeout=args.case_timeout, resume=args.resume,

@@ -98,7 +98,7 @@ def closing_entry(frame, run_info: Optional[Dict[str, Any]]) -> ReportEntry:
         parts.append(f"{info['failed_cases']} failed")
     parts += [f"{len(frame)} ROI(s)", f"{n_features} feature(s) per ROI"]
     if info.get("seconds") is not None:
-        parts.append(f"{float(info['seconds']):.1f} s")
+        parts.append(f"{float(info['seconds']):.2f} s")
     return ReportEntry("", "", "INFO", "run finished: " + ", ".join(parts))
 
 
