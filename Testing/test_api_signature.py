@@ -61,3 +61,19 @@ def test_importing_the_package_is_cheap():
     assert all(heavy == [] for _, _, heavy in runs), runs
     assert all(n >= len(PYSERA_PARAMETERS) for _, n, _ in runs)
     assert min(t for t, _, _ in runs) < 0.1, runs
+
+
+def test_a_keyword_equal_to_the_default_wins_over_settings(tmp_path):
+    """process_batch(settings=<file with bin_size 50>, bin_size=25) extracts with 25."""
+    from batch_fixtures import write_case
+    from PySERASlicerLib import Settings
+
+    image, mask = write_case(tmp_path, "p1", 0)
+    common = dict(output_path=None, enable_parallelism=False, dimensions="1st")
+    coarse = Settings.from_json('{"bin_size": 50, "categories": "ih"}')
+    written = PySERASlicerLib.process_batch(str(image), str(mask), settings=coarse, bin_size=25, **common)
+    default = PySERASlicerLib.process_batch(str(image), str(mask), categories="ih", **common)
+    from_file = PySERASlicerLib.process_batch(str(image), str(mask), settings=coarse, **common)
+    frames = [r["features_extracted"].set_index("ROI")["ih_range"] for r in (written, default, from_file)]
+    assert (frames[0] == frames[1]).all()  # 25 won
+    assert (frames[0] != frames[2]).any()  # and 50 really differs
