@@ -119,6 +119,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                "e.g. '{\"radiomics_DiscType\": \"FBN\"}'")
 
 
+EPILOG = ("PySERA's spellings work too (--bin_size, --image_input, --IBSI_based_parameters, --image-input). "
+          "--settings also takes a run's provenance JSON (rerun with the same settings). Exit codes: 0 every "
+          "case extracted, 1 some case failed, 2 nothing could start (no output written). Examples: examples/.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pysera-slicer",
@@ -129,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         "extract",
         help="extract features for an image/mask pair, two folders of them, or a cases CSV",
         description="Extract radiomics features and write an Excel report (sheets Radiomics_Features, "
-                    "Parameters, Report) plus a CSV twin and a provenance JSON into --output.",
+                    "Parameters, Report, Feature_Definitions) plus a CSV twin and a provenance JSON into --output.",
+        epilog=EPILOG,
     )
     extract.add_argument("--image", default=None,
                          help="image_input: image file (NIfTI, NRRD, MHA, .npy, DICOM), DICOM series folder, or a "
@@ -145,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch from a cases CSV and a settings file",
         description="Batch extraction: a cases CSV (columns case_id, image, mask and optionally roi_label; "
                     "paths relative to the CSV), a settings JSON and an output folder.",
+        epilog=EPILOG,
     )
     batch.add_argument("--cases", required=True, help="cases CSV")
     _add_common(batch)
