@@ -111,7 +111,8 @@ def test_bad_keys_and_values_name_the_key_and_what_is_accepted(kwargs, message):
 def test_our_own_dict_rejects_unknown_and_bad_fields():
     plain = Settings().to_dict()
     plain["discretisation"]["bin_wdth"] = 3
-    with pytest.raises(SettingsError, match="unknown settings key\\(s\\) discretisation.bin_wdth; accepted keys: "
+    with pytest.raises(SettingsError, match="unknown settings key\\(s\\) 'discretisation.bin_wdth' \\(did you mean "
+                                            "'discretisation.bin_width'\\?\\); accepted keys: "
                                             "discretisation.bin_number, discretisation.bin_width"):
         Settings.from_dict(plain)
     with pytest.raises(SettingsError, match="texture.glcm_distance: 0 is not valid; accepted values: an integer >= 1"):

@@ -714,8 +714,8 @@ def _from_plain(cls, data: Any, prefix: str):
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise SettingsError(
-            f"unknown settings key(s) {', '.join(where + k for k in unknown)}; accepted keys: "
-            f"{', '.join(where + k for k in sorted(known))}"
+            f"unknown settings key(s) {_with_suggestions([where + k for k in unknown], [where + k for k in known])}; "
+            f"accepted keys: {', '.join(where + k for k in sorted(known))}"
         )
     kwargs = {}
     for name, value in data.items():
