@@ -17,7 +17,6 @@ from typing import Annotated, List, Optional, Union
 
 import qt
 import slicer
-import vtk
 from PySERASlicerLib import dependencies, gui_state
 from PySERASlicerLib.settings import PRESET_DESCRIPTIONS
 from PySERASlicerLib.slicer_bridge import numeric_feature_columns, plot_features, show_plot, show_table
@@ -60,8 +59,8 @@ class PySERASlicer(ScriptedLoadableModule):
         self.parent.helpText = _(
             "IBSI-compliant radiomics (PySERA features, deep features) for volumes and segmentations, or for "
             "folders of images and masks. Extraction runs in a background process; results appear as a table, "
-            "plot and Excel/CSV export. See docs/slicer_module.md."
-        )
+            "plot and Excel/CSV export. Documentation: <a href=\"{url}\">{url}</a>"
+        ).format(url=gui_state.HOMEPAGE_URL)
         self.parent.acknowledgementText = _(
             "Reimplements the PySERA library's process_batch (MIT). IBSI reference data: Zwanenburg et al., "
             "Radiology 2020;295:328-338."
@@ -142,6 +141,7 @@ class PySERASlicerParameterNode:
     featureValueMode: Annotated[str, Choice(['REAL_VALUE', 'APPROXIMATE_VALUE'])] = 'REAL_VALUE'
     extractionMode: Annotated[str, Choice(['handcrafted_feature', 'deep_feature'])] = 'handcrafted_feature'
     deepModel: Annotated[str, Choice(['resnet50', 'vgg16', 'densenet121'])] = 'resnet50'
+    deepWeights: pathlib.Path
     numWorkers: Annotated[int, WithinRange(0, 256)] = 0
     enableParallelism: bool = True
     reportLevel: Annotated[str, Choice(['all', 'info', 'warning', 'error', 'none'])] = 'all'
@@ -153,7 +153,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self._binding = None
         self._running = None
         self._timer = None
         self._updatingGUI = False
@@ -166,6 +166,11 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PySERASlicerLogic()
+        # connectGui once per parameter node: on Slicer 5.6/5.8 it returns no tag to undo it with
+        self._binding = gui_state.GuiBinding(
+            connect_gui=lambda wrapper: wrapper.connectGui(self.ui),
+            disconnect_gui=lambda wrapper, tag: wrapper.disconnectGui(tag),
+            on_modified=self.updateGUIFromParameterNode)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -200,35 +205,44 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportExcelButton.connect("clicked()", self.onExportExcel)
         self.ui.exportCsvButton.connect("clicked()", self.onExportCsv)
         self.ui.plotButton.connect("clicked()", self.onPlot)
-        self.ui.plotFilterLineEdit.connect("textChanged(QString)", lambda text: self.updatePlotFeatureList())
-        self.ui.resultTableSelector.connect("currentNodeChanged(vtkMRMLNode*)",
-                                            lambda node: self.updatePlotFeatureList())
+        self.ui.plotFilterLineEdit.connect(
+            "textChanged(QString)", lambda text: self.updatePlotFeatureList(self.ui.resultTableSelector.currentNode()))
+        # the signal's node: the wrapper stores resultTable only after this slot has run
+        self.ui.resultTableSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updatePlotFeatureList)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.onCancelButton()
+        if self._binding:
+            self._binding.release()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        # the widget binding stays (see gui_state.GuiBinding); only our refresh stops
+        if self._binding:
+            self._binding.pause()
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
-        self.setParameterNode(None)
+        # the parameter node is reset now: the hand-wired slots must not write into it
+        self._binding.pause()
+        self._parameterNode = None
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        node = self._parameterNode
+        """Connect the parameter node (once; Slicer keeps the same node across scene closes)."""
+        self._updatingGUI = True  # connectGui writes every widget: not a user edit
+        try:
+            self._binding.bind(self.logic.getParameterNode())
+        finally:
+            self._updatingGUI = False
+        node = self._parameterNode = self._binding.wrapper
         if not list(node.inputVolumes):
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume and not firstVolume.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -236,21 +250,8 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not node.inputMask:
             firstSegmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
             if firstSegmentation:
-                node.inputMask = firstSegmentation
-
-    def setParameterNode(self, inputParameterNode: Optional[PySERASlicerParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._updatingGUI = True  # connectGui writes every widget: not a user edit
-            try:
-                self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            finally:
-                self._updatingGUI = False
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-            self.updateGUIFromParameterNode()
+                gui_state.choose_mask(node, firstSegmentation)
+        self.updateGUIFromParameterNode()
 
     # -- parameter node -> manually wired widgets ---------------------------------------------------
     def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
@@ -273,7 +274,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 selector.setCurrentNode(segmentation)
             selector.enabled = segmentation is not None
             if segmentation is not None:
-                selected = gui_state.selected_segment_ids(node.segmentIds, self._segmentIds(segmentation))
+                selected = gui_state.selected_segment_ids(node.segmentIds, gui_state.segment_ids_of(segmentation))
                 if sorted(selector.selectedSegmentIDs()) != sorted(selected):
                     selector.setSelectedSegmentIDs(selected)
             self.ui.binWidthSpinBox.enabled = node.discretisationMethod == "FBS"
@@ -287,7 +288,14 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.voxelSize2DSpinBox.enabled = node.resamplingMode == "2D"
             self.ui.rangeLowerSpinBox.enabled = self.ui.rangeUpperSpinBox.enabled = node.rangeEnabled
             self.ui.ivhBinSizeSpinBox.enabled = node.ivhContinuous
-            self.ui.deepModelComboBox.enabled = node.extractionMode == "deep_feature"
+            self.ui.deepModelComboBox.enabled = self.ui.deepWeightsPathLineEdit.enabled = (
+                node.extractionMode == "deep_feature")
+            # the wrapper writes an unset path, Path(), as "."; this observer runs after it (priority)
+            for name in gui_state.PATH_FIELDS:
+                pathEdit = getattr(self.ui, name + "PathLineEdit")
+                text = gui_state.path_text(getattr(node, name))
+                if pathEdit.currentPath != text:
+                    pathEdit.currentPath = text
             if self.ui.presetComboBox.currentText != node.preset:
                 self.ui.presetComboBox.setCurrentText(node.preset)
             self.ui.presetComboBox.toolTip = PRESET_DESCRIPTIONS.get(node.preset, _("Custom settings"))
@@ -299,21 +307,17 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._checkCanApply()
 
-    @staticmethod
-    def _segmentIds(segmentation) -> List[str]:
-        segments = segmentation.GetSegmentation()
-        return [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
-
     # -- manually wired widgets -> parameter node ---------------------------------------------------
     def onVolumesChecked(self) -> None:
         if self._parameterNode is None or self._updatingGUI:
             return
         self._parameterNode.inputVolumes = list(self.ui.inputVolumesSelector.checkedNodes())
 
-    def onMaskSelected(self, node) -> None:
+    def onMaskSelected(self, maskNode) -> None:
+        # connected before the wrapper's binding, so inputMask is not stored yet: use the signal's node
         if self._parameterNode is None or self._updatingGUI:
             return
-        self._parameterNode.segmentIds = ""  # a new mask starts with all of its segments
+        gui_state.choose_mask(self._parameterNode, maskNode)
 
     def onSegmentsSelected(self, segmentIds) -> None:
         node = self._parameterNode
@@ -321,7 +325,8 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not node.inputMask.IsA("vtkMRMLSegmentationNode"):
             return
-        node.segmentIds = gui_state.segment_selection_value(list(segmentIds), self._segmentIds(node.inputMask))
+        node.segmentIds = gui_state.segment_selection_value(list(segmentIds),
+                                                            gui_state.segment_ids_of(node.inputMask))
 
     def onPresetActivated(self, index: int) -> None:
         name = self.ui.presetComboBox.itemText(index)
@@ -378,10 +383,11 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = hasTable
 
     # -- dependencies ---------------------------------------------------------------------------
-    def ensureDependencies(self, settings=None, excel: bool = True) -> bool:
-        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils)."""
-        requirements = (dependencies.needed_for_settings(settings, excel) if settings is not None
-                        else dependencies.needed(excel=excel))
+    def ensureDependencies(self, settings=None, excel: bool = True, frame: bool = True) -> bool:
+        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils).
+        Callers must not show a wait cursor around this: it asks first."""
+        requirements = (dependencies.needed_for_settings(settings, excel, frame) if settings is not None
+                        else dependencies.needed(excel=excel, frame=frame))
         items = dependencies.missing(requirements)
         if not items:
             return True
@@ -431,29 +437,30 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     # -- running --------------------------------------------------------------------------------
+    # No wait cursor over ensureDependencies: it may ask before installing.
     def onApplyButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the extraction."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the extraction.")):
             node = self._parameterNode
             settings = gui_state.settings_from_node(node)
-            if not self.ensureDependencies(settings, excel=False):
+            # the table is filled from plain rows: a GUI run needs no pandas, only torch for deep features
+            if not self.ensureDependencies(settings, excel=False, frame=False):
                 return
-            mask = node.inputMask
-            segmentIds = gui_state.split_ids(node.segmentIds) if mask.IsA("vtkMRMLSegmentationNode") else []
-            running = self.logic.start(list(node.inputVolumes), mask, settings, segment_ids=segmentIds or None,
-                                       table_node=node.outputTable)
+            with slicer.util.WaitCursor():
+                running = self.logic.start(list(node.inputVolumes), node.inputMask, settings,
+                                           segment_ids=gui_state.run_segment_ids(node.inputMask, node.segmentIds),
+                                           table_node=node.outputTable)
             self._startPolling(running)
 
     def onBatchRunButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the batch."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the batch.")):
             node = self._parameterNode
             settings = gui_state.settings_from_node(node)
             if not self.ensureDependencies(settings, excel=True):
                 return
-            running = self.logic.start_batch(
-                settings, gui_state.path_value(node.outputFolder),
-                image_folder=gui_state.path_value(node.batchImageFolder),
-                mask_folder=gui_state.path_value(node.batchMaskFolder),
-                cases_csv=gui_state.path_value(node.batchCasesCsv), table_node=node.outputTable)
+            with slicer.util.WaitCursor():
+                running = self.logic.start_batch(settings, gui_state.path_value(node.outputFolder),
+                                                 table_node=node.outputTable,
+                                                 **gui_state.batch_inputs(self._allValues()))
             self._startPolling(running)
 
     def _startPolling(self, running) -> None:
@@ -462,11 +469,6 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(0)
         self.ui.statusLabel.text = _("Starting...")
         self.ui.errorsTextEdit.visible = False
-        # the preset combo box is not bound: choosing a preset overwrites every settings field
-        for index, name in enumerate(gui_state.PRESET_CHOICES):
-            self.ui.presetComboBox.addItem(name)
-            description = PRESET_DESCRIPTIONS.get(name, _("Custom settings (edited or loaded from a file)"))
-            self.ui.presetComboBox.setItemData(index, description, qt.Qt.ToolTipRole)
         self.ui.cancelButton.enabled = True
         self._checkCanApply()
         self._timer.start()
@@ -511,7 +513,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelled.")
             return
         try:
-            frame, table, result = running.finish()
+            table, result = running.finish_table()
         except Exception as exc:
             self.ui.statusLabel.text = _("Extraction failed.")
             self._showErrors(str(exc))
@@ -523,15 +525,15 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = result.summary()
         self._showErrors(errors_text(result.report, result.errors))
         show_table(table)
-        self.updatePlotFeatureList()
+        self.updatePlotFeatureList(table)
 
     def _showErrors(self, text: str) -> None:
         self.ui.errorsTextEdit.setPlainText(text)
         self.ui.errorsTextEdit.visible = bool(text)
 
     # -- results --------------------------------------------------------------------------------
-    def updatePlotFeatureList(self) -> None:
-        table = self._parameterNode.resultTable if self._parameterNode else None
+    def updatePlotFeatureList(self, table) -> None:
+        """List the numeric features of ``table`` (the results table selector's node)."""
         listWidget = self.ui.plotFeatureList
         selected = {item.text() for item in listWidget.selectedItems()}
         listWidget.clear()
@@ -552,11 +554,12 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             show_table(self._parameterNode.resultTable)
 
     def onExportExcel(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Excel export failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Excel export failed.")):
             if not self.ensureDependencies(excel=True):
                 return
             folder = self._exportFolder()
-            xlsx, csv = export_table(self._parameterNode.resultTable, folder)
+            with slicer.util.WaitCursor():
+                xlsx, csv = export_table(self._parameterNode.resultTable, folder)
             self.ui.statusLabel.text = _("Saved {xlsx} and {csv}").format(xlsx=xlsx, csv=csv)
 
     def onExportCsv(self) -> None:

@@ -115,7 +115,8 @@ def test_every_gui_setting_is_bound_to_a_widget_of_a_matching_class():
         if parameter.choices:
             expected = "QComboBox"
         else:
-            expected = {bool: "QCheckBox", float: "QDoubleSpinBox", int: "QSpinBox"}[parameter.kind]
+            expected = {bool: "QCheckBox", float: "QDoubleSpinBox", int: "QSpinBox",
+                        Path: "ctkPathLineEdit"}[parameter.kind]
         assert widget_class == expected, (parameter.name, widget_class)
     for name in ("inputMask", "outputTable", "resultTable"):
         assert classes[bound[name]] == "qMRMLNodeComboBox", name
@@ -163,3 +164,35 @@ def test_parameter_node_fields_used_by_the_module_exist():
     unknown = sorted(u for u in used - fields - methods if not u[0].isupper())
     assert not unknown, unknown
     assert set(gui_state.SETTINGS_FIELDS) <= fields
+
+
+def test_path_fields_have_a_path_line_edit_named_after_them():
+    """The widget blanks an unset path (the wrapper writes Path() as ".") by the name
+    ``<field>PathLineEdit``; each of those is bound to its field."""
+    from PySERASlicerLib import gui_state
+
+    bound = ui_parameter_names()
+    for name in gui_state.PATH_FIELDS:
+        assert bound.get(name) == name + "PathLineEdit", name
+    assert "gui_state.PATH_FIELDS" in MODULE_FILE.read_text()
+
+
+def _path_filters(name):
+    return set(ui_widget_properties(name)["filters"].split("|"))
+
+
+def test_settings_file_browse_opens_a_save_dialog_and_inputs_open_dialogs():
+    """ctkPathLineEdit::browse uses QFileDialog::getSaveFileName when the Writable filter is set
+    (CTK Libs/Widgets/ctkPathLineEdit.cpp), so Save needs no typing; inputs stay open dialogs."""
+    assert {"ctkPathLineEdit::Files", "ctkPathLineEdit::Writable"} <= _path_filters("settingsFilePathLineEdit")
+    for name in ("batchCasesCsvPathLineEdit", "deepWeightsPathLineEdit", "batchImageFolderPathLineEdit",
+                 "batchMaskFolderPathLineEdit"):
+        assert "ctkPathLineEdit::Writable" not in _path_filters(name), name
+    assert "ctkPathLineEdit::Dirs" in _path_filters("deepWeightsPathLineEdit")  # a file or its folder
+
+
+def test_deep_weights_field_is_in_the_loaded_ui(loaded_ui):
+    from PySide6.QtCore import QObject
+
+    widget = loaded_ui.findChild(QObject, "deepWeightsPathLineEdit")
+    assert widget is not None and widget.property("SlicerParameterName") == "deepWeights"

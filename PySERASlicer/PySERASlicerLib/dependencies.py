@@ -69,10 +69,11 @@ class Missing:
         return f"{self.requirement.distribution} ({self.requirement.purpose}): {self.reason}"
 
 
-def needed(deep: bool = False, excel: bool = True) -> List[Requirement]:
-    """Requirements of a run: pandas always (results become a DataFrame), openpyxl for Excel
-    output (batch runs and the Excel export), torch/torchvision for deep features."""
-    wanted = [PANDAS]
+def needed(deep: bool = False, excel: bool = True, frame: bool = True) -> List[Requirement]:
+    """Requirements of a run: pandas when the results become a DataFrame (console ``extract``,
+    batch runs, Excel export; ``frame=False`` for the GUI's run, which fills the table node from
+    plain rows), openpyxl for Excel output, torch/torchvision for deep features."""
+    wanted = [PANDAS] if frame or excel else []
     if excel:
         wanted.append(OPENPYXL)
     if deep:
@@ -80,11 +81,11 @@ def needed(deep: bool = False, excel: bool = True) -> List[Requirement]:
     return wanted
 
 
-def needed_for_settings(settings, excel: bool = True) -> List[Requirement]:
+def needed_for_settings(settings, excel: bool = True, frame: bool = True) -> List[Requirement]:
     """Requirements for a :class:`Settings` (deep features when ``extraction_mode`` is deep)."""
     from .settings import ExtractionMode
 
-    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel)
+    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel, frame=frame)
 
 
 def find_spec(module: str):
