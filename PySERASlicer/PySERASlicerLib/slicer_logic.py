@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import slicer_bridge
+from .engine.deep import check_deep_weights
 from .image import Image
 from .io.readers import MaskData
-from .engine.deep import check_deep_weights
 from .jobs import Job, JobCancelled, JobError, JobProgress, start_extraction
 from .runlog import ReportEntry
 from .settings import Settings, preset_settings
