@@ -293,9 +293,8 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # the wrapper writes an unset path, Path(), as "."; this observer runs after it (priority)
             for name in gui_state.PATH_FIELDS:
                 pathEdit = getattr(self.ui, name + "PathLineEdit")
-                text = gui_state.path_text(getattr(node, name))
-                if pathEdit.currentPath != text:
-                    pathEdit.currentPath = text
+                if not gui_state.path_text(getattr(node, name)) and pathEdit.currentPath:
+                    pathEdit.currentPath = ""
             if self.ui.presetComboBox.currentText != node.preset:
                 self.ui.presetComboBox.setCurrentText(node.preset)
             self.ui.presetComboBox.toolTip = PRESET_DESCRIPTIONS.get(node.preset, _("Custom settings"))
@@ -607,16 +606,36 @@ class PySERASlicerLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
 
 
 class PySERASlicerTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Developer mode > Reload and Test): drives the logic and the GUI."""
+    """Runs inside Slicer (Developer mode > Reload and Test; ctest under ``--testing``): the GUI
+    flows through the real widgets and parameterNodeWrapper, and the console API.
+
+    In testing mode dialogs auto-accept and pip may have no network, so what needs a package
+    Slicer does not bundle (pandas, for the console's DataFrame) is skipped when it is missing,
+    and the final message says what was skipped. Outside testing mode the test asks first and
+    installs it. See docs/slicer_module.md, "Self-test inside Slicer".
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_extract_from_console()
-        self.setUp()
-        self.test_gui_end_to_end()
+        self.skipped = []
+        for test in (self.test_module_binds_its_parameter_node_once, self.test_gui_end_to_end,
+                     self.test_cancel_leaves_no_worker_process, self.test_missing_deep_weights_stop_before_any_case,
+                     self.test_extract_from_console):
+            self.setUp()
+            test()
+        message = _("PySERA self-test passed.")
+        if self.skipped:
+            message += " " + _("Skipped: {parts}").format(parts="; ".join(self.skipped))
+        logging.info(message)
+        self.delayDisplay(message)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _widget():
+        slicer.util.selectModule("PySERASlicer")
+        return slicer.modules.pyseraslicer.widgetRepresentation().self()
 
     def _synthetic_case(self, name="CT", seed=0):
         import numpy as np
@@ -628,27 +647,29 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
         masks = {}
         if segmentation is None:
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
-            segmentation.CreateDefaultDisplayNodes()
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-            for segmentName, box in (("tumor", (slice(5, 12), slice(10, 25), slice(12, 30))),
-                                     ("node", (slice(12, 18), slice(20, 35), slice(5, 15)))):
-                mask = np.zeros(voxels.shape, np.uint8)
-                mask[box] = 1
-                segmentId = segmentation.GetSegmentation().AddEmptySegment("", segmentName)
-                slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segmentId, volume)
-                masks[segmentName] = mask
+            segmentation = self._segmentation(volume, voxels.shape, "Seg", (
+                ("tumor", (slice(5, 12), slice(10, 25), slice(12, 30))),
+                ("node", (slice(12, 18), slice(20, 35), slice(5, 15)))), masks)
         return volume, segmentation, voxels, masks
 
-    def test_extract_from_console(self):
-        self.delayDisplay("Console extraction")
-        volume, segmentation, voxels, masks = self._synthetic_case()
-        frame, table = PySERASlicerLogic().extract(volume, segmentation, categories="stat", dimensions="1st")
-        self.assertEqual(table.GetNumberOfRows(), 2)
-        self.assertAlmostEqual(float(frame["stat_mean"][0]), float(voxels[masks["tumor"] > 0].mean()), places=6)
-        self.delayDisplay("Console extraction passed")
+    @staticmethod
+    def _segmentation(volume, shape, name, boxes, masks=None):
+        import numpy as np
+
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        for segmentName, box in boxes:
+            mask = np.zeros(shape, np.uint8)
+            mask[box] = 1
+            segmentId = segmentation.GetSegmentation().AddEmptySegment("", segmentName)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segmentId, volume)
+            if masks is not None:
+                masks[segmentName] = mask
+        return segmentation
 
     def _waitForWidget(self, widget, seconds=120):
+        """Process events (the widget's QTimer polls the job) until the run has ended."""
         for _index in range(seconds * 10):
             slicer.app.processEvents()
             if widget._running is None:
@@ -656,19 +677,71 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
             qt.QThread.msleep(100)
         self.fail("the extraction did not finish")
 
+    def _pandasAvailable(self, purpose):
+        """pandas for ``purpose``: installed after asking outside testing mode; in testing mode
+        nothing is installed and the caller skips (recorded in ``self.skipped``)."""
+        if not dependencies.missing([dependencies.PANDAS]):
+            return True
+        if not slicer.app.testingEnabled() and slicer.util.confirmOkCancelDisplay(
+                _("The self-test's {purpose} needs pandas, which Slicer does not bundle. Install it now "
+                  "(pip install {pip})?").format(purpose=purpose, pip=dependencies.PANDAS.pip)):
+            with slicer.util.WaitCursor():
+                slicer.util.pip_install(dependencies.PANDAS.pip)
+            importlib.invalidate_caches()
+            if not dependencies.missing([dependencies.PANDAS]):
+                return True
+        self.skipped.append(_("{purpose} (pandas is not installed)").format(purpose=purpose))
+        logging.warning("PySERASlicerTest: skipped %s: pandas is not installed", purpose)
+        return False
+
+    # -- tests ----------------------------------------------------------------------------------
+    def test_module_binds_its_parameter_node_once(self):
+        """enter()/exit() and a scene close must not stack widget bindings (5.6/5.8's connectGui
+        returns no tag to undo it with)."""
+        self.delayDisplay("Parameter node binding")
+        widget = self._widget()
+        connections = widget._binding.connections
+        for _visit in range(3):
+            slicer.util.selectModule("Data")
+            slicer.util.selectModule("PySERASlicer")
+        slicer.mrmlScene.Clear()
+        self.assertEqual(widget._binding.connections, connections)
+        self.assertIs(widget._parameterNode.parameterNode, widget.logic.getParameterNode().parameterNode)
+        # one edit still reaches the widget (the binding is alive)
+        widget._parameterNode.binWidth = 7.0
+        self.assertEqual(widget.ui.binWidthSpinBox.value, 7.0)
+        widget.ui.binWidthSpinBox.value = 9.0
+        self.assertEqual(widget._parameterNode.binWidth, 9.0)
+
     def test_gui_end_to_end(self):
         self.delayDisplay("GUI extraction")
         volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
         second, _segmentation, _voxels2, _masks2 = self._synthetic_case("CT follow-up", seed=1)
-        slicer.util.selectModule("PySERASlicer")
-        widget = slicer.modules.pyseraslicer.widgetRepresentation().self()
+        other = self._segmentation(volume, _voxels.shape, "Other", (("liver", (slice(2, 9), slice(5, 20),
+                                                                               slice(5, 20))),))
+        widget = self._widget()
         node = widget._parameterNode
-        # inputs: two volumes, one segment
+        segments = segmentation.GetSegmentation()
+        tumorId = segments.GetSegmentIdBySegmentName("tumor")
+        # inputs through the widgets: two volumes, a segmentation, one segment
         node.inputVolumes = [volume, second]
-        node.inputMask = segmentation
-        node.segmentIds = segmentation.GetSegmentation().GetSegmentIdBySegmentName("tumor")
         self.assertEqual(len(widget.ui.inputVolumesSelector.checkedNodes()), 2)
-        self.assertEqual(list(widget.ui.segmentSelector.selectedSegmentIDs()), [node.segmentIds])
+        widget.ui.inputMaskSelector.setCurrentNode(segmentation)
+        self.assertIs(node.inputMask, segmentation)
+        widget.ui.segmentSelector.setSelectedSegmentIDs([tumorId])
+        self.assertEqual(node.segmentIds, tumorId)
+        # another mask: kept (not reverted by the wrapper), with all of its segments
+        widget.ui.inputMaskSelector.setCurrentNode(other)
+        self.assertIs(node.inputMask, other)
+        self.assertIs(widget.ui.inputMaskSelector.currentNode(), other)
+        self.assertEqual(node.segmentIds, "")
+        widget.ui.inputMaskSelector.setCurrentNode(segmentation)
+        self.assertIs(widget.ui.segmentSelector.currentNode(), segmentation)
+        widget.ui.segmentSelector.setSelectedSegmentIDs([tumorId])
+        self.assertEqual(node.segmentIds, tumorId)
+        # unset path fields are blank, not "."
+        for name in gui_state.PATH_FIELDS:
+            self.assertEqual(getattr(widget.ui, name + "PathLineEdit").currentPath, "", name)
         # parameters: preset, then None/All buttons and single families
         widget.ui.presetComboBox.setCurrentText("ibsi_C")
         widget.onPresetActivated(widget.ui.presetComboBox.currentIndex)
@@ -686,9 +759,15 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         self.assertFalse(widget.ui.applyButton.enabled)
         self._waitForWidget(widget)
         table = node.resultTable
-        self.assertIsNotNone(table)
+        self.assertIsNotNone(table, widget.ui.errorsTextEdit.plainText)
         self.assertEqual(table.GetNumberOfRows(), 2)  # two cases x one segment
         self.assertIn("2 ROI(s)", widget.ui.summaryLabel.text)
+        self.assertEqual(widget.ui.presetComboBox.count, len(gui_state.PRESET_CHOICES))  # not re-added per run
+        # the feature list follows the results-table selector at once
+        widget.ui.resultTableSelector.setCurrentNode(None)
+        self.assertEqual(widget.ui.plotFeatureList.count, 0)
+        widget.ui.resultTableSelector.setCurrentNode(table)
+        self.assertEqual(widget.ui.plotFeatureList.count, len(numeric_feature_columns(table)))
         widget.ui.plotFeatureList.setCurrentRow(0)
         widget.ui.plotButton.click()
         self.assertIsNotNone(node.plotChart)
@@ -704,12 +783,76 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         node.binWidth = 5.0
         widget.ui.loadSettingsButton.click()
         self.assertEqual(node.binWidth, 25.0)
-        # cancel a running job
-        node.categoryGlcm = True
-        node.dimension3d = True
+        # a segment deleted after it was chosen is dropped from the next run
+        nodeSegmentId = segments.GetSegmentIdBySegmentName("node")
+        node.segmentIds = gui_state.join_ids([tumorId, nodeSegmentId])
+        segments.RemoveSegment(nodeSegmentId)
         widget.ui.applyButton.click()
-        widget.ui.cancelButton.click()
-        self.assertIsNone(widget._running)
-        self.assertIn("Cancelled", widget.ui.statusLabel.text)
+        self._waitForWidget(widget)
+        self.assertEqual(node.resultTable.GetNumberOfRows(), 2, widget.ui.errorsTextEdit.plainText)
         logging.info(widget.ui.summaryLabel.text)
         self.delayDisplay("GUI extraction passed")
+
+    def test_cancel_leaves_no_worker_process(self):
+        self.delayDisplay("Cancel")
+        volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
+        widget = self._widget()
+        node = widget._parameterNode
+        node.inputVolumes = [volume]
+        widget.ui.inputMaskSelector.setCurrentNode(segmentation)
+        with slicer.util.NodeModify(node):  # every family and dimension: the worker is busy for seconds
+            gui_state.write_values(node, gui_state.preset_values("pysera_default"))
+            gui_state.set_all(node, gui_state.CATEGORY_FIELDS, True)
+            gui_state.set_all(node, gui_state.DIMENSION_FIELDS, True)
+        widget.ui.applyButton.click()
+        for _index in range(300):  # the QTimer's first poll starts the worker
+            slicer.app.processEvents()
+            if widget._running is not None and widget._running.job is not None:
+                break
+            qt.QThread.msleep(20)
+        self.assertIsNotNone(widget._running, widget.ui.errorsTextEdit.plainText)
+        process = widget._running.job.process
+        self.assertIsNone(process.poll())  # the worker is running
+        widget.ui.cancelButton.click()
+        self.assertIsNone(widget._running)
+        self.assertIsNotNone(process.poll(), "the worker process is still running after Cancel")
+        self.assertIn("Cancelled", widget.ui.statusLabel.text)
+        self.assertTrue(widget.ui.applyButton.enabled)
+        self.delayDisplay("Cancel passed")
+
+    def test_missing_deep_weights_stop_before_any_case(self):
+        self.delayDisplay("Deep weights check")
+        from PySERASlicerLib.engine.deep import WeightsUnavailableError
+
+        volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
+        widget = self._widget()
+        node = widget._parameterNode
+        node.extractionMode = "deep_feature"
+        self.assertTrue(widget.ui.deepWeightsPathLineEdit.enabled)
+        import tempfile
+
+        missing = pathlib.Path(tempfile.mkdtemp()) / "resnet50-missing.pth"
+        node.deepWeights = missing
+        settings = gui_state.settings_from_node(node)
+        self.assertEqual(settings.deep.weights_path, str(missing))
+        with self.assertRaises(WeightsUnavailableError) as raised:
+            widget.logic.start([volume, volume], segmentation, settings)
+        self.assertIn(str(missing), str(raised.exception))
+        node.extractionMode = "handcrafted_feature"
+        node.deepWeights = pathlib.Path()
+        self.delayDisplay("Deep weights check passed")
+
+    def test_extract_from_console(self):
+        self.delayDisplay("Console extraction")
+        volume, segmentation, voxels, masks = self._synthetic_case()
+        logic = PySERASlicerLogic()
+        # the non-blocking path needs no extra package
+        table, result = logic.start(volume, segmentation, categories="stat", dimensions="1st").finish_table(120)
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertAlmostEqual(result.rows[0]["stat_mean"], float(voxels[masks["tumor"] > 0].mean()), places=6)
+        if not self._pandasAvailable(_("console extraction returning a DataFrame")):
+            return
+        frame, table = logic.extract(volume, segmentation, categories="stat", dimensions="1st")
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertAlmostEqual(float(frame["stat_mean"][0]), float(voxels[masks["tumor"] > 0].mean()), places=6)
+        self.delayDisplay("Console extraction passed")

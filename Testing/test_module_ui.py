@@ -29,8 +29,8 @@ def ui_parameter_names():
 
 
 def module_ui_attributes():
-    """Every ``self.ui.<name>`` the module file uses."""
-    return set(re.findall(r"self\.ui\.([A-Za-z_][A-Za-z0-9_]*)", MODULE_FILE.read_text()))
+    """Every ``self.ui.<name>`` (widget) and ``widget.ui.<name>`` (self-test) the module file uses."""
+    return set(re.findall(r"(?:self|widget)\.ui\.([A-Za-z_][A-Za-z0-9_]*)", MODULE_FILE.read_text()))
 
 
 def parameter_node_fields():
@@ -160,7 +160,8 @@ def test_parameter_node_fields_used_by_the_module_exist():
 
     fields = parameter_node_fields()
     used = set(re.findall(r"(?:node|_parameterNode)\.([a-z][A-Za-z0-9_]*)\b", MODULE_FILE.read_text()))
-    methods = {"connectGui", "disconnectGui", "GetSegmentation", "GetID", "IsA"}
+    methods = {"connectGui", "disconnectGui", "GetSegmentation", "GetID", "IsA",
+               "parameterNode"}  # the wrapper's MRML node
     unknown = sorted(u for u in used - fields - methods if not u[0].isupper())
     assert not unknown, unknown
     assert set(gui_state.SETTINGS_FIELDS) <= fields
@@ -196,3 +197,17 @@ def test_deep_weights_field_is_in_the_loaded_ui(loaded_ui):
 
     widget = loaded_ui.findChild(QObject, "deepWeightsPathLineEdit")
     assert widget is not None and widget.property("SlicerParameterName") == "deepWeights"
+
+
+def test_presets_are_added_to_the_combo_box_once_in_setup():
+    """Runs must not re-add the 11 preset entries (they multiplied on every run)."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    adders = []
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            for call in (n for n in ast.walk(method) if isinstance(n, ast.Call)):
+                target = ast.unparse(call.func)
+                if target.startswith("self.ui.presetComboBox.") and target.endswith(("addItem", "addItems",
+                                                                                      "insertItem")):
+                    adders.append(f"{cls.name}.{method.name}")
+    assert adders == ["PySERASlicerWidget.setup"]

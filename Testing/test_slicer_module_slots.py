@@ -94,12 +94,18 @@ def test_entering_the_module_again_adds_no_binding_and_no_observer(scene, return
     assert len(refreshes) == 1
 
 
-@pytest.mark.parametrize("returns_tag", [False, True], ids=["slicer-5.6-5.8", "slicer-5.10"])
-def test_a_scene_close_keeps_the_singleton_parameter_node_and_its_one_binding(scene, returns_tag):
+def bound_parameter_node(scene, returns_tag):
+    """The module's parameter node, connected through a GuiBinding as initializeParameterNode does."""
     node = module_parameter_node(scene.scene)
     gui = SlicerConnectGui(returns_tag)
     binding = gui_state.GuiBinding(gui.connect, gui.disconnect, lambda caller, event: None)
     binding.bind(ParameterView(node))
+    return node, gui, binding
+
+
+@pytest.mark.parametrize("returns_tag", [False, True], ids=["slicer-5.6-5.8", "slicer-5.10"])
+def test_a_scene_close_keeps_the_singleton_parameter_node_and_its_one_binding(scene, returns_tag):
+    node, gui, binding = bound_parameter_node(scene, returns_tag)
     binding.pause()  # onSceneStartClose
     scene.scene.Clear(0)  # File > Close scene: singletons are kept (and reset)
     again = module_parameter_node(scene.scene)
@@ -110,10 +116,7 @@ def test_a_scene_close_keeps_the_singleton_parameter_node_and_its_one_binding(sc
 
 @pytest.mark.parametrize("returns_tag", [False, True], ids=["slicer-5.6-5.8", "slicer-5.10"])
 def test_another_parameter_node_is_connected_and_the_old_one_disconnected_where_a_tag_exists(scene, returns_tag):
-    first = module_parameter_node(scene.scene)
-    gui = SlicerConnectGui(returns_tag)
-    binding = gui_state.GuiBinding(gui.connect, gui.disconnect, lambda caller, event: None)
-    binding.bind(ParameterView(first))
+    first, gui, binding = bound_parameter_node(scene, returns_tag)
     scene.scene.RemoveNode(first)
     second = module_parameter_node(scene.scene)
     assert second is not first
