@@ -286,6 +286,27 @@ def test_missing_weights_stop_a_run_before_any_case_starts(scene, tmp_path):
     assert not (tmp_path / "out").exists()  # no worker was started, no output folder made
 
 
+def test_process_batch_and_the_cli_report_missing_weights_once_before_any_case(tmp_path, capsys):
+    from batch_fixtures import write_case
+    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib.cli import main
+
+    for seed, name in enumerate(("p1", "p2", "p3")):
+        write_case(tmp_path, name, seed)
+    missing = tmp_path / "none.pth"
+    started = []
+    result = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", settings=deep_settings(missing),
+                           progress_fn=started.append)
+    assert not result["success"] and result["processed_files"] == 0 and result["failed_files"] == 0
+    assert started == []  # no case started
+    assert result["error"].count(str(missing)) == 1 and "p1" not in result["error"]
+    code = main(["extract", "--image", str(tmp_path / "images"), "--mask", str(tmp_path / "masks"), "--output",
+                 str(tmp_path / "cli"), "--extraction-mode", "deep_feature", "--weights", str(missing),
+                 "--enable-parallelism", "false"])
+    error = capsys.readouterr().err
+    assert code == 1 and error.count(str(missing)) == 1, error
+
+
 def test_weights_check_accepts_a_file_its_folder_and_the_random_opt_in(tmp_path):
     weights = tmp_path / "resnet50-0676ba61.pth"  # torchvision's file name for resnet50
     weights.write_bytes(b"only looked for, not read")
