@@ -307,6 +307,18 @@ def test_process_batch_and_the_cli_report_missing_weights_once_before_any_case(t
     assert code == 1 and error.count(str(missing)) == 1, error
 
 
+def test_weights_check_names_a_missing_torch_first():
+    """Without torch (as in a fresh Slicer) the check says how to install it, before any case."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from PySERASlicerLib.engine.deep import DeepDependencyError, check_deep_weights\n"
+            "from PySERASlicerLib.settings import DeepSettings, ExtractionMode, Settings\n"
+            "settings = Settings(extraction_mode=ExtractionMode.DEEP, deep=DeepSettings(weights_path='random:1'))\n"
+            "try:\n    check_deep_weights(settings)\nexcept DeepDependencyError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "PySERASlicer")))
+    assert done.returncode == 0 and "PyTorch" in done.stdout, done.stdout + done.stderr
+
+
 def test_weights_check_accepts_a_file_its_folder_and_the_random_opt_in(tmp_path):
     weights = tmp_path / "resnet50-0676ba61.pth"  # torchvision's file name for resnet50
     weights.write_bytes(b"only looked for, not read")

@@ -220,14 +220,20 @@ def resolve_weights(model: Any, weights_path: str = "") -> Path:
 
 
 def check_deep_weights(settings: Settings) -> None:
-    """Once per run, before any case: raise :class:`WeightsUnavailableError` (the message of
-    :func:`resolve_weights`) when a deep-feature run's weights file is missing, instead of every
-    case failing with it after its work started. Nothing to check for handcrafted features or
-    the explicit random opt-in. The file is only looked for, not read (a broken file is still
-    reported when the model loads)."""
-    if settings.extraction_mode != ExtractionMode.DEEP or _random_seed(settings.deep.weights_path) is not None:
+    """Once per run, before any case: raise :class:`DeepDependencyError` when torch/torchvision
+    are not installed (found without importing them) and :class:`WeightsUnavailableError` (the
+    message of :func:`resolve_weights`) when a deep-feature run's weights file is missing,
+    instead of every case failing with it after its work started. Nothing to check for
+    handcrafted features; the explicit random opt-in needs no file. The file is only looked
+    for, not read (a broken file is still reported when the model loads)."""
+    if settings.extraction_mode != ExtractionMode.DEEP:
         return
-    resolve_weights(settings.deep.model, settings.deep.weights_path)
+    from .. import dependencies
+
+    if dependencies.missing([dependencies.TORCH, dependencies.TORCHVISION]):
+        raise DeepDependencyError(INSTALL_HINT)
+    if _random_seed(settings.deep.weights_path) is None:
+        resolve_weights(settings.deep.model, settings.deep.weights_path)
 
 
 def _read_state_dict(torch: Any, spec: ModelSpec, path: Path) -> Dict[str, Any]:
