@@ -1,7 +1,7 @@
 """Which optional Python packages a run needs, and which are missing, without importing them.
 
 Slicer bundles numpy, scipy, SimpleITK and pydicom (the engine needs nothing else), but not
-pandas and openpyxl (feature tables, Excel export) nor torch/torchvision (deep features).
+pandas and openpyxl (DataFrames, batch runs, Excel export) nor torch/torchvision (deep features).
 Slicer's guidance is to install such packages right before first use, after asking, with
 lower bounds only. This module decides *what* is missing; the widget does the asking
 (``slicer.util.confirmOkCancelDisplay``) and the installing (``slicer.util.pip_install``, or
@@ -42,7 +42,7 @@ class Requirement:
         return f"{self.distribution}>={self.minimum}"
 
 
-PANDAS = Requirement("pandas", "pandas", "1.5", "feature tables and Excel/CSV reports")
+PANDAS = Requirement("pandas", "pandas", "1.5", "DataFrames, batch runs and Excel reports")
 OPENPYXL = Requirement("openpyxl", "openpyxl", "3.0", "Excel export")
 TORCH = Requirement("torch", "torch", "2.1", "deep features", torch=True)
 TORCHVISION = Requirement("torchvision", "torchvision", "0.16", "deep features (pretrained CNNs)", torch=True)
