@@ -121,3 +121,13 @@ def module_parameter_node(scene, module_name: str = "PySERASlicer"):
         node.SetAttribute("ModuleName", module_name)
         node = scene.AddNode(node)
     return node
+
+
+def observer_count(vtk_object) -> int:
+    """How many observers (any event) a VTK object has: VTK numbers observer tags 1, 2, ... per
+    object and ``GetCommand(tag)`` answers None for a removed one."""
+    probe = vtk_object.AddObserver("ModifiedEvent", lambda caller, event: None)
+    try:
+        return sum(vtk_object.GetCommand(tag) is not None for tag in range(1, probe))
+    finally:
+        vtk_object.RemoveObserver(probe)

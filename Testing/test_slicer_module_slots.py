@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from mrml_scene import ParameterView, SlicerCoreScene, module_parameter_node  # noqa: E402
+from mrml_scene import ParameterView, SlicerCoreScene, module_parameter_node, observer_count  # noqa: E402
 from PySERASlicerLib import dependencies, gui_state, slicer_bridge  # noqa: E402
 from PySERASlicerLib.engine.deep import WeightsUnavailableError, check_deep_weights  # noqa: E402
 from PySERASlicerLib.settings import DeepSettings, ExtractionMode, Settings  # noqa: E402
@@ -79,6 +79,7 @@ class SlicerConnectGui:
 @pytest.mark.parametrize("returns_tag", [False, True], ids=["slicer-5.6-5.8", "slicer-5.10"])
 def test_entering_the_module_again_adds_no_binding_and_no_observer(scene, returns_tag):
     node = module_parameter_node(scene.scene)
+    observers = observer_count(node)
     gui = SlicerConnectGui(returns_tag)
     refreshes = []
     binding = gui_state.GuiBinding(gui.connect, gui.disconnect, lambda caller, event: refreshes.append(event))
@@ -87,6 +88,7 @@ def test_entering_the_module_again_adds_no_binding_and_no_observer(scene, return
         binding.pause()
     binding.bind(ParameterView(node))
     assert binding.connections == 1 and gui.live_bindings == 1
+    assert observer_count(node) == observers + 2  # the binding's and the widget refresh's, nothing stacked
     node.Modified()  # one edit: the widgets are written once and the widget refreshes once
     assert gui.widget_writes == 1 and len(refreshes) == 1
     binding.pause()  # module left: the widget refresh stops
