@@ -84,8 +84,9 @@ def test_failed_cases_exit_1_and_bad_values_exit_2(tmp_path, capsys):
 
 
 def test_deep_feature_mode_from_the_command_line(tmp_path, capsys, monkeypatch):
-    """--extraction-mode deep_feature with --weights; missing weights give exit 1 and a message naming
-    the expected file instead of random weights."""
+    """--extraction-mode deep_feature with --weights; missing weights stop the run before any case
+    (exit 2: nothing could start, nothing written) with a message naming the expected file instead
+    of random weights."""
     from PySERASlicerLib.engine.deep import DeepDependencyError, import_torch
 
     try:
@@ -96,8 +97,9 @@ def test_deep_feature_mode_from_the_command_line(tmp_path, capsys, monkeypatch):
     write_case(tmp_path, "p1", 0)
     common = ["extract", "--image", str(tmp_path / "images"), "--mask", str(tmp_path / "masks"),
               "--enable-parallelism", "false", "--extraction-mode", "deep_feature", "--deep-learning-model", "resnet50"]
-    assert main(common + ["--output", str(tmp_path / "missing")]) == 1
+    assert main(common + ["--output", str(tmp_path / "missing")]) == 2
     assert "resnet50-0676ba61.pth" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists() or not any((tmp_path / "missing").iterdir())
     # explicit random initialisation is an opt-in for tests and smoke runs only
     assert main(common + ["--output", str(tmp_path / "out"), "--weights", "random:0", "--quiet"]) == 0
     frame = pd.read_csv(next((tmp_path / "out").glob("*.csv")))

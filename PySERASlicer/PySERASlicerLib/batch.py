@@ -54,10 +54,13 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     log = RunLog()
+    from .engine.deep import DeepDependencyError, WeightsUnavailableError, check_deep_weights
+
     try:
         settings = Settings.from_call(call["settings"], call["IBSI_based_parameters"],
                                       **{key: call[key] for key in SETTINGS_KEYWORDS})
         log.level = settings.report
+        check_deep_weights(settings)  # once, before any case (else every case fails with the same message)
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
             raise SettingsError(f"case_timeout: {case_timeout!r} is not valid; accepted values: a number of "
                                 "seconds > 0, or None")
@@ -78,7 +81,7 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         if not cases:
             raise InputError("no image/mask pair to process" + (": " + "; ".join(build_errors) if build_errors
                                                                  else ""))
-    except (SettingsError, InputError) as exc:
+    except (SettingsError, InputError, DeepDependencyError, WeightsUnavailableError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
     temp_root = _temp_root(temporary_files_path, cases)
