@@ -26,6 +26,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from .api import SETTINGS_KEYWORDS
 from .settings import (
     CATEGORIES,
     DIMENSIONS,
@@ -158,20 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: CLI option -> PySERA keyword.
-_PYSERA_OPTIONS = ("categories", "dimensions", "bin_size", "min_roi_volume", "roi_num", "roi_selection_mode",
-                   "feature_value_mode", "aggregation_lesion", "apply_preprocessing", "extraction_mode",
-                   "deep_learning_model", "num_workers", "enable_parallelism", "report", "column_names")
-
 #: Other spellings of options: PySERA's keyword names and its own CLI's (after the dashes-for-
 #: underscores and lower-case normalisation of :func:`normalise_options`).
 ALIASES = {"--image-input": "--image", "--mask-input": "--mask", "--output-path": "--output",
            "--cases-csv": "--cases", "--ibsi-based-parameters": "--ibsi-parameters"}
 
 
-def command_options(parser: argparse.ArgumentParser, command: str) -> List[str]:
-    """The option strings of one subcommand."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+def subcommand(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (``extract`` / ``batch``)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+
+
+def command_options(sub: argparse.ArgumentParser) -> List[str]:
+    """The option strings of a subcommand's parser."""
     return [option for action in sub._actions for option in action.option_strings]
 
 
@@ -211,10 +211,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         settings = preset_settings(args.preset)
     else:
         settings = Settings()
-    overrides = {key: getattr(args, key) for key in _PYSERA_OPTIONS if getattr(args, key, None) is not None}
     ibsi = read_json_object(args.ibsi_parameters, "--ibsi-parameters") if args.ibsi_parameters else None
-    if overrides or ibsi:
-        settings = Settings.from_pysera(base=settings, IBSI_based_parameters=ibsi, **overrides)
+    # an option not given is None: process_batch's convention, so only what was typed overrides
+    settings = Settings.from_call(settings, ibsi, **{key: getattr(args, key) for key in SETTINGS_KEYWORDS})
     if args.weights:
         settings = settings.replace(deep=dataclasses.replace(settings.deep, weights_path=args.weights))
     return settings
@@ -224,14 +223,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    sub = None
-    if command in ("extract", "batch"):
-        options = command_options(parser, command)
-        argv = normalise_options(argv, options)
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    sub = subcommand(parser, command) if command in ("extract", "batch") else None
+    options = command_options(sub) if sub else []
+    argv = normalise_options(argv, options)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        (sub or parser).error(unknown_options_message(unknown, options if sub else []))
+        (sub or parser).error(unknown_options_message(unknown, options))
     if args.command == "extract" and not args.cases and not (args.image and args.mask):
         sub.error("give --image and --mask, or --cases")
     if args.command == "extract" and args.cases and (args.image or args.mask):
