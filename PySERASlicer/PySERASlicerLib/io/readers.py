@@ -51,8 +51,21 @@ def is_image_file(path: Union[str, os.PathLike]) -> bool:
     return not name.startswith(".") and any(name.endswith(s) for s in IMAGE_SUFFIXES)
 
 
+def _looks_like_dicom_without_preamble(head: bytes) -> bool:
+    """The file starts with a group 0002 / 0008 element, as DICOM files written without the
+    128-byte preamble do (old scanners, some PACS exports); explicit VR shows its VR letters."""
+    if len(head) < 8 or head[:2] not in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08"):
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():
+        return True
+    length = int.from_bytes(head[4:8], "little" if head[0] else "big")
+    return length < 1024  # implicit VR: a short first element (group length, SOP class, ...)
+
+
 def is_dicom_file(path: Union[str, os.PathLike]) -> bool:
-    """A ``.dcm``/``.dicom`` file, or any file with the DICOM preamble ``DICM`` at byte 128."""
+    """A ``.dcm``/``.dicom`` file, any file with the DICOM preamble ``DICM`` at byte 128, or a
+    file that starts like a DICOM data set without the preamble."""
     path = Path(path)
     if path.name.startswith("."):
         return False
@@ -62,16 +75,26 @@ def is_dicom_file(path: Union[str, os.PathLike]) -> bool:
         return False
     try:
         with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
+            head = handle.read(132)
     except OSError:
         return False
+    return head[128:132] == b"DICM" or _looks_like_dicom_without_preamble(head)
 
 
 def is_dicom_folder(folder: Union[str, os.PathLike]) -> bool:
     """A folder that directly holds DICOM files (a series, an RTSTRUCT or a SEG)."""
     folder = Path(folder)
     return folder.is_dir() and any(p.is_file() and is_dicom_file(p) for p in folder.iterdir())
+
+
+def holds_dicom_below(folder: Union[str, os.PathLike], depth: int = 4) -> bool:
+    """A folder without DICOM files of its own whose subfolders hold some (patient/study/series
+    folders, a DICOMDIR tree), searched ``depth`` levels down."""
+    folder = Path(folder)
+    if not folder.is_dir() or depth <= 0:
+        return False
+    subfolders = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    return any(is_dicom_folder(p) or holds_dicom_below(p, depth - 1) for p in subfolders)
 
 
 def _warn(warnings: Optional[List[str]], message: str) -> None:
@@ -124,11 +147,13 @@ def _sitk_message(exc: Exception) -> str:
 
 def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
                warnings: Optional[List[str]] = None, modality: Optional[str] = None,
-               series_uid: Optional[str] = None, volume: Optional[int] = None) -> Image:
+               series_uid: Optional[str] = None, volume: Optional[int] = None, dicom=None) -> Image:
     """Read one image from a path (file or DICOM folder), a ``.npy`` file, an array or an Image.
 
     ``series_uid`` / ``volume`` pick one series / one volume of a DICOM folder holding several
-    (default: the series with the most images, its first volume; the choice is reported).
+    (default: the readable series with the most images, its first volume; the choice is
+    reported). ``dicom`` (:class:`~PySERASlicerLib.settings.DicomSettings`) says what to do with
+    gantry tilt and missing slices.
     """
     if isinstance(source, Image):
         return source
@@ -140,7 +165,7 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     if path.is_dir():
         from .dicom import read_dicom_series
 
-        return read_dicom_series(path, warnings=warnings, series_uid=series_uid, volume=volume)
+        return read_dicom_series(path, warnings=warnings, series_uid=series_uid, volume=volume, dicom=dicom)
     if path.name.lower().endswith(".npy"):
         try:
             array = np.load(path, allow_pickle=False)
@@ -150,7 +175,7 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     if is_dicom_file(path):
         from .dicom import read_dicom_file
 
-        return read_dicom_file(path, warnings=warnings)
+        return read_dicom_file(path, warnings=warnings, volume=volume, dicom=dicom)
     import SimpleITK as sitk
 
     if path.name.lower().endswith((".nii", ".nii.gz")):
@@ -286,7 +311,7 @@ def labels_from_array(array: np.ndarray, source: str, apply_preprocessing: bool,
 
 
 def read_mask(source: Union[Source, MaskData], reference: Image, apply_preprocessing: bool = False,
-              warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None) -> MaskData:
+              warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None, dicom=None) -> MaskData:
     """Read a mask and put it on ``reference``'s grid.
 
     * DICOM RTSTRUCT / SEG (a file, or a folder holding one): one named ROI per structure /
@@ -306,7 +331,8 @@ def read_mask(source: Union[Source, MaskData], reference: Image, apply_preproces
         if path.is_dir() or is_dicom_file(path):
             from .dicom import read_dicom_mask
 
-            return read_dicom_mask(path, reference, apply_preprocessing, warnings=warnings, temp_dir=temp_dir)
+            return read_dicom_mask(path, reference, apply_preprocessing, warnings=warnings, temp_dir=temp_dir,
+                                   dicom=dicom)
     is_array = isinstance(source, np.ndarray)
     mask_image = read_image(source, spacing=reference.spacing if is_array else None, warnings=None)
     name = "mask array" if is_array else (mask_image.source or "mask")
