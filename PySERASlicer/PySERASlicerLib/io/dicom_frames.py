@@ -120,6 +120,8 @@ def _text(value) -> Optional[str]:
         if len(value) > 1:  # a vector (gradient direction)
             return "(" + ",".join(f"{float(v):g}" for v in value) + ")"
         value = value[0]
+    if isinstance(value, float):  # binary (FD/FL) values: 1000.0 -> "1000", as DS strings read
+        return f"{value:g}"
     text = str(value).strip()
     return text or None
 
@@ -234,7 +236,10 @@ def _set_transfer_syntax(dataset) -> None:
         return
     if meta is None:
         dataset.file_meta = meta = FileMetaDataset()
-    implicit, little = getattr(dataset, "is_implicit_VR", True), getattr(dataset, "is_little_endian", True)
+    encoding = getattr(dataset, "original_encoding", None)  # pydicom >= 3; 2.x: is_implicit_VR/...
+    if encoding is None or encoding[0] is None:
+        encoding = (getattr(dataset, "is_implicit_VR", True), getattr(dataset, "is_little_endian", True))
+    implicit, little = encoding
     meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
                               ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
