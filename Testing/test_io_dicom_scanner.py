@@ -376,3 +376,23 @@ def test_rescale_beyond_int32_kept_exact(tmp_path):
     image = read_image(tmp_path)
     np.testing.assert_array_equal(image.array, stored.astype(np.int64) * 200000 - 7)
     assert image.array.max() > 2 ** 31
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Report wording for masks on other grids
+# ---------------------------------------------------------------------------------------------
+def test_mask_grid_messages_say_what_differs():
+    from PySERASlicerLib.image import Image
+    from PySERASlicerLib.io.readers import mask_from_image
+
+    image = Image(np.zeros((39, 8, 8)), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    labels = np.zeros((40, 8, 8), np.int32)
+    labels[35:40, 2:5, 2:5] = 1
+    warnings = []
+    mask_from_image(Image(labels, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0)), image, False, warnings)
+    assert "mask grid (40, 8, 8) overlaps the image grid (39, 8, 8)" in warnings[0]
+    assert "9 labelled voxels lie outside the image and were dropped" in warnings[0]
+    warnings = []
+    mask_from_image(Image(labels[:39], (1.0, 1.0, 2.0), (0.5, 0.0, 0.0)), image, False, warnings)
+    assert "differs from the image grid (origin shifted by (0.5, 0.0, 0.0) mm = (0.5, 0.0, 0.0) voxels" in warnings[0]
+    assert "shape" not in warnings[0] and "spacing" not in warnings[0]
