@@ -220,8 +220,9 @@ def test_truncated_header_named_and_the_gap_refused(tmp_path):
     victim = by_z[2]
     victim.write_bytes(victim.read_bytes()[:300])  # cut inside the header
     warnings = []
-    with pytest.raises(InputError, match="between slice positions 32.5 and 37.5 mm.*1 missing slice"):
+    with pytest.raises(InputError, match="between slice positions 32.5 and 37.5 mm.*1 missing slice") as error:
         read_image(tmp_path, warnings=warnings)
+    assert f"1 unreadable file(s) in this folder were skipped: {victim.name}" in str(error.value)
     assert any(victim.name in w for w in warnings), warnings
 
 

@@ -104,13 +104,14 @@ def dicom_files(source: Path, warnings: Optional[List[str]] = None) -> List[Path
     return found
 
 
-def scan_folder(source: Path, warnings: Optional[List[str]] = None) -> Tuple[Dict[str, List[Tuple[Path, object]]],
-                                                                              List[Tuple[Path, object]]]:
+def scan_folder(source: Path, warnings: Optional[List[str]] = None, unreadable: Optional[List[str]] = None
+                ) -> Tuple[Dict[str, List[Tuple[Path, object]]], List[Tuple[Path, object]]]:
     """Headers of the DICOM files of a folder (or one file): ({series uid: [(path, header)]} of
-    image files, [(path, header)] of non-image objects)."""
+    image files, [(path, header)] of non-image objects). Names of unreadable files are reported
+    and added to ``unreadable``."""
     series: Dict[str, List[Tuple[Path, object]]] = {}
     others: List[Tuple[Path, object]] = []
-    unreadable = []
+    unreadable = [] if unreadable is None else unreadable
     for path in dicom_files(source, warnings):
         try:
             header = read_header(path)
@@ -219,9 +220,10 @@ def _prepare(uid: str, frames: List[Frame], where: str) -> DicomSeries:
     return series
 
 
-def list_series(source: Path, warnings: Optional[List[str]] = None) -> List[DicomSeries]:
+def list_series(source: Path, warnings: Optional[List[str]] = None,
+                unreadable: Optional[List[str]] = None) -> List[DicomSeries]:
     """The image series of a folder (or one file), readable ones first, most frames first."""
-    groups, _ = scan_folder(source, warnings)
+    groups, _ = scan_folder(source, warnings, unreadable)
     result = []
     for uid, files in groups.items():
         frames: List[Frame] = []
@@ -323,7 +325,8 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
     slices); ``labels`` reads a label-map series (nearest neighbour if it must be regularised).
     """
     folder = Path(folder)
-    all_series = list_series(folder, warnings)
+    unreadable: List[str] = []
+    all_series = list_series(folder, warnings, unreadable)
     series = _choose(folder, all_series, series_uid, warnings)
     for note in series.notes:
         _warn(warnings, note)
@@ -338,7 +341,13 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
     where = str(folder)
     if len(series.volumes) > 1:
         where += f" [{series.split_label} {series.split_values[index]}]"
-    return read_volume(series.volumes[index], where, warnings, dicom, labels)
+    try:
+        return read_volume(series.volumes[index], where, warnings, dicom, labels)
+    except InputError as exc:
+        if not unreadable:
+            raise
+        raise InputError(f"{exc} ({len(unreadable)} unreadable file(s) in this folder were skipped: "
+                         f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})") from None
 
 
 def read_dicom_file(path: Path, warnings: Optional[List[str]] = None, dicom=None, volume: Optional[int] = None,
