@@ -211,9 +211,17 @@ def compress_file(path: Path, compressor: str) -> str:
     return str(syntax)
 
 
-def strip_preamble(path: Path) -> None:
+def strip_preamble(path: Path, implicit_vr: bool = False) -> None:
     """Rewrite a Part 10 file as old scanners write DICOM: no 128-byte preamble, no file meta
-    (the data set starts at byte 0, explicit VR little endian as the fixtures write it)."""
+    (the data set starts at byte 0, in explicit or ``implicit_vr`` little endian)."""
+    if implicit_vr:
+        from pydicom.uid import ImplicitVRLittleEndian
+
+        ds = pydicom.dcmread(str(path))
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        if _PYDICOM_MAJOR < 3:  # pydicom 2.x encodes by these flags, 3.x by the transfer syntax
+            ds.is_implicit_VR, ds.is_little_endian = True, True
+        _save(ds, path)
     data = path.read_bytes()
     assert data[128:132] == b"DICM" and data[132:134] == b"\x02\x00"
     group_length = int.from_bytes(data[140:144], "little")

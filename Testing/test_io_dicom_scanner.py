@@ -319,11 +319,12 @@ def test_jpeg_ls_series_from_pydicom_test_file(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 6. Files without preamble, nested folders, DICOMDIR
 # ---------------------------------------------------------------------------------------------
-def test_files_without_preamble(tmp_path):
+@pytest.mark.parametrize("implicit_vr", [False, True], ids=["explicit", "implicit"])
+def test_files_without_preamble(tmp_path, implicit_vr):
     ct = ct_volume((5, 6, 7), seed=13)
     write_series(tmp_path, ct)
     for path in list(tmp_path.iterdir()):
-        strip_preamble(path)
+        strip_preamble(path, implicit_vr)
         path.rename(path.with_suffix(""))  # no .dcm suffix either
     assert not any(p.read_bytes()[128:132] == b"DICM" for p in tmp_path.iterdir())
     image = read_image(tmp_path)
