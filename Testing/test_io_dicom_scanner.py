@@ -398,3 +398,15 @@ def test_mask_grid_messages_say_what_differs():
     mask_from_image(Image(labels[:39], (1.0, 1.0, 2.0), (0.5, 0.0, 0.0)), image, False, warnings)
     assert "differs from the image grid (origin shifted by (0.5, 0.0, 0.0) mm = (0.5, 0.0, 0.0) voxels" in warnings[0]
     assert "shape" not in warnings[0] and "spacing" not in warnings[0]
+
+
+def test_dicom_settings_round_trip_and_validation():
+    from PySERASlicerLib.settings import Settings, SettingsError
+
+    settings = Settings.from_any({"dicom": {"gantry_tilt": "refuse", "missing_slices": "interpolate"}})
+    assert (settings.dicom.gantry_tilt.value, settings.dicom.missing_slices.value) == ("error", "interpolate")
+    assert Settings.from_json(settings.to_json()).dicom == settings.dicom
+    assert Settings().dicom == DicomSettings(gantry_tilt="regularize", missing_slices="error")
+    with pytest.raises(SettingsError, match="dicom.missing_slices: 'guess' is not valid; accepted values: error, "
+                                            "interpolate"):
+        Settings.from_any({"dicom": {"missing_slices": "guess"}})
