@@ -43,6 +43,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..image import Image
+from .conversion import image_from_sitk, mask_from_image, sitk_message
+from .conversion import warn as _warn
 from .dicom_frames import (
     SPLIT_LABELS,
     Frame,
@@ -53,7 +55,8 @@ from .dicom_frames import (
     rescaled,
     stored_values,
 )
-from .readers import InputError, MaskData, _warn, image_from_sitk, is_dicom_file, mask_from_image
+from .files import is_dicom_file
+from .types import InputError, MaskData
 
 #: Modalities that are not image slices.
 NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "RTRECORD")
@@ -366,9 +369,7 @@ def read_dicom_file(path: Path, warnings: Optional[List[str]] = None, dicom=None
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        from .readers import _sitk_message
-
-        raise InputError(f"{path}: cannot read DICOM image ({_sitk_message(exc)})") from None
+        raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
     return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality, "OTHER"))
 
 

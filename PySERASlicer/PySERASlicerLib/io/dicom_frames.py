@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .readers import InputError
+from .types import InputError
 
 #: Acquisition values that may separate the volumes of a series whose slice positions repeat, in
 #: the order they are tried (see :func:`.dicom.split_volumes`). Each maps to where the value is in
@@ -265,9 +265,9 @@ def _gdcm_stored_values(path: Path, dataset) -> np.ndarray:
         dataset.save_as(temporary)
         image = sitk.ReadImage(temporary)
     except RuntimeError as exc:
-        from .readers import _sitk_message
+        from .conversion import sitk_message
 
-        raise InputError(f"{path}: cannot decode pixel data ({_sitk_message(exc)})") from None
+        raise InputError(f"{path}: cannot decode pixel data ({sitk_message(exc)})") from None
     finally:
         os.unlink(temporary)
     if image.GetNumberOfComponentsPerPixel() != 1:

@@ -115,7 +115,7 @@ def grid_differences(grid: Image, reference: Image) -> str:
 def place_labels(labels: Image, reference: Image) -> Tuple[np.ndarray, str]:
     """Put a label image onto ``reference``'s grid; returns (labels on the reference grid, a
     sentence describing what was done, for the Report)."""
-    from .readers import InputError
+    from .types import InputError
 
     n_labelled = int(np.count_nonzero(labels.array))
     offset = crop_offset(labels, reference)

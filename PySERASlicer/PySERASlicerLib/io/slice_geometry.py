@@ -25,7 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .readers import InputError, _warn
+from .conversion import warn as _warn
+from .types import InputError
 
 #: Below this in-plane shift (mm, or 1 % of a pixel if larger) slice positions count as along the
 #: normal; it absorbs the rounding of positions written as decimal strings.
