@@ -298,7 +298,7 @@ def test_jpeg_ls_series_from_pydicom_test_file(tmp_path):
 
     compressed = pydicom.dcmread(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
     truth = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array
-    uids = write_series(tmp_path, np.zeros((4, 64, 64), np.int16), modality="MR", intercept=0)
+    write_series(tmp_path, np.zeros((4, 64, 64), np.int16), modality="MR", intercept=0)
     for path in tmp_path.iterdir():
         ds = pydicom.dcmread(path)
         ds.file_meta.TransferSyntaxUID = compressed.file_meta.TransferSyntaxUID
@@ -313,7 +313,6 @@ def test_jpeg_ls_series_from_pydicom_test_file(tmp_path):
     assert image.array.shape == (4, 64, 64)
     for k in range(4):
         np.testing.assert_array_equal(image.array[k], truth)
-    assert uids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,3 +409,90 @@ def test_dicom_settings_round_trip_and_validation():
     with pytest.raises(SettingsError, match="dicom.missing_slices: 'guess' is not valid; accepted values: error, "
                                             "interpolate"):
         Settings.from_any({"dicom": {"missing_slices": "guess"}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the batch: split_dicom, Report warnings of failed cases, series_uid column, nested folders
+# ---------------------------------------------------------------------------------------------
+STAT = dict(categories="stat", enable_parallelism=False)
+
+
+def _box_mask(path: Path, shape, spacing=SPACING, origin=ORIGIN) -> Path:
+    from batch_fixtures import write_nifti
+
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[1:5, 2:7, 2:7] = 1
+    return write_nifti(path, mask, spacing=spacing, origin=origin)
+
+
+def test_batch_split_dicom_on_an_enhanced_file(tmp_path):
+    from PySERASlicerLib.batch import process_batch
+
+    echo1, echo2 = ct_volume((6, 8, 9), seed=4), ct_volume((6, 8, 9), seed=5) // 2
+    frames = _enhanced_frames(echo1, echo_time=lambda k: 10.0) + _enhanced_frames(echo2, echo_time=lambda k: 25.0)
+    write_enhanced(tmp_path / "mr.dcm", frames[::-1])
+    mask = _box_mask(tmp_path / "mask.nii.gz", echo1.shape)
+    result = process_batch(tmp_path / "mr.dcm", mask, tmp_path / "out", split_dicom=True, **STAT)
+    frame = result["features_extracted"].set_index("PatientID")
+    assert list(frame.index) == ["mr_1", "mr_2"]
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    assert frame.loc["mr_1", "stat_mean"] == pytest.approx(echo1[box].mean(), rel=1e-12)
+    assert frame.loc["mr_2", "stat_mean"] == pytest.approx(echo2[box].mean(), rel=1e-12)
+
+
+def test_batch_reports_reading_warnings_of_a_failed_case_and_dicom_settings(tmp_path):
+    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib.settings import Settings
+
+    write_series(tmp_path / "ct", ct_volume((6, 8, 9)), spacing=SPACING, origin=ORIGIN)
+    by_z = sorted((tmp_path / "ct").iterdir(), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    by_z[3].write_bytes(b"\0" * 200)  # an unreadable file, leaving a gap
+    mask = _box_mask(tmp_path / "mask.nii.gz", (6, 8, 9))
+    result = process_batch(tmp_path / "ct", mask, tmp_path / "out", **STAT)
+    assert result["failed_files"] == 1 and "missing slice" in result["error"]
+    assert any(f"1 unreadable DICOM file(s) skipped ({by_z[3].name})" in line for line in result["logs"])
+    # dicom.missing_slices = interpolate (settings object / settings file) reads it
+    settings = Settings(categories=("stat",), enable_parallelism=False).replace(
+        dicom=DicomSettings(missing_slices="interpolate"))
+    result = process_batch(tmp_path / "ct", mask, tmp_path / "out", settings=settings)
+    assert result["failed_files"] == 0 and result["processed_files"] == 1
+    assert any("Resampled along the normal onto 6 slices" in line for line in result["logs"])
+
+
+def test_cases_csv_series_uid_column_and_nested_patient_folder(tmp_path):
+    from batch_fixtures import write_cases_csv
+    from PySERASlicerLib.batch import run_batch_csv
+
+    big = ct_volume((8, 8, 9), seed=2)
+    small = ct_volume((6, 8, 9), seed=3) + 500
+    write_series(tmp_path / "p1" / "study" / "series_a", big, spacing=SPACING, origin=ORIGIN, prefix="a")
+    uids = write_series(tmp_path / "p1" / "study" / "series_b", small, spacing=SPACING, origin=ORIGIN, prefix="b")
+    _box_mask(tmp_path / "mask.nii.gz", (6, 8, 9))
+    csv_path = write_cases_csv(tmp_path / "cases.csv", [("default", "p1", "mask.nii.gz", "")])
+    text = csv_path.read_text().splitlines()
+    text[0] += ",series_uid"
+    text[1] += ","
+    text.append(f"picked,p1,mask.nii.gz,,{uids['series']}")
+    csv_path.write_text("\n".join(text) + "\n")
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"categories": "stat", "enable_parallelism": false}')
+    result = run_batch_csv(str(csv_path), str(settings), str(tmp_path / "out"))
+    frame = result["features_extracted"].set_index("PatientID")
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    assert frame.loc["default", "stat_mean"] == pytest.approx(big[box].mean() - 1024, rel=1e-12)
+    assert frame.loc["picked", "stat_mean"] == pytest.approx(small[box].mean() - 1024, rel=1e-12)
+    assert any("read 14 file(s) from 2 subfolder(s)" in line for line in result["logs"])
+
+
+def test_batch_nested_patient_folders_as_one_case_and_as_batch_entries(tmp_path):
+    from PySERASlicerLib.batch import process_batch
+
+    ct = ct_volume((6, 8, 9), seed=21)
+    write_series(tmp_path / "images" / "p1" / "study_1" / "series_2", ct, spacing=SPACING, origin=ORIGIN)
+    mask = _box_mask(tmp_path / "masks" / "p1.nii.gz", ct.shape)
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    one = process_batch(tmp_path / "images" / "p1", mask, tmp_path / "out", **STAT)
+    assert one["features_extracted"]["stat_mean"].tolist() == pytest.approx([ct[box].mean() - 1024], rel=1e-12)
+    batch = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", **STAT)
+    assert batch["features_extracted"]["PatientID"].tolist() == ["p1"]
+    assert batch["features_extracted"]["stat_mean"].tolist() == pytest.approx([ct[box].mean() - 1024], rel=1e-12)

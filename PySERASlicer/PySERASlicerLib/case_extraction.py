@@ -110,14 +110,14 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
     result = CaseResult(case.case_id)
     log = RunLog(settings.report)
     roi_name = ""
+    warnings: List[str] = []  # reading warnings; logged even when the case then fails
     try:
         for key, source in (("image", case.image), ("mask", case.mask)):
             record = _input_record(source)
             if record:
                 result.inputs[key] = record
-        warnings: List[str] = []
         image = read_image(case.image, spacing=case.spacing, warnings=warnings, series_uid=case.series_uid,
-                           volume=case.volume)
+                           volume=case.volume, dicom=settings.dicom)
         if image.modality == "OTHER" and settings.modality.value != "OTHER":
             image = image.with_array(image.array, modality=settings.modality.value)
         source = image.source or case.case_id
@@ -126,9 +126,9 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
         if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
             bad = int(np.count_nonzero(~np.isfinite(image.array)))
             raise InputError(f"{source}: image contains {bad} NaN or infinite voxel value(s)")
-        mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir)
-        for message in warnings:
-            log.warning(message, patient_id=case.case_id)
+        mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir,
+                              dicom=settings.dicom)
+        _log_warnings(log, warnings, case.case_id)
         if mask_data.labels is not None and not mask_data.named and not np.any(mask_data.labels):
             raise InputError(f"{_mask_name(case)}: the mask is empty (no non-zero voxel)")
         discovery = discover_rois(mask_data, settings.rois, case.roi_label)
@@ -160,6 +160,7 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
                 callback("END", case.case_id, roi.name)
             roi_name = ""
     except (InputError, SettingsError, ValueError) as exc:
+        _log_warnings(log, warnings, case.case_id)
         message = str(exc)
         # ``error`` always starts with the case id; the Report row names it in its own column
         result.error = f"{case.case_id}: {message}{' (ROI ' + roi_name + ')' if roi_name else ''}"
@@ -177,6 +178,13 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
     result.entries = log.entries + [ReportEntry(case.case_id, "", "LOG", line) for line in log.lines]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _log_warnings(log: RunLog, warnings: List[str], case_id: str) -> None:
+    """Move the reading warnings into the log (once: the list is emptied)."""
+    for message in warnings:
+        log.warning(message, patient_id=case_id)
+    warnings.clear()
 
 
 def _mask_name(case: Case) -> str:
