@@ -315,6 +315,19 @@ def test_jpeg_ls_series_from_pydicom_test_file(tmp_path):
         np.testing.assert_array_equal(image.array[k], truth)
 
 
+@pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm",
+                                  "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_implicit.dcm"])
+def test_pydicom_test_files_match_the_uncompressed_original(name):
+    """pydicom's MR_small in other transfer syntaxes reads as the native little-endian file."""
+    from pydicom.data import get_testdata_file
+
+    truth = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    image = read_image(get_testdata_file(name))
+    expected = truth.pixel_array * float(truth.get("RescaleSlope", 1)) + float(truth.get("RescaleIntercept", 0))
+    np.testing.assert_array_equal(image.array[0], expected)
+    np.testing.assert_allclose(image.origin, [float(v) for v in truth.ImagePositionPatient])
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Files without preamble, nested folders, DICOMDIR
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +350,7 @@ def test_nested_patient_study_series_folders_walked_down(tmp_path):
     warnings = []
     image = read_image(tmp_path / "patient", warnings=warnings)
     np.testing.assert_array_equal(image.array, ct.astype(np.int64) - 1024)
-    assert any("no DICOM files directly in this folder; read 5 file(s) from 1 subfolder(s) "
+    assert any("no DICOM files directly in this folder; read 5 file(s) in 1 subfolder(s) "
                "(study_1/series_3)" in w for w in warnings)
 
 
@@ -356,7 +369,7 @@ def test_dicomdir_cd_root(tmp_path):
     warnings = []
     image = read_image(tmp_path / "cd", warnings=warnings)
     np.testing.assert_array_equal(image.array, ct.astype(np.int64) - 1024)
-    assert any("(it has a DICOMDIR)" in w for w in warnings)
+    assert any("no DICOM files directly in this folder; the DICOMDIR references 5 file(s)" in w for w in warnings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +494,7 @@ def test_cases_csv_series_uid_column_and_nested_patient_folder(tmp_path):
     box = (slice(1, 5), slice(2, 7), slice(2, 7))
     assert frame.loc["default", "stat_mean"] == pytest.approx(big[box].mean() - 1024, rel=1e-12)
     assert frame.loc["picked", "stat_mean"] == pytest.approx(small[box].mean() - 1024, rel=1e-12)
-    assert any("read 14 file(s) from 2 subfolder(s)" in line for line in result["logs"])
+    assert any("read 14 file(s) in 2 subfolder(s)" in line for line in result["logs"])
 
 
 def test_batch_nested_patient_folders_as_one_case_and_as_batch_entries(tmp_path):

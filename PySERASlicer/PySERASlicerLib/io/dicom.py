@@ -55,13 +55,11 @@ from .dicom_frames import (
     rescaled,
     stored_values,
 )
-from .files import is_dicom_file
+from .files import MAX_FOLDER_DEPTH, is_dicom_file
 from .types import InputError, MaskData
 
 #: Modalities that are not image slices.
 NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "RTRECORD")
-#: How deep a folder without DICOM files of its own is searched (patient / study / series).
-MAX_FOLDER_DEPTH = 4
 
 
 @dataclass
@@ -79,31 +77,44 @@ class DicomSeries:
     n_frames: int = 0
 
 
+def _dicomdir_files(folder: Path) -> List[Path]:
+    """The files a DICOMDIR references (its directory records), that exist."""
+    try:
+        import pydicom
+        from pydicom.fileset import FileSet
+
+        file_set = FileSet(pydicom.dcmread(str(folder / "DICOMDIR")))
+        return sorted(p for p in (Path(instance.path) for instance in file_set) if p.is_file())
+    except Exception:  # a damaged DICOMDIR: fall back to walking the folders
+        return []
+
+
 def dicom_files(source: Path, warnings: Optional[List[str]] = None) -> List[Path]:
-    """The DICOM files of a folder; a folder without any of its own is walked down
-    (:data:`MAX_FOLDER_DEPTH` levels, e.g. patient/study/series or a DICOMDIR's tree)."""
+    """The DICOM files of a folder; a folder without any of its own gives the files its
+    DICOMDIR references, or else those of its subfolders (:data:`.files.MAX_FOLDER_DEPTH`
+    levels, e.g. patient/study/series)."""
     source = Path(source)
     if source.is_file():
         return [source]
     files = sorted(p for p in source.iterdir() if p.is_file() and is_dicom_file(p) and p.name.upper() != "DICOMDIR")
     if files:
         return files
-    found, folders = [], set()
-    base_depth = len(source.parts)
-    for root, directories, names in os.walk(source):
-        directories[:] = sorted(d for d in directories if not d.startswith("."))
-        if len(Path(root).parts) - base_depth >= MAX_FOLDER_DEPTH:
-            directories[:] = []
-        for name in sorted(names):
-            path = Path(root) / name
-            if name.upper() != "DICOMDIR" and is_dicom_file(path):
-                found.append(path)
-                folders.add(Path(root))
+    found = _dicomdir_files(source) if (source / "DICOMDIR").is_file() else []
+    how = "the DICOMDIR references" if found else ""
+    if not found:
+        base_depth = len(source.parts)
+        for root, directories, names in os.walk(source):
+            directories[:] = sorted(d for d in directories if not d.startswith("."))
+            if len(Path(root).parts) - base_depth >= MAX_FOLDER_DEPTH:
+                directories[:] = []
+            found.extend(Path(root) / name for name in sorted(names)
+                         if name.upper() != "DICOMDIR" and is_dicom_file(Path(root) / name))
     if found:
-        shown = ", ".join(str(f.relative_to(source)) for f in sorted(folders)[:4])
-        dicomdir = " (it has a DICOMDIR)" if (source / "DICOMDIR").is_file() else ""
-        _warn(warnings, f"{source}: no DICOM files directly in this folder{dicomdir}; read {len(found)} file(s) "
-                        f"from {len(folders)} subfolder(s) ({shown}{', ...' if len(folders) > 4 else ''})")
+        folders = sorted({f.parent for f in found})
+        shown = ", ".join(str(f.relative_to(source)) for f in folders[:4])
+        how = how or ("the DICOMDIR is unreadable; " if (source / "DICOMDIR").is_file() else "") + "read"
+        _warn(warnings, f"{source}: no DICOM files directly in this folder; {how} {len(found)} file(s) in "
+                        f"{len(folders)} subfolder(s) ({shown}{', ...' if len(folders) > 4 else ''})")
     return found
 
 

@@ -62,11 +62,17 @@ def is_dicom_folder(folder: Union[str, os.PathLike]) -> bool:
     return folder.is_dir() and any(p.is_file() and is_dicom_file(p) for p in folder.iterdir())
 
 
-def holds_dicom_below(folder: Union[str, os.PathLike], depth: int = 4) -> bool:
+#: How deep a folder without DICOM files of its own is searched (patient / study / series / ...).
+MAX_FOLDER_DEPTH = 5
+
+
+def holds_dicom_below(folder: Union[str, os.PathLike], depth: int = MAX_FOLDER_DEPTH) -> bool:
     """A folder without DICOM files of its own whose subfolders hold some (patient/study/series
     folders, a DICOMDIR tree), searched ``depth`` levels down."""
     folder = Path(folder)
     if not folder.is_dir() or depth <= 0:
         return False
+    if (folder / "DICOMDIR").is_file():
+        return True
     subfolders = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     return any(is_dicom_folder(p) or holds_dicom_below(p, depth - 1) for p in subfolders)
