@@ -372,6 +372,22 @@ def test_dicomdir_cd_root(tmp_path):
     assert any("no DICOM files directly in this folder; the DICOMDIR references 5 file(s)" in w for w in warnings)
 
 
+def test_legacy_multi_frame_file_in_a_folder_read_by_simpleitk(tmp_path):
+    """A multi-frame file without functional groups (NM-style) alone in a folder reads as
+    SimpleITK reads the file itself."""
+    write_series(tmp_path, ct_volume((1, 6, 7)), modality="CT", intercept=0)
+    path = next(tmp_path.iterdir())
+    ds = pydicom.dcmread(path)
+    frames = ct_volume((4, 6, 7), seed=3)
+    ds.Modality, ds.NumberOfFrames = "NM", 4
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient
+    ds.PixelData = frames.astype(np.int16).tobytes()
+    ds.save_as(path)
+    image = read_image(tmp_path)
+    np.testing.assert_array_equal(image.array, sitk.GetArrayFromImage(sitk.ReadImage(str(path))))
+    np.testing.assert_array_equal(image.array, frames)
+
+
 # ---------------------------------------------------------------------------------------------
 # 7. 32-bit values and rescale overflow
 # ---------------------------------------------------------------------------------------------

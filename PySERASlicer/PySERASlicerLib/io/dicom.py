@@ -75,6 +75,7 @@ class DicomSeries:
     problem: str = ""  # why the series cannot be read ("" = readable)
     notes: List[str] = field(default_factory=list)  # what was left out, for the Report
     n_frames: int = 0
+    legacy_file: Optional[Path] = None  # one multi-frame file without functional groups (NM, US)
 
 
 def _dicomdir_files(folder: Path) -> List[Path]:
@@ -194,6 +195,15 @@ def _prepare(uid: str, frames: List[Frame], where: str) -> DicomSeries:
     """Filter, check and split the frames of one series (problems go into ``problem``)."""
     header = frames[0].header
     series = DicomSeries(uid, str(header.get("Modality", "")), str(header.get("SeriesDescription", "")))
+    legacy = [f for f in frames if f.number is None and int(f.header.get("NumberOfFrames", 1) or 1) > 1]
+    if legacy:  # frames without per-frame geometry: SimpleITK reads such a file as it is
+        if len(frames) > 1:
+            series.problem = f"multi-frame files without per-frame functional groups ({_names(legacy)}) mixed " \
+                             "with other images"
+            return series
+        series.legacy_file, series.volumes = frames[0].path, [frames]
+        series.n_frames = int(header.get("NumberOfFrames"))
+        return series
     seen, unique = set(), []
     for frame in frames:
         if frame.identity in seen:
@@ -352,6 +362,8 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
         _warn(warnings, f"{folder}: series {series.uid} holds {len(series.volumes)} volumes split by "
                         f"{series.split_label} ({', '.join(series.split_values)}); using volume 0 "
                         f"({series.split_label} {series.split_values[0]})")
+    if series.legacy_file is not None:
+        return _read_with_sitk(series.legacy_file, series.modality)
     where = str(folder)
     if len(series.volumes) > 1:
         where += f" [{series.split_label} {series.split_values[index]}]"
@@ -369,19 +381,23 @@ def read_dicom_file(path: Path, warnings: Optional[List[str]] = None, dicom=None
     """A single DICOM image file: one slice, or an enhanced multi-frame file read frame by frame
     like a series. Files without plane geometry (legacy multi-frame NM/US, secondary capture)
     are read by SimpleITK."""
-    import SimpleITK as sitk
-
     header = read_header(Path(path))
     modality = str(header.get("Modality", "")).upper()
     if modality in NON_IMAGE_MODALITIES:
         raise InputError(f"{path}: a DICOM {modality} object is not an image (give it as the mask)")
     if is_enhanced(header) or "ImagePositionPatient" in header:
         return read_dicom_series(Path(path), warnings, volume=volume, dicom=dicom, labels=labels)
+    return _read_with_sitk(Path(path), modality)
+
+
+def _read_with_sitk(path: Path, modality: str) -> Image:
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
-    return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality, "OTHER"))
+    return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality.upper(), "OTHER"))
 
 
 def read_dicom_mask(path: Path, reference: Image, apply_preprocessing: bool = False,

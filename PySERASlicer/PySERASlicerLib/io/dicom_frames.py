@@ -58,7 +58,7 @@ _FUNCTIONAL_GROUP_PATHS: Dict[str, Tuple[Tuple[str, ...], ...]] = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # frames are compared by identity
 class Frame:
     """One 2D image of a series: a single-frame file or frame ``number`` of a multi-frame file."""
 
