@@ -226,6 +226,21 @@ def test_truncated_header_named_and_the_gap_refused(tmp_path):
     assert any(victim.name in w for w in warnings), warnings
 
 
+def test_positions_rounded_to_a_tenth_of_a_mm_are_not_gaps(tmp_path):
+    """0.625 mm slices whose positions are written to 0.1 mm (steps 0.6 / 0.7 mm): read on the
+    fitted uniform grid, every slice within 0.05 mm of its written position, with a warning."""
+    stored = ct_volume((12, 5, 6), seed=16)
+    written = np.round(30 + 0.625 * np.arange(12), 1)
+    write_series(tmp_path, stored, spacing=(0.8, 0.8, 0.625),
+                 positions=np.column_stack([np.full(12, -10.0), np.full(12, -20.0), written]))
+    warnings = []
+    image = read_image(tmp_path, warnings=warnings)
+    np.testing.assert_array_equal(image.array, stored.astype(np.int64) - 1024)
+    placed = image.origin[2] + image.spacing[2] * np.arange(12)
+    assert np.max(np.abs(placed - written)) <= 0.1 * 0.625
+    assert any("deviate by up to" in w and "rounded positions?" in w for w in warnings)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Choosing among series
 # ---------------------------------------------------------------------------------------------

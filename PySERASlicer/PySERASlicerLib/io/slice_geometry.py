@@ -28,6 +28,9 @@ import numpy as np
 from .conversion import warn as _warn
 from .types import InputError
 
+#: Slice positions within this fraction of the slice spacing of one uniform grid are rounding
+#: (positions written to 0.1 mm, say), not missing slices; a gap is off by half a slice or more.
+ROUNDING_TOLERANCE = 0.1
 #: Below this in-plane shift (mm, or 1 % of a pixel if larger) slice positions count as along the
 #: normal; it absorbs the rounding of positions written as decimal strings.
 TILT_TOLERANCE_MM = 1e-3
@@ -130,7 +133,17 @@ def regular_grid(array: np.ndarray, positions: np.ndarray, names: Sequence[str],
                             f"{array.shape[1]} pixels, uncovered voxels = {fill:g}), like Slicer's acquisition "
                             "geometry regularization")
         nominal = float(np.median(steps))
-        if not _spacing_is_uniform(steps, nominal):
+        index = np.arange(len(distances))
+        fitted_step, fitted_start = np.polyfit(index, distances, 1)
+        off_grid = float(np.max(np.abs(distances - (fitted_start + fitted_step * index))))
+        if not _spacing_is_uniform(steps, nominal) and off_grid <= ROUNDING_TOLERANCE * fitted_step:
+            # every slice within a small fraction of a slice of one uniform grid: rounded positions
+            # (e.g. to 0.1 mm), not a gap; the fitted spacing places each slice best
+            nominal = float(fitted_step)
+            _warn(warnings, f"{where}: slice positions deviate by up to {off_grid:.3g} mm from a uniform grid "
+                            f"(steps {steps.min():.4g} to {steps.max():.4g} mm; rounded positions?); read with the "
+                            f"fitted spacing {nominal:.5g} mm")
+        elif not _spacing_is_uniform(steps, nominal):
             gaps = _gap_sentences(distances, names, nominal)
             if str(missing_slices) != "interpolate":
                 raise InputError(f"{where}: slice spacing is not uniform: {'; '.join(gaps)}. Refused because "
