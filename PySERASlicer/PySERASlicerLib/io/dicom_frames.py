@@ -17,7 +17,7 @@ the per-frame rescale is applied here like for every other frame).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -70,8 +70,16 @@ class Frame:
     pixel_spacing: Optional[Tuple[float, float]]  # (between rows, between columns), mm
     slope: float = 1.0
     intercept: float = 0.0
-    values: Dict[str, str] = field(default_factory=dict)  # SPLIT_LABELS -> value
+    known_values: Optional[Dict[str, str]] = None  # SPLIT_LABELS -> value; None = read on first use
     distance: float = 0.0  # position along the series' slice normal, set when the series is sorted
+
+    @property
+    def values(self) -> Dict[str, str]:
+        """The acquisition values that may split a series (read from a single-frame header only
+        when positions repeat: most series never need them)."""
+        if self.known_values is None:
+            self.known_values = _single_frame_values(self.header)
+        return self.known_values
 
     @property
     def name(self) -> str:
@@ -149,7 +157,7 @@ def _combine_diffusion(values: Dict[str, str]) -> None:
         values["b-value and gradient direction"] = values["b-value"] + (f" {direction}" if direction else "")
 
 
-def _single_frame(path: Path, header) -> Frame:
+def _single_frame_values(header) -> Dict[str, str]:
     values = {}
     for label, tags in _SINGLE_FRAME_TAGS.items():
         for tag in tags:
@@ -158,11 +166,15 @@ def _single_frame(path: Path, header) -> Frame:
                 values[label] = value
                 break
     _combine_diffusion(values)
+    return values
+
+
+def _single_frame(path: Path, header) -> Frame:
     spacing = _floats(header.get("PixelSpacing", None))
     return Frame(path, None, header, _floats(header.get("ImagePositionPatient", None)),
                  _floats(header.get("ImageOrientationPatient", None)),
                  None if spacing is None or len(spacing) != 2 else (float(spacing[0]), float(spacing[1])),
-                 float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0), values)
+                 float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0))
 
 
 def _group_value(groups: Sequence, path: Sequence[str]):
