@@ -309,8 +309,14 @@ def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] =
         k_spacing = float(first.header.get("SpacingBetweenSlices", first.header.get("SliceThickness", 1.0)) or 1.0)
     direction = np.column_stack([row, column, np.cross(row, column)])
     modality = {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(str(first.header.get("Modality", "")).upper(), "OTHER")
-    return Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction, modality=modality,
-                 source=where)
+    image = Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction, modality=modality,
+                  source=where)
+    if image.modality == "PET":  # SUV from the series' tags (io/suv.py); applied per the settings
+        from .suv import conversion_from_headers
+
+        headers = list({id(f.header): f.header for f in frames}.values())  # one per file
+        image = image.with_array(image.array, pet_suv=conversion_from_headers(headers))
+    return image
 
 
 def _choose(source: Path, all_series: List[DicomSeries], series_uid: Optional[str],
