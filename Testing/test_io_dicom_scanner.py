@@ -191,7 +191,7 @@ def test_gantry_tilt_regularised_onto_orthogonal_grid(tmp_path):
 def test_gantry_tilt_rtstruct_roi_keeps_its_volume(tmp_path):
     """An RTSTRUCT drawn on the tilted slices (a 10 x 10 mm square on each of 6 slices) covers
     10 x 10 x 6 slice distances on the regularised image (was 21 % short without it)."""
-    _, positions, row, column = _tilted_series(tmp_path / "image")
+    field, positions, row, column = _tilted_series(tmp_path / "image")
     uids = {"study": pydicom.dcmread(next((tmp_path / "image").iterdir())).StudyInstanceUID,
             "frame": pydicom.dcmread(next((tmp_path / "image").iterdir())).FrameOfReferenceUID}
     contours = []
@@ -201,8 +201,12 @@ def test_gantry_tilt_rtstruct_roi_keeps_its_volume(tmp_path):
     write_rtstruct(tmp_path / "rs.dcm", {"GTV": contours}, uids)
     image = read_image(tmp_path / "image")
     mask = read_mask(tmp_path / "rs.dcm", image)
-    voxels = np.count_nonzero(np.asarray(mask.named["GTV"]))
-    assert voxels * np.prod(image.spacing) == pytest.approx(10 * 10 * 6 * image.spacing[2], rel=1e-6)
+    roi = np.asarray(mask.named["GTV"])
+    assert np.count_nonzero(roi) * np.prod(image.spacing) == pytest.approx(10 * 10 * 6 * image.spacing[2], rel=1e-6)
+    # and the ROI holds the intensities of the contoured tissue: for a linear field, its mean
+    # is the field at the prism's centre (a grid left sheared would sample shifted tissue)
+    centre = np.mean([positions[k] + 9.5 * row + 11.5 * column for k in range(2, 8)], axis=0)
+    assert image.array[roi].mean() + 1024 == pytest.approx(field(centre), abs=0.5)
 
 
 def test_gantry_tilt_refused_when_asked(tmp_path):
