@@ -185,25 +185,34 @@ def write_enhanced(path: Path, frames: Sequence[Dict], spacing=(0.8, 0.8), iop=(
 
 
 def compress_file(path: Path, compressor: str) -> str:
-    """Re-encode a single-frame file's pixel data with SimpleITK/GDCM ("JPEG" = JPEG Lossless
-    process 14, "JPEG2000" = JPEG 2000 lossless), keeping every other element as written.
-    Returns the new transfer syntax UID."""
+    """Re-encode a file's pixel data frame by frame with SimpleITK/GDCM ("JPEG" = JPEG Lossless
+    process 14, "JPEG2000" = JPEG 2000 lossless), keeping every other element as written
+    (single- and multi-frame files). Returns the new transfer syntax UID."""
     import tempfile
 
     import SimpleITK as sitk
+    from pydicom.encaps import encapsulate
+
+    if _PYDICOM_MAJOR >= 3:
+        from pydicom.encaps import generate_frames
+    else:  # pydicom 2.x
+        from pydicom.encaps import generate_pixel_data_frame as generate_frames
 
     ds = pydicom.dcmread(str(path))
-    stored = ds.pixel_array
+    stored = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    fragments = []
     with tempfile.TemporaryDirectory() as folder:
         encoded = Path(folder) / "encoded.dcm"
-        writer = sitk.ImageFileWriter()
-        writer.SetFileName(str(encoded))
-        writer.SetUseCompression(True)
-        writer.SetCompressor(compressor)
-        writer.Execute(sitk.GetImageFromArray(stored[None]))
-        compressed = pydicom.dcmread(str(encoded))
-        syntax = compressed.file_meta.TransferSyntaxUID
-        ds.PixelData = compressed.PixelData
+        for frame in stored:
+            writer = sitk.ImageFileWriter()
+            writer.SetFileName(str(encoded))
+            writer.SetUseCompression(True)
+            writer.SetCompressor(compressor)
+            writer.Execute(sitk.GetImageFromArray(frame[None]))
+            compressed = pydicom.dcmread(str(encoded))
+            syntax = compressed.file_meta.TransferSyntaxUID
+            fragments.append(next(generate_frames(compressed.PixelData)))
+    ds.PixelData = encapsulate(fragments)
     ds.file_meta.TransferSyntaxUID = syntax
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True

@@ -310,6 +310,18 @@ def test_jpeg_lossless_and_jpeg2000_series(tmp_path, compressor, syntax):
     _assert_geometry(image, SPACING, ORIGIN, (1, 0, 0, 0, 1, 0))
 
 
+def test_jpeg2000_enhanced_file_with_per_frame_rescale(tmp_path):
+    """GDCM decodes the frames; the per-frame rescale is still ours (GDCM would apply one)."""
+    stored = ct_volume((5, 12, 10), seed=3)
+    frames = _enhanced_frames(stored, slope=lambda k: 1 + k, intercept=lambda k: -100 * k)
+    write_enhanced(tmp_path / "enhanced.dcm", [frames[i] for i in (3, 0, 4, 1, 2)], modality="CT")
+    assert compress_file(tmp_path / "enhanced.dcm", "JPEG2000") == "1.2.840.10008.1.2.4.90"
+    image = read_image(tmp_path / "enhanced.dcm")
+    k = np.arange(5)[:, None, None]
+    np.testing.assert_array_equal(image.array, stored.astype(np.int64) * (1 + k) - 100 * k)
+    _assert_geometry(image, SPACING, ORIGIN, (1, 0, 0, 0, 1, 0))
+
+
 def test_jpeg_ls_series_from_pydicom_test_file(tmp_path):
     """JPEG-LS lossless frames (pydicom's MR_small_jpeg_ls_lossless.dcm, a 64 x 64 MR slice)
     as a 4-slice series; the decoded values equal pydicom's uncompressed MR_small.dcm."""
