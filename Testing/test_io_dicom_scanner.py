@@ -100,6 +100,15 @@ def test_enhanced_multi_echo_split_like_single_frame_series(tmp_path):
     assert list_volumes(tmp_path) == [(uids["series"], 0, "MR echo time 10"), (uids["series"], 1, "MR echo time 25")]
 
 
+def test_enhanced_dynamic_series_split_by_temporal_position(tmp_path):
+    phases = [ct_volume((4, 6, 5), seed=30 + t) for t in range(3)]
+    frames = sum((_enhanced_frames(phase, temporal_index=lambda k, t=t: t + 1) for t, phase in enumerate(phases)), [])
+    write_enhanced(tmp_path / "dce.dcm", frames[::-1])
+    assert [label for _, _, label in list_volumes(tmp_path)] == [f"MR temporal position {t}" for t in (1, 2, 3)]
+    for t, phase in enumerate(phases):
+        np.testing.assert_array_equal(read_image(tmp_path / "dce.dcm", volume=t).array, phase)
+
+
 def test_two_enhanced_files_of_one_series(tmp_path):
     stored = ct_volume((8, 6, 7), seed=9)
     frames = _enhanced_frames(stored, slope=lambda k: 2, intercept=lambda k: -5)

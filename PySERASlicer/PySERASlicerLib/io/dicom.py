@@ -282,6 +282,11 @@ def _describe(series: DicomSeries) -> str:
     return text + f", {series.n_frames} images)"
 
 
+def _image_modality(dicom_modality) -> str:
+    """DICOM's Modality -> the Image's ("CT", "MRI", "PET" or "OTHER")."""
+    return {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(str(dicom_modality).strip().upper(), "OTHER")
+
+
 def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] = None, dicom=None,
                 labels: bool = False) -> Image:
     """Stack sorted frames into an Image (rescale applied per frame, LPS geometry)."""
@@ -296,21 +301,26 @@ def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] =
     if pixel_spacing is None:
         _warn(warnings, f"{where}: no PixelSpacing; assuming 1 mm in-plane")
         pixel_spacing = (1.0, 1.0)
-    elif any(f.pixel_spacing != pixel_spacing for f in frames):
-        raise InputError(f"{where}: images have different PixelSpacing ({pixel_spacing} and "
-                         f"{next(f.pixel_spacing for f in frames if f.pixel_spacing != pixel_spacing)})")
+    else:
+        other = [f for f in frames if f.pixel_spacing is None or not np.allclose(f.pixel_spacing, pixel_spacing,
+                                                                               rtol=1e-4, atol=1e-6)]
+        if other:
+            raise InputError(f"{where}: images have different PixelSpacing ({first.name}: {pixel_spacing}, "
+                             f"{other[0].name}: {other[0].pixel_spacing})")
     row, column = first.orientation[:3], first.orientation[3:]
-    tilt_tag = first.header.get("GantryDetectorTilt", None)
+    try:
+        tilt_tag = float(first.header.get("GantryDetectorTilt", None) or 0) or None
+    except (TypeError, ValueError):
+        tilt_tag = None
     array, origin, k_spacing = regular_grid(
         array, np.array([f.position for f in frames]), [f.name for f in frames], row, column, pixel_spacing, where,
         gantry_tilt=dicom.gantry_tilt.value, missing_slices=dicom.missing_slices.value, labels=labels,
-        tilt_tag=float(tilt_tag) if tilt_tag not in (None, "") and float(tilt_tag) != 0 else None, warnings=warnings)
+        tilt_tag=tilt_tag, warnings=warnings)
     if k_spacing is None:  # one slice
         k_spacing = float(first.header.get("SpacingBetweenSlices", first.header.get("SliceThickness", 1.0)) or 1.0)
     direction = np.column_stack([row, column, np.cross(row, column)])
-    modality = {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(str(first.header.get("Modality", "")).upper(), "OTHER")
-    image = Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction, modality=modality,
-                  source=where)
+    image = Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction,
+                  modality=_image_modality(first.header.get("Modality", "")), source=where)
     if image.modality == "PET":  # SUV from the series' tags (io/suv.py); applied per the settings
         from .suv import conversion_from_headers
 
@@ -403,7 +413,7 @@ def _read_with_sitk(path: Path, modality: str) -> Image:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
-    return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality.upper(), "OTHER"))
+    return image_from_sitk(image, str(path), _image_modality(modality))
 
 
 def read_dicom_mask(path: Path, reference: Image, apply_preprocessing: bool = False,
