@@ -218,6 +218,22 @@ def test_gantry_tilt_rtstruct_roi_keeps_its_volume(tmp_path):
     assert image.array[roi].mean() + 1024 == pytest.approx(field(centre), abs=0.5)
 
 
+def test_gantry_tilt_label_series_resampled_by_nearest_neighbour(tmp_path):
+    """A DICOM label-map series on the tilted grid: the same regularised grid as the image,
+    labels only shifted (nearest neighbour), never blended into new values."""
+    _, positions, row, column = _tilted_series(tmp_path / "image")
+    labels = np.zeros((10, 24, 20), np.int16)
+    labels[2:8, 5:15, 4:12] = 3
+    iop = tuple(row) + tuple(column)
+    write_series(tmp_path / "labels", labels, spacing=(1.0, 1.0, 3.0), iop=iop, positions=positions, intercept=0)
+    image = read_image(tmp_path / "image")
+    warnings = []
+    mask = read_mask(tmp_path / "labels", image, warnings=warnings)
+    assert set(np.unique(mask.labels)) == {0, 3}
+    assert np.count_nonzero(mask.labels) == np.count_nonzero(labels)  # a box keeps its size when shifted
+    assert any("gantry tilt" in w and "nearest neighbour" in w for w in warnings)
+
+
 def test_gantry_tilt_refused_when_asked(tmp_path):
     _tilted_series(tmp_path)
     with pytest.raises(InputError, match="gantry tilt.*about 15 deg.*refused because dicom.gantry_tilt is 'error'"):
