@@ -161,6 +161,28 @@ class ColumnNames(_Choice):
     PYSERA = "pysera"
 
 
+class GantryTiltPolicy(_Choice):
+    """A DICOM series whose slice positions are not along the slice normal (gantry tilt)."""
+
+    REGULARIZE = "regularize"
+    ERROR = "error"
+
+    @classmethod
+    def _aliases(cls):
+        return {"regularise": "regularize", "resample": "regularize", "refuse": "error"}
+
+
+class MissingSlicePolicy(_Choice):
+    """A DICOM series with a gap or uneven spacing between its slices."""
+
+    ERROR = "error"
+    INTERPOLATE = "interpolate"
+
+    @classmethod
+    def _aliases(cls):
+        return {"refuse": "error", "regularize": "interpolate", "regularise": "interpolate"}
+
+
 #: PySERA feature categories, in PySERA's order.
 CATEGORIES: Tuple[str, ...] = (
     "diag", "morph", "ip", "stat", "ih", "ivh", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm", "mi",
@@ -396,6 +418,25 @@ class DeepSettings:
 
 
 @dataclass(frozen=True)
+class DicomSettings:
+    """How DICOM series with irregular geometry are read (see docs/batch.md, "DICOM").
+
+    gantry_tilt : "regularize" (resample each slice in its plane onto an orthogonal grid, with a
+        Report warning) or "error" (refuse the case).
+    missing_slices : "error" (refuse the case, naming the gap) or "interpolate" (resample onto a
+        uniform slice spacing, with a Report warning).
+    """
+
+    gantry_tilt: GantryTiltPolicy = GantryTiltPolicy.REGULARIZE
+    missing_slices: MissingSlicePolicy = MissingSlicePolicy.ERROR
+
+    def __post_init__(self):
+        object.__setattr__(self, "gantry_tilt", GantryTiltPolicy.parse(self.gantry_tilt, "dicom.gantry_tilt"))
+        object.__setattr__(self, "missing_slices",
+                           MissingSlicePolicy.parse(self.missing_slices, "dicom.missing_slices"))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything that describes one run. Build with keyword arguments, :meth:`from_pysera`,
     :meth:`from_dict` or :meth:`from_json`; never mutate (use :meth:`replace`)."""
@@ -417,6 +458,7 @@ class Settings:
     texture: TextureSettings = field(default_factory=TextureSettings)
     rois: RoiSettings = field(default_factory=RoiSettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
+    dicom: DicomSettings = field(default_factory=DicomSettings)
     #: PET DICOM series: convert to SUV body weight from their tags (PySERA-style ``radiomics_SUV``)
     pet_suv: bool = True
 
