@@ -48,19 +48,20 @@ def test_batch_module_and_package_export_one_function():
 
 
 def test_importing_the_package_is_cheap():
-    """No numpy/pandas/engine at ``import PySERASlicerLib``, the signature readable, < 0.1 s (best of 5)."""
-    code = ("import sys, time, json, inspect; t = time.perf_counter(); import PySERASlicerLib; "
-            "t = time.perf_counter() - t; n = len(inspect.signature(PySERASlicerLib.process_batch).parameters); "
+    """No numpy/pandas/engine at ``import PySERASlicerLib``, and the signature readable.
+
+    What the import costs in seconds is measured by scripts/benchmark.py, not asserted here: a
+    timed test fails on a loaded machine and says nothing about the cause.
+    """
+    code = ("import sys, json, inspect; import PySERASlicerLib; "
+            "n = len(inspect.signature(PySERASlicerLib.process_batch).parameters); "
             "heavy = [m for m in ('numpy', 'pandas', 'scipy', 'SimpleITK', 'PySERASlicerLib.batch', "
-            "'PySERASlicerLib.engine') if m in sys.modules]; print(json.dumps([t, n, heavy]))")
-    runs = []
-    for _ in range(5):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "PySERASlicer",
-                              check=True)
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert all(heavy == [] for _, _, heavy in runs), runs
-    assert all(n >= len(PYSERA_PARAMETERS) for _, n, _ in runs)
-    assert min(t for t, _, _ in runs) < 0.1, runs
+            "'PySERASlicerLib.engine') if m in sys.modules]; print(json.dumps([n, heavy]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "PySERASlicer",
+                          check=True)
+    n, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert heavy == []
+    assert n >= len(PYSERA_PARAMETERS)
 
 
 def test_a_keyword_equal_to_the_default_wins_over_settings(tmp_path):
