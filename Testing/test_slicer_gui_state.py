@@ -61,6 +61,9 @@ def test_parameter_node_declares_every_settings_field_with_its_default():
         assert parameter.name in fields, f"PySERASlicerParameterNode lacks {parameter.name}"
         annotation, default = fields[parameter.name]
         assert parameter.kind.__name__ in annotation, (parameter.name, annotation)
+        if parameter.kind is Path:  # no default: the wrapper's Path(), shown blank by the widget
+            assert default is None and defaults[parameter.name] == Path(), parameter.name
+            continue
         assert default == defaults[parameter.name], (parameter.name, default, defaults[parameter.name])
         assert type(default) is parameter.kind, (parameter.name, type(default))
         if parameter.choices:
@@ -108,6 +111,8 @@ def changed_values():
             changes[parameter.name] = not current
         elif parameter.kind is int:
             changes[parameter.name] = current + 3
+        elif parameter.kind is Path:
+            changes[parameter.name] = Path("/models") / f"{parameter.name}.pth"
         else:
             changes[parameter.name] = current + 0.25 if parameter.name != "roiPartialVolume" else 0.75
     # keep the combination valid: range upper above lower, at least one category/dimension
@@ -281,3 +286,15 @@ def test_parameter_node_annotations_are_python39_safe():
     tree = ast.parse(MODULE_FILE.read_text(), feature_version=(3, 9))  # Slicer 5.6/5.8 syntax
     futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     assert not futures, "hints of the parameter node must stay real objects"
+
+
+def test_loading_a_run_provenance_json_shows_its_settings(tmp_path):
+    """The GUI's Load takes the JSON a run wrote beside its Excel report (issue: reproducible runs)."""
+    from PySERASlicerLib.export import features_frame, write_outputs
+
+    settings = Settings(categories="stat,ih", column_names="pysera").replace(
+        discretisation=DiscretisationSettings(method="FBN", bin_number=12))
+    _, _, provenance = write_outputs(str(tmp_path), features_frame([{"PatientID": "p", "ROI": "r"}]), settings, [])
+    node = node_with_defaults()
+    assert gui_state.load_settings_file(node, provenance) == settings
+    assert node.columnNames == "pysera" and node.binNumber == 12

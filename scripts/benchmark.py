@@ -214,7 +214,26 @@ snippet_start = time.perf_counter()
 import json, statistics, sys
 tool, image_path, mask_path, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cases = json.load(open(sys.argv[5])) if len(sys.argv) > 5 else []
-if tool == "pyradiomics":
+if tool == "pysera":
+    # PySERA 2.1.5's own entry point (it reads the files itself: reading is in its figures); all
+    # 557 features, FBS 25 HU, range [-1000, 400], one process, no resampling
+    import tempfile
+    import pysera
+    from importlib.metadata import version as _version
+    version = _version("pysera")
+    out_folder = tempfile.mkdtemp(prefix="pysera_bench_out_")
+    ibsi = {"radiomics_DataType": "CT", "radiomics_isReSegRng": 1, "radiomics_ReSegIntrvl01": -1000,
+            "radiomics_ReSegIntrvl02": 400}
+    def load(image_file, mask_file):
+        return image_file, mask_file
+    def prepare(data):
+        return data
+    def run(data):
+        result = pysera.process_batch(image_input=data[0], mask_input=data[1], output_path=out_folder,
+                                      categories="all", dimensions="all", bin_size=25, enable_parallelism=False,
+                                      num_workers="1", report="error", IBSI_based_parameters=ibsi)
+        return int(result["features_extracted"].shape[1]) - 2  # minus PatientID, ROI
+elif tool == "pyradiomics":
     import logging
     import radiomics
     from radiomics import featureextractor
@@ -465,6 +484,13 @@ def section_others(image_path: str, mask_path: str, pairs: List[Tuple[str, str]]
             notes.append(f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} installed)")
             continue
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        if tool == "pysera":  # ~20 s a case: one warm run, no batch loop, no cold runs
+            warm = _run_competitor(python, tool, image_path, mask_path, 1, folder, env)
+            if isinstance(warm, str):
+                notes.append(f"{tool}: the run with {python} failed: {warm}")
+            else:
+                results[tool] = dict(warm[0], cold=float("nan"))
+            continue
         warm = _run_competitor(python, tool, image_path, mask_path, repeats, folder, env, cases_file)
         if isinstance(warm, str):
             notes.append(f"{tool}: the run with {python} failed: {warm}")
@@ -644,11 +670,14 @@ def _cell(value: Optional[float], digits: int = 3) -> str:
 def target_rows(measures: Dict[str, Dict[str, object]]) -> List[Dict[str, object]]:
     """One row per target of issue 14: ours, the peers from the same run, the ratio and the target."""
     rows = []
+    with_pysera = any("pysera" in m for m in measures.values())
     for name, m in measures.items():
         ours, pict, pyrad = m.get("ours"), m.get("pictologics"), m.get("pyradiomics")
-        rows.append({"measure": name, "ours": _cell(ours), "pictologics": _cell(pict), "pyradiomics": _cell(pyrad),
-                     "ours / pictologics": _ratio(ours, pict), "ours / pyradiomics": _ratio(ours, pyrad),
-                     "target": m["target"], "load": m.get("load", "")})
+        row = {"measure": name, "ours": _cell(ours), "pictologics": _cell(pict), "pyradiomics": _cell(pyrad),
+               "ours / pictologics": _ratio(ours, pict), "ours / pyradiomics": _ratio(ours, pyrad)}
+        if with_pysera:
+            row.update({"PySERA": _cell(m.get("pysera")), "ours / PySERA": _ratio(ours, m.get("pysera"))})
+        rows.append({**row, "target": m["target"], "load": m.get("load", "")})
     return rows
 
 
@@ -667,6 +696,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="a Python (>= 3.12) with pictologics installed: time it on the same files")
     parser.add_argument("--pyradiomics-python", metavar="PATH",
                         help="a Python with pyradiomics installed: time it on the same files")
+    parser.add_argument("--pysera-python", metavar="PATH",
+                        help="a Python with pysera 2.1.5 installed: time it on the same case (all 557 features)")
     parser.add_argument("--roi-threads", type=int, metavar="N",
                         help="threads per ROI (sets PYSERA_ROI_THREADS; default: the engine's, min(2, cores))")
     parser.add_argument("--first-ever-cold", action="store_true",
@@ -707,7 +738,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                                              args.cold_runs)
         others, notes = section_others(pairs[0][0], pairs[0][1], pairs, args.repeats, args.cold_runs,
                                        {"pictologics": args.pictologics_python,
-                                        "pyradiomics": args.pyradiomics_python}, folder, args.first_ever_cold)
+                                        "pyradiomics": args.pyradiomics_python, "pysera": args.pysera_python},
+                                       folder, args.first_ever_cold)
         load = f"{load} → {load_average()}"
         pict, pyrad = others.get("pictologics", {}), others.get("pyradiomics", {})
         measures[f"per case in a {args.cases}-case batch, 1 process, warm, read + extract (+ our report) (s)"] = {
@@ -724,6 +756,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         measures["warm extraction, each tool's default set, lesion 1 (s; ours: full 3D set)"] = {
             "ours": warm["full 3D set"]["lesion 1 (s)"], "pictologics": pict.get("seconds"),
             "pyradiomics": pyrad.get("seconds"), "target": "(information)", "load": load}
+        if "pysera" in others:
+            measures["warm extraction, all 557 features, lesion 1, against PySERA 2.1.5 (s)"] = {
+                "ours": warm["all 557"]["lesion 1 (s)"], "pysera": others["pysera"]["seconds"],
+                "target": "(information)", "load": load}
         ratio = per_case["all 557"] / per_case["full 3D set"]
         measures[f"all 557 per case in the batch: {per_case['all 557']:.3f} s = {ratio:.2f} × the 3D set's"] = {
             "ours": ratio, "target": "≤ 2 × the 3D set", "load": load}
