@@ -10,7 +10,8 @@ of at least the sphere radius around the ROI, so the spheres are complete.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable
+from functools import lru_cache
+from typing import Dict, Iterable, Tuple
 
 import numpy as np
 from scipy import fft as sfft
@@ -36,13 +37,32 @@ def sphere_kernel(spacing_ijk, radius_mm: float = PEAK_RADIUS_MM) -> np.ndarray:
     return dist2 <= radius_mm**2 + 1e-9
 
 
-def _convolve_same(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``scipy.signal.fftconvolve(array, kernel, mode="same")`` for real 3D arrays (the same
-    transforms, without importing scipy.signal, whose import alone costs most of a second)."""
-    full = [a + k - 1 for a, k in zip(array.shape, kernel.shape)]
-    fast = [sfft.next_fast_len(n, real=True) for n in full]
+#: Largest padded grid (voxels) whose kernel spectrum is kept in the cache.
+_CACHED_SPECTRUM_SIZE = 1 << 22
+
+
+@lru_cache(maxsize=8)
+def _kernel_spectrum(spacing_ijk: Tuple[float, float, float], fast: Tuple[int, int, int]) -> np.ndarray:
+    """rfftn of the sphere kernel on the padded grid ``fast`` (read-only; cached: the ROIs of a
+    batch share the spacing and often the box size)."""
+    spectrum = sfft.rfftn(sphere_kernel(spacing_ijk).astype(np.float64), fast)
+    spectrum.flags.writeable = False
+    return spectrum
+
+
+def _sphere_sums(array: np.ndarray, spacing_ijk: Tuple[float, float, float]) -> np.ndarray:
+    """Sum of ``array`` over the sphere kernel around each voxel: ``scipy.signal.fftconvolve(array,
+    kernel, mode="same")`` for real 3D arrays (the same transforms, without importing
+    scipy.signal, whose import alone costs most of a second)."""
+    kernel_shape = sphere_kernel(spacing_ijk).shape
+    full = [a + k - 1 for a, k in zip(array.shape, kernel_shape)]
+    fast = tuple(sfft.next_fast_len(n, real=True) for n in full)
+    if np.prod(fast) <= _CACHED_SPECTRUM_SIZE:
+        kernel_f = _kernel_spectrum(spacing_ijk, fast)
+    else:  # a large ROI's spectrum is not kept
+        kernel_f = _kernel_spectrum.__wrapped__(spacing_ijk, fast)
     spectrum = sfft.rfftn(array, fast)
-    spectrum *= sfft.rfftn(kernel, fast)
+    spectrum *= kernel_f
     result = sfft.irfftn(spectrum, fast)
     start = [(f - a) // 2 for f, a in zip(full, array.shape)]
     return result[tuple(slice(s, s + a) for s, a in zip(start, array.shape))]
@@ -55,17 +75,18 @@ def sphere_means(image: np.ndarray, spacing_ijk, where: np.ndarray) -> np.ndarra
     kernel voxels inside the array leaves out voxels beyond the array border (that count is
     only convolved when a selected voxel is close enough to the border to need it).
     """
-    kernel = sphere_kernel(spacing_ijk).astype(np.float64)
-    sums = _convolve_same(image, kernel)[where]
+    spacing_ijk = tuple(float(s) for s in spacing_ijk)
+    kernel = sphere_kernel(spacing_ijk)
+    sums = _sphere_sums(image, spacing_ijk)[where]
     reach = np.array(kernel.shape) // 2
     idx = np.nonzero(where)
     near_border = any(
         (axis_idx.min() < r) or (axis_idx.max() > n - 1 - r) for axis_idx, r, n in zip(idx, reach, image.shape)
     )
     if near_border:
-        counts = np.rint(_convolve_same(np.ones(image.shape), kernel)[where])
+        counts = np.rint(_sphere_sums(np.ones(image.shape), spacing_ijk)[where])
     else:
-        counts = kernel.sum()
+        counts = np.count_nonzero(kernel)
     return sums / counts
 
 
