@@ -1,39 +1,32 @@
-"""Speed and memory benchmark of PySERASlicer (run by hand, not in CI).
+"""Speed and memory benchmark of PySERASlicer against its peers (run by hand, not in CI).
 
 Case: a deterministic synthetic CT of 256 x 256 x 64 int16 voxels (spacing 0.8 x 0.8 x 2.5 mm)
 with a ~32,000-voxel lesion (label 1) and a ~500-voxel lesion (label 2); FBS 25 HU, range
-[-1000, 400] HU, no interpolation.
+[-1000, 400] HU, no interpolation. docs/speed.md explains every measure; in short:
 
-Sections (each prints a markdown table; warm figures are medians of ``--repeats`` runs after one
-warm-up run):
-
-* handcrafted sets through ``engine.pipeline.extract_roi``: the full 3D set (dimensions
-  "1st,3d", all categories), all 557 features, the non-texture set (diag, morph, ip, stat, ih,
-  ivh), each family alone, and the pictologics-comparable set (the 170 features of pictologics'
-  default families and aggregations, :func:`comparable_specs`), for both lesions; threads per
-  ROI as the engine defaults (``--roi-threads N`` to choose);
-* ``process_batch`` end to end on NIfTI files of the case written to a temporary folder (both
-  lesions, one worker, no output files);
-* cold run: a fresh Python process (interpreter start-up, imports and the first extraction);
-* peak memory of the cold process (one extraction) and of this whole benchmark process;
-* ``--deep MODEL[,MODEL]``: ``engine.deep.benchmark_deep(model)`` seconds per ROI with RANDOM
-  weights (speed only; the features of random weights mean nothing);
-* ``--pictologics-python PATH`` / ``--pyradiomics-python PATH``: the competitor timed on the same
-  case (the image and the lesion-1 mask written as NIfTI to a temporary folder) in a subprocess of
-  that interpreter (scratch venvs, never project dependencies): pyradiomics' default original-image
-  extraction with binWidth 25; pictologics' default feature families with FBS 25 HU from -1000 HU
-  and range [-1000, 400]; no resampling, texture in 3D; median of ``--repeats`` warm runs inside
-  the subprocess; then the ratios against ours and against the published reference figures below;
-  also each tool's cold figure (a fresh process: start-up, imports, first extraction, numba
-  compilation or cache loading included) next to ours (``--first-ever-cold``: also the very first
-  process, with an empty numba cache).
+* ``extract_roi`` per lesion (warm, median of ``--repeats``): the full 3D set (dimensions
+  "1st,3d", all categories), all 557 features, the non-texture set, the pictologics-comparable
+  set (the 170 features of pictologics' default families, :func:`comparable_specs`), and with
+  ``--all-sets`` each family alone;
+* per case in a batch: one ``process_batch`` over ``--cases`` copies of the case (NIfTI folders,
+  1 worker, Excel/CSV report), for the full 3D set and for all 557 features;
+* one case in a fresh process (``process_batch`` on the two files, imports included) and the
+  import of the package, medians of ``--cold-runs`` processes;
+* ``--pictologics-python`` / ``--pyradiomics-python`` / ``--pysera-python PATH``: the peer, in a
+  subprocess of its own interpreter (scratch venvs, never project dependencies), on the same files:
+  warm extraction, its read + extract call in a loop over the batch's files, and its cold process;
+* cost against ROI size: ROIs of 1 k, 10 k, 100 k and 1 M voxels in a 512 x 512 x 400 CT, one fresh
+  process each (time, peak memory), drawn to docs/benchmark_scaling.png with matplotlib from
+  ``--plot-python`` (a benchmark venv; ``--no-scaling`` skips it);
+* a closing table of the issue-14 targets, ours next to the peers from the same run, each with
+  the load average when it was taken (the machine may be shared).
 
 Usage::
 
-    .venv/bin/python scripts/benchmark.py [--repeats 5] [--deep resnet50,vgg16] [--quick]
-    .venv/bin/python scripts/benchmark.py --profile "full 3D set"    # cProfile one set and stop
-    .venv/bin/python scripts/benchmark.py --pictologics-python .bench-venvs/pictologics/bin/python \
+    .venv/bin/python scripts/benchmark.py --plot-python .bench-venvs/plot/bin/python \
+        --pictologics-python .bench-venvs/pictologics/bin/python \
         --pyradiomics-python .bench-venvs/pyradiomics39/bin/python
+    .venv/bin/python scripts/benchmark.py --profile "full 3D set"    # cProfile one set and stop
 """
 
 from __future__ import annotations
@@ -65,13 +58,6 @@ from PySERASlicerLib.engine.pipeline import extract_roi  # noqa: E402
 from PySERASlicerLib.image import Image  # noqa: E402
 from PySERASlicerLib.settings import CATEGORIES, RoiSettings, Settings  # noqa: E402
 
-#: Reference figures to beat: (what, seconds, number of features, source). They are the figures
-#: the project was given (not measured here, other machines and cases).
-REFERENCES = (
-    ("PySERA (original)", 20.0, 557, "project brief: PySERA ~20 s for 557 features of a ~32k-voxel lesion"),
-    ("pyradiomics", 0.7, 107, "project brief: pyradiomics 0.7 s for 107 features"),
-    ("pictologics", 0.13, None, "project brief: pictologics 0.13 s"),
-)
 #: Families without texture matrices.
 NON_TEXTURE = "diag,morph,ip,stat,ih,ivh"
 
@@ -575,26 +561,29 @@ def scaling_case(folder: Path, sizes: Sequence[int] = SCALING_VOXELS) -> Tuple[s
 
 
 #: One ROI size in a fresh interpreter: ``process_batch`` on the CT and the mask (full 3D set, one
-#: worker, no output files); prints the wall time, the extraction of the ROI alone (between the
-#: START and END callbacks; the engine's modules are imported before, so that the imports are not
-#: counted as the cost of an ROI) and the peak resident memory.
+#: worker, no output files): its wall time (interpreter start-up included) and the peak resident
+#: memory; then the ROI's extraction alone, timed on its own (the files read again, the engine
+#: warm, no background work of the batch running beside it).
 SCALING_SNIPPET = """
 import time
 start = time.perf_counter()
 import sys
 sys.path.insert(0, {src!r}); sys.path.insert(0, {scripts!r})
 from PySERASlicerLib import process_batch
-from PySERASlicerLib.engine.registry import family_module
-from PySERASlicerLib.settings import CATEGORIES
 import benchmark
-for family in CATEGORIES:
-    family_module(family)
-marks = {{}}
-result = process_batch({image!r}, {mask!r}, output_path=None, temporary_files_path=None,
-                       settings=benchmark.batch_settings("full 3D set").replace(rois=benchmark.single_roi()),
-                       callback_fn=lambda flag, case, roi: marks.setdefault(flag, time.perf_counter()))
+settings = benchmark.batch_settings("full 3D set").replace(rois=benchmark.single_roi())
+result = process_batch({image!r}, {mask!r}, output_path=None, temporary_files_path=None, settings=settings)
 assert result["success"] and len(result["features_extracted"]) == 1, result["error"]
-print(time.perf_counter() - start, marks["END"] - marks["START"], benchmark.own_peak_mb())
+total, peak = time.perf_counter() - start, benchmark.own_peak_mb()
+from PySERASlicerLib.engine.pipeline import extract_roi
+from PySERASlicerLib.io.readers import read_image, read_mask
+from PySERASlicerLib.rois import discover_rois
+image = read_image({image!r})
+roi = discover_rois(read_mask({mask!r}, image), settings.rois).rois[0]
+boxed = hasattr(roi, "box")  # ROIs carry their box since issue 14
+start = time.perf_counter()
+extract_roi(image, roi.box_mask if boxed else roi.mask, settings, **({{"box": roi.box}} if boxed else {{}}))
+print(total, time.perf_counter() - start, peak)
 """
 
 
@@ -615,7 +604,7 @@ def section_scaling(folder: Path, sizes: Sequence[int] = SCALING_VOXELS) -> List
         if done.returncode != 0:
             raise RuntimeError(f"scaling run ({voxels} voxels) failed: {done.stderr.strip().splitlines()[-3:]}")
         total, extraction, peak = (float(x) for x in done.stdout.split()[-3:])
-        rows.append({"ROI voxels": voxels, "fresh process, total (s)": total, "extraction (s)": extraction,
+        rows.append({"ROI voxels": voxels, "fresh process, total (s)": total, "extraction, warm (s)": extraction,
                      "extraction per voxel (us)": extraction / voxels * 1e6, "peak RSS (MB)": round(peak),
                      "load": load})
     return rows
@@ -630,9 +619,9 @@ import matplotlib.pyplot as plt
 rows, path, title = json.load(sys.stdin)
 voxels = [r["ROI voxels"] for r in rows]
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-left.loglog(voxels, [r["extraction (s)"] for r in rows], "o-", label="extraction of the ROI")
+left.loglog(voxels, [r["extraction, warm (s)"] for r in rows], "o-", label="extraction of the ROI (warm)")
 left.loglog(voxels, [r["fresh process, total (s)"] for r in rows], "s--", label="fresh process, total")
-scale = rows[-2]["extraction (s)"] / voxels[-2]
+scale = rows[-2]["extraction, warm (s)"] / voxels[-2]
 left.loglog(voxels, [v * scale for v in voxels], ":", color="grey", label="linear (through 100k)")
 left.set_xlabel("ROI voxels"); left.set_ylabel("seconds"); left.grid(True, which="both", alpha=0.3)
 left.legend(fontsize=8)
