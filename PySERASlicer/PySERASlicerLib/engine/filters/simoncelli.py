@@ -17,6 +17,9 @@ import numpy as np
 from ...image import Image
 from .common import crop, filtered_axes, frequency_grid, pad
 
+#: Largest padding (voxels per side) for the non-periodic boundaries: bounds the FFT size.
+MAX_PAD = 32
+
 
 def simoncelli_multiplier(frequencies: Sequence[np.ndarray], level: int) -> np.ndarray:
     """H_level on the broadcastable per-axis frequency arrays."""
@@ -57,8 +60,8 @@ def fourier_filter(array: np.ndarray, axes: Sequence[int], boundary: str, margin
 
 
 def boundary_margins(array: np.ndarray, axes: Sequence[int], boundary: str) -> list:
-    """Half the axis length on each filtered axis, none for the periodic boundary."""
-    return [0 if boundary == "periodic" else array.shape[a] // 2 for a in axes]
+    """Half the axis length (at most MAX_PAD) on each filtered axis, none for the periodic boundary."""
+    return [0 if boundary == "periodic" else min(array.shape[a] // 2, MAX_PAD) for a in axes]
 
 
 def simoncelli_response(image: Image, level: int = 1, dimensions: str = "3D", boundary: str = "periodic",

@@ -1,0 +1,121 @@
+"""Filtered-image features (IBSI-2 phase 2 chain): settings, column names, and that filtering only
+the ROI's box plus the filter's reach gives the values of filtering the whole image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySERASlicerLib import Image, Settings, SettingsError, apply_filter
+from PySERASlicerLib.engine.features.stat import statistics
+from PySERASlicerLib.engine.filters.features import filter_reach, filtered_features
+from PySERASlicerLib.engine.filters.spec import parse_filter
+from PySERASlicerLib.engine.pipeline import extract_roi
+from PySERASlicerLib.settings import Interpolator, ResamplingSettings, ResegmentationSettings
+
+#: Each reaches further than the local-intensity-peak margin the chain keeps anyway (9 voxels
+#: in-plane, 5 across slices here), so a reach that is too short shows.
+FINITE_FILTERS = [
+    {"filter": "mean", "support": 25, "dimensions": "2D"},
+    {"filter": "log", "sigma_mm": 4.0},
+    {"filter": "laws", "kernel": "L5E5E5", "rotation_invariant": True, "energy_delta": 7},
+    {"filter": "gabor", "sigma_mm": 3.0, "lambda_mm": 1.5, "gamma": 1.5, "rotation_invariant": True,
+     "theta_step_deg": 45, "dimensions": "2D"},
+    {"filter": "wavelet", "wavelet": "db3", "set": "HHL", "level": 2, "rotation_invariant": True},
+]
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(7)
+    array = np.rint(rng.normal(0, 200, size=(20, 48, 44))).astype(np.int16)
+    image = Image(array, spacing=(0.8, 0.8, 2.0), modality="CT", source="noise")
+    mask = np.zeros(array.shape, bool)
+    mask[8:13, 1:9, 30:43] = True  # touches the image border along i at the far end: not along j
+    mask[4:6, 20:30, 10:20] = True
+    return image, mask
+
+
+def _whole_image_statistics(image, mask, settings, entry):
+    response = apply_filter(image, entry).array
+    lo, hi = settings.resegmentation.range_lower, settings.resegmentation.range_upper
+    int_mask = mask & (image.array >= lo) & (image.array <= hi)
+    return statistics(response[int_mask])
+
+
+@pytest.mark.parametrize("entry", FINITE_FILTERS, ids=lambda e: parse_filter(e).label)
+def test_cropped_filtering_equals_whole_image_filtering(case, entry):
+    image, mask = case
+    settings = Settings(categories=("stat",), dimensions=("1st",), filters=(entry,),
+                        resegmentation=ResegmentationSettings(range_enabled=True, range_lower=-300, range_upper=400))
+    values, warnings = filtered_features(image, mask, settings)
+    label = parse_filter(entry).label
+    expected = _whole_image_statistics(image, mask, settings, entry)
+    assert set(values) == {f"{tag}_{label}" for tag in expected}
+    for tag, value in expected.items():
+        assert values[f"{tag}_{label}"] == pytest.approx(value, rel=1e-9, abs=1e-9), tag
+    assert warnings == []
+
+
+def test_filter_reach_is_small_for_local_filters_and_none_for_fourier_filters():
+    assert filter_reach(parse_filter({"filter": "log", "sigma_mm": 1.5}), (1.0, 1.0, 3.0)) == (6, 6, 2)
+    assert filter_reach(parse_filter({"filter": "mean", "support": 5, "dimensions": "2D"}), (1, 1, 1)) == (2, 2, 0)
+    assert filter_reach(parse_filter({"filter": "wavelet", "wavelet": "db3", "set": "HHH", "level": 2}),
+                        (1, 1, 1)) == (9, 9, 9)
+    assert filter_reach(parse_filter({"filter": "simoncelli"}), (1, 1, 1)) is None
+
+
+def test_resampled_chain_with_reach_margin_equals_whole_grid(case):
+    """With interpolation the box plus reach still gives the values of the whole resampled grid
+    (the Simoncelli filter, which reads everything, takes the whole grid: compare the two paths
+    on the same LoG by adding a Simoncelli entry that forces the whole grid)."""
+    image, mask = case
+    resampling = ResamplingSettings(enabled=True, voxel_size_mm=1.0, image_interpolator=Interpolator.CUBIC,
+                                    roi_interpolator=Interpolator.LINEAR, round_intensities=True)
+    log = {"filter": "log", "sigma_mm": 2.0}
+    local = Settings(categories=("stat",), dimensions=("1st",), resampling=resampling, filters=(log,))
+    whole = local.replace(filters=(log, {"filter": "simoncelli"}))
+    local_values, _ = filtered_features(image, mask, local)
+    whole_values, _ = filtered_features(image, mask, whole)
+    for key, value in local_values.items():
+        assert value == pytest.approx(whole_values[key], rel=1e-9, abs=1e-9), key
+
+
+def test_extract_roi_adds_filter_columns_and_keeps_the_original_ones(case):
+    image, mask = case
+    plain = Settings(categories=("stat", "ih"), dimensions=("1st",))
+    filtered = plain.replace(filters=({"filter": "log", "sigma_mm": 1.5}, {"filter": "mean", "support": 3}),
+                             filter_categories=("stat",))
+    base = extract_roi(image, mask, plain, threads=1).values
+    values = extract_roi(image, mask, filtered, threads=1).values
+    assert {k: values[k] for k in base} == base
+    extra = [k for k in values if k not in base]
+    assert extra[:2] == ["stat_mean_log_s1.5", "stat_var_log_s1.5"] and len(extra) == 36
+    assert "stat_rms_mean_m3" in extra
+
+
+def test_filter_categories_on_request(case):
+    image, mask = case
+    settings = Settings(categories=("stat",), dimensions=("1st", "3d"), filters=({"filter": "mean", "support": 3},),
+                        filter_categories=("stat", "glcm"))
+    values = extract_roi(image, mask, settings, threads=1).values
+    assert "cm_joint_max_3D_avg_mean_m3" in values and "stat_mean_mean_m3" in values
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"filters": [{"filter": "log"}]}, "filters[0].sigma_mm"),
+    ({"filters": [{"filter": "mean", "support": 3}, {"filter": "gabor", "sigma_mm": 1, "lambda_mm": 1, "gamma": 0}]},
+     "filters[1].gamma"),
+    ({"filters": {"filter": "mean"}}, "filters"),
+    ({"filter_categories": ["morph"]}, "filter_categories"),
+])
+def test_settings_errors_name_the_key(data, key):
+    with pytest.raises(SettingsError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        Settings.from_dict(data)
+
+
+def test_settings_json_round_trip_keeps_the_filters():
+    settings = Settings(filters=({"filter": "riesz_log", "sigma_mm": 3, "order": [1, 0, 0]},
+                                 {"filter": "laws", "kernel": "l5s5", "dimensions": "2d"}))
+    again = Settings.from_json(settings.to_json())
+    assert again == settings
+    assert [f.label for f in again.filters] == ["riesz_log_s3_o100", "laws_l5s5_2D"]
