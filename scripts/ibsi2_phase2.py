@@ -36,29 +36,19 @@ PHANTOM = ROOT / "Testing" / "Data" / "ibsi" / "ibsi_1_ct_radiomics_phantom" / "
 IMAGE, MASK = PHANTOM / "image" / "phantom.nii.gz", PHANTOM / "mask" / "mask.nii.gz"
 
 _RI = {"rotation_invariant": True}
-_GABOR = {"filter": "gabor", "sigma_mm": 5.0, "lambda_mm": 2.0, "gamma": 1.5, "theta_step_deg": 22.5, **_RI}
-#: filter id -> filter entry without ``dimensions`` (2D for x.A, 3D for x.B) and boundary (mirror).
-PHASE2_2D = {
-    "1.A": {"filter": "none"},
-    "2.A": {"filter": "mean", "support": 5},
-    "3.A": {"filter": "log", "sigma_mm": 1.5, "cutoff": 4},
-    "4.A": {"filter": "laws", "kernel": "L5E5", "energy_delta": 7, "pooling": "max", **_RI},
-    "5.A": _GABOR,
-    "6.A": {"filter": "wavelet", "wavelet": "db3", "set": "LH", "level": 1, **_RI},
-    "7.A": {"filter": "wavelet", "wavelet": "db3", "set": "HH", "level": 2, **_RI},
-    "8.A": {"filter": "simoncelli", "level": 1, "boundary": "periodic"},
-    "9.A": {"filter": "simoncelli", "level": 2, "boundary": "periodic"},
-}
-PHASE2_3D = {
-    "1.B": {"filter": "none"},
-    "2.B": {"filter": "mean", "support": 5},
-    "3.B": {"filter": "log", "sigma_mm": 1.5, "cutoff": 4},
-    "4.B": {"filter": "laws", "kernel": "L5E5E5", "energy_delta": 7, "pooling": "max", **_RI},
-    "5.B": _GABOR,
-    "6.B": {"filter": "wavelet", "wavelet": "db3", "set": "LLH", "level": 1, **_RI},
-    "7.B": {"filter": "wavelet", "wavelet": "db3", "set": "HHH", "level": 2, **_RI},
-    "8.B": {"filter": "simoncelli", "level": 1, "boundary": "periodic"},
-    "9.B": {"filter": "simoncelli", "level": 2, "boundary": "periodic"},
+#: filter number -> (entry, its 2D part, its 3D part); ids are number + ".A" (2D) / ".B" (3D).
+#: ``dimensions`` and the boundary (mirror unless given) are added by :func:`phase2_entries`.
+PHASE2 = {
+    "1": ({"filter": "none"}, {}, {}),
+    "2": ({"filter": "mean", "support": 5}, {}, {}),
+    "3": ({"filter": "log", "sigma_mm": 1.5, "cutoff": 4}, {}, {}),
+    "4": ({"filter": "laws", "energy_delta": 7, "pooling": "max", **_RI}, {"kernel": "L5E5"}, {"kernel": "L5E5E5"}),
+    "5": ({"filter": "gabor", "sigma_mm": 5.0, "lambda_mm": 2.0, "gamma": 1.5, "theta_step_deg": 22.5, **_RI},
+          {}, {}),
+    "6": ({"filter": "wavelet", "wavelet": "db3", "level": 1, **_RI}, {"set": "LH"}, {"set": "LLH"}),
+    "7": ({"filter": "wavelet", "wavelet": "db3", "level": 2, **_RI}, {"set": "HH"}, {"set": "HHH"}),
+    "8": ({"filter": "simoncelli", "level": 1, "boundary": "periodic"}, {}, {}),
+    "9": ({"filter": "simoncelli", "level": 2, "boundary": "periodic"}, {}, {}),
 }
 
 
@@ -74,9 +64,9 @@ def configuration(dimensions: str) -> Settings:
 
 def phase2_entries(dimensions: str):
     """(filter id, filter entry with ``label`` = the filter id) of configuration A or B."""
-    table = PHASE2_2D if dimensions == "2D" else PHASE2_3D
-    return [(fid, {"boundary": "mirror", **entry, "dimensions": dimensions,
-                   "label": fid.replace(".", "")}) for fid, entry in table.items()]
+    letter, part = ("A", 1) if dimensions == "2D" else ("B", 2)
+    return [(f"{number}.{letter}", {"boundary": "mirror", **parts[0], **parts[part], "dimensions": dimensions,
+                                    "label": f"ibsi2_{number}{letter}"}) for number, parts in PHASE2.items()]
 
 
 def run(dimensions: str, output_folder: str):
