@@ -57,6 +57,9 @@ def flatten(prefix: str, value: Any) -> Iterable[Tuple[str, Any]]:
     if isinstance(value, dict):
         for key, sub in value.items():
             yield from flatten(f"{prefix}.{key}" if prefix else key, sub)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for index, sub in enumerate(value):  # e.g. the filters: filters[0].sigma_mm
+            yield from flatten(f"{prefix}[{index}]", sub)
     elif isinstance(value, list):
         yield prefix, ", ".join(str(v) for v in value)
     else:
