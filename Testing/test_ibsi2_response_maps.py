@@ -123,3 +123,16 @@ def test_labels_are_unique_and_documented_scheme():
     with pytest.raises(FilterSpecError, match=r"filters\[1\].label"):
         parse_filters([{"filter": "mean", "support": 5}, {"filter": "mean", "support": 5}])
     assert parse_filter({"filter": "mean", "support": 5, "label": "box5"}).label == "box5"
+
+
+@pytest.mark.parametrize("name, band, key", [("db3", "HHH", "ddd"), ("coif1", "LHL", "ada"), ("haar", "HLL", "aad")])
+def test_pywavelets_swtn_agrees_with_periodic_maps(name, band, key):
+    """Where the optional PyWavelets is installed: its stationary transform (periodic extension)
+    equals ours with the periodic boundary, levels 1 and 2 (docs/filters.md)."""
+    pywt = pytest.importorskip("pywt")
+    image = apply_filter(str(phantom_path("sphere")), {"filter": "none"})
+    levels = pywt.swtn(image.array, name, level=2, axes=(0, 1, 2))  # keys per axis (z, y, x)
+    for level, coefficients in ((2, levels[0]), (1, pywt.swtn(image.array, name, level=1, axes=(0, 1, 2))[0])):
+        ours = apply_filter(image, {"filter": "wavelet", "wavelet": name, "set": band, "level": level,
+                                    "boundary": "periodic"}).array
+        assert np.allclose(coefficients[key], ours, atol=1e-6), (name, band, level)

@@ -3,8 +3,9 @@
 Filter taps are our own: Haar, Daubechies dbN (computed by spectral factorisation, the minimum-
 phase solution that PyWavelets tabulates) and coif1 (tabulated). Other PyWavelets names (sym*,
 coif2+, bior*, ...) are used when the optional ``PyWavelets`` package is installed, taking only
-its ``dec_lo`` / ``dec_hi`` taps; the convolution, alignment and boundary handling are ours,
-because PyWavelets' stationary transform ``swt`` uses a different (periodic, shifted) alignment.
+its ``dec_lo`` / ``dec_hi`` taps. The transform is ours: PyWavelets' stationary transform
+``swtn`` has the same alignment but extends periodically only, needs axis lengths divisible by
+2^level and has no rotation invariance (docs/filters.md).
 
 Conventions: the decomposition low- and high-pass in PyWavelets' index order; an even-length filter
 gets one zero appended and is used as a centred kernel (tap n at offset n - N/2); true
