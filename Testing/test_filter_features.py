@@ -3,7 +3,10 @@ the ROI's box plus the filter's reach gives the values of filtering the whole im
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from PySERASlicerLib import Image, Settings, SettingsError, apply_filter
 from PySERASlicerLib.engine.features.stat import statistics
@@ -11,6 +14,8 @@ from PySERASlicerLib.engine.filters.features import filter_reach, filtered_featu
 from PySERASlicerLib.engine.filters.spec import parse_filter
 from PySERASlicerLib.engine.pipeline import extract_roi
 from PySERASlicerLib.settings import Interpolator, ResamplingSettings, ResegmentationSettings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Each reaches further than the local-intensity-peak margin the chain keeps anyway (9 voxels
 #: in-plane, 5 across slices here), so a reach that is too short shows.
@@ -119,3 +124,44 @@ def test_settings_json_round_trip_keeps_the_filters():
     again = Settings.from_json(settings.to_json())
     assert again == settings
     assert [f.label for f in again.filters] == ["riesz_log_s3_o100", "laws_l5s5_2D"]
+
+
+def test_process_batch_filters_keyword_adds_columns_and_report_rows(tmp_path):
+    from batch_fixtures import write_case
+    from PySERASlicerLib import process_batch
+
+    image_path, mask_path = write_case(tmp_path, "p1", 0)
+    result = process_batch(str(image_path), str(mask_path), str(tmp_path / "out"), categories="stat",
+                           enable_parallelism=False, filters=[{"filter": "log", "sigma_mm": 2.0, "dimensions": "2D"}])
+    assert result["success"], result["error"]
+    frame = result["features_extracted"]
+    assert "stat_mean" in frame.columns and "stat_mean_log_s2_2D" in frame.columns
+    report = pd.read_excel(result["excel_path"], sheet_name="Report")
+    assert report["Message"].str.contains('filter log_s2_2D: {"filter": "log", "dimensions": "2D"').any()
+    bad = process_batch(str(image_path), str(mask_path), str(tmp_path / "out2"), categories="stat",
+                        filters=[{"filter": "log", "sigma_mm": 0}])
+    assert not bad["success"] and "filters[0].sigma_mm" in bad["error"]
+
+
+def test_phase2_script_entries_run_through_process_batch(tmp_path):
+    """Every phase 2 filter id is a valid entry; two configuration-A ids on the CT phantom through
+    process_batch (the full script takes about a minute: scripts/ibsi2_phase2.py)."""
+    import importlib.util
+
+    from PySERASlicerLib import process_batch
+
+    spec = importlib.util.spec_from_file_location("ibsi2_phase2", ROOT / "scripts" / "ibsi2_phase2.py")
+    phase2 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(phase2)
+    ids = []
+    for dimensions in ("2D", "3D"):
+        entries = phase2.phase2_entries(dimensions)
+        Settings(filters=[entry for _, entry in entries])  # all valid, labels unique
+        ids += [fid for fid, _ in entries]
+    assert ids == [f"{n}.{c}" for c in "AB" for n in range(1, 10)]
+    entries = [entry for fid, entry in phase2.phase2_entries("2D") if fid in ("1.A", "3.A")]
+    result = process_batch(str(phase2.IMAGE), str(phase2.MASK), str(tmp_path), settings=phase2.configuration("2D"),
+                           filters=entries)
+    row = result["features_extracted"].iloc[0]
+    assert row["stat_mean_ibsi2_1A"] == pytest.approx(row["stat_mean"])  # no filter: the image itself
+    assert row["stat_min"] >= -1000 and np.isfinite(row["stat_var_ibsi2_3A"])

@@ -20,9 +20,10 @@ sys.path.insert(0, str(ROOT / "PySERASlicer"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmark import synthetic_case  # noqa: E402
+from PySERASlicerLib.engine.bounding_box import bounding_box  # noqa: E402
 from PySERASlicerLib.engine.filters import apply_filter, parse_filter  # noqa: E402
 from PySERASlicerLib.engine.filters.features import filtered_features, margin_for  # noqa: E402
-from PySERASlicerLib.engine.processing import bounding_box, crop  # noqa: E402
+from PySERASlicerLib.engine.processing import crop  # noqa: E402
 from PySERASlicerLib.settings import ResegmentationSettings, Settings  # noqa: E402
 
 FILTERS = (

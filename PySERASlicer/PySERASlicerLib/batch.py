@@ -14,6 +14,7 @@ time. Results go to an Excel file with the sheets ``Radiomics_Features``, ``Para
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -79,6 +80,7 @@ def process_batch(
     split_dicom: bool = False,
     max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
     progress_fn: ProgressFn = None,
+    filters: Optional[Sequence[Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
     """Extract radiomics features for one case or a batch (PySERA-compatible).
 
@@ -96,6 +98,8 @@ def process_batch(
     split_dicom : one case per series / volume of DICOM folders holding several.
     max_tasks_per_child : cases a pool worker runs before a fresh process replaces it.
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
+    filters : IBSI-2 filter entries (docs/filters.md), e.g. ``[{"filter": "log", "sigma_mm": 1.5}]``;
+        replaces the filters of ``settings``. Each response map adds ``<feature>_<label>`` columns.
 
     Returns
     -------
@@ -121,7 +125,11 @@ def process_batch(
             changed = {k: v for k, v in pysera_kwargs.items() if v != _PYSERA_DEFAULTS[k]}
             if changed or IBSI_based_parameters:
                 settings = Settings.from_pysera(base=settings, IBSI_based_parameters=IBSI_based_parameters, **changed)
+        if filters is not None:
+            settings = settings.replace(filters=filters)
         log.level = settings.report
+        for spec in settings.filters:  # the Report names every filter with its parameters
+            log.log("INFO", f"filter {spec.label}: {json.dumps(dict(spec))}", report=True)
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
             raise SettingsError(f"case_timeout: {case_timeout!r} is not valid; accepted values: a number of "
                                 "seconds > 0, or None")
