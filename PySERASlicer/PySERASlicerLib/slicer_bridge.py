@@ -61,6 +61,17 @@ def image_from_volume(volume_node, modality: str = "OTHER") -> Image:
                                  source=volume_node.GetName())
 
 
+def volume_from_image(image: Image, name: str, volume_node=None):
+    """A new (or the given) scalar volume node holding ``image`` (float64 as float32) with its
+    geometry; the inverse of :func:`image_from_volume`."""
+    array = image.array.astype(np.float32) if image.array.dtype == np.float64 else image.array
+    if volume_node is None:
+        return slicer.util.addVolumeFromArray(np.ascontiguousarray(array), image.ijk_to_ras(), name=name)
+    slicer.util.updateVolumeFromArray(volume_node, np.ascontiguousarray(array))
+    volume_node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(image.ijk_to_ras()))
+    return volume_node
+
+
 def segment_names(segmentation_node, segment_ids: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """``{segment_id: unique ROI name}`` for the chosen segments (all by default)."""
     segmentation = segmentation_node.GetSegmentation()
@@ -275,6 +286,15 @@ def show_plot(chart_node) -> bool:
     if layout_manager is None:
         return False
     slicer.modules.plots.logic().ShowChartInLayout(chart_node)
+    return True
+
+
+def show_volume(volume_node) -> bool:
+    """Show a volume as the slice views' background; False when there is no layout (headless)."""
+    app = getattr(slicer, "app", None)
+    if app is None or not hasattr(app, "layoutManager") or app.layoutManager() is None:
+        return False
+    slicer.util.setSliceViewerLayers(background=volume_node, fit=True)
     return True
 
 

@@ -200,6 +200,18 @@ def parse_filters(entries: Optional[Iterable[Any]], key: str = "filters") -> Tup
     return specs
 
 
+def compact_entry(spec: FilterSpec) -> Dict[str, Any]:
+    """The entry without the parameters at their default (and without a default label):
+    ``parse_filter(compact_entry(spec)) == spec``."""
+    defaults = dict(_COMMON, **KINDS[spec.kind])
+    compact = {"filter": spec.kind}
+    compact.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.items()
+                    if k not in ("filter", "label") and defaults[k] != v})
+    if spec.label != default_label(spec):
+        compact["label"] = spec.label
+    return compact
+
+
 def _g(value: float) -> str:
     return f"{value:g}"
 
