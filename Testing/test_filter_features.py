@@ -3,12 +3,14 @@ the ROI's box plus the filter's reach gives the values of filtering the whole im
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from PySERASlicerLib import Image, Settings, SettingsError, apply_filter
+from batch_fixtures import write_case
+from PySERASlicerLib import Image, Settings, SettingsError, apply_filter, process_batch
 from PySERASlicerLib.engine.features.stat import statistics
 from PySERASlicerLib.engine.filters.features import filter_reach, filtered_features
 from PySERASlicerLib.engine.filters.spec import parse_filter
@@ -127,9 +129,6 @@ def test_settings_json_round_trip_keeps_the_filters():
 
 
 def test_process_batch_filters_keyword_adds_columns_and_report_rows(tmp_path):
-    from batch_fixtures import write_case
-    from PySERASlicerLib import process_batch
-
     image_path, mask_path = write_case(tmp_path, "p1", 0)
     result = process_batch(str(image_path), str(mask_path), str(tmp_path / "out"), categories="stat",
                            enable_parallelism=False, filters=[{"filter": "log", "sigma_mm": 2.0, "dimensions": "2D"}])
@@ -146,10 +145,6 @@ def test_process_batch_filters_keyword_adds_columns_and_report_rows(tmp_path):
 def test_phase2_script_entries_run_through_process_batch(tmp_path):
     """Every phase 2 filter id is a valid entry; two configuration-A ids on the CT phantom through
     process_batch (the full script takes about a minute: scripts/ibsi2_phase2.py)."""
-    import importlib.util
-
-    from PySERASlicerLib import process_batch
-
     spec = importlib.util.spec_from_file_location("ibsi2_phase2", ROOT / "scripts" / "ibsi2_phase2.py")
     phase2 = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(phase2)
@@ -165,3 +160,26 @@ def test_phase2_script_entries_run_through_process_batch(tmp_path):
     row = result["features_extracted"].iloc[0]
     assert row["stat_mean_ibsi2_1A"] == pytest.approx(row["stat_mean"])  # no filter: the image itself
     assert row["stat_min"] >= -1000 and np.isfinite(row["stat_var_ibsi2_3A"])
+
+
+def test_filters_beside_pysera_keys_in_a_settings_file(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text('{"bin_size": 10, "IBSI_based_parameters": {"radiomics_DataType": "CT"}, '
+                    '"filters": [{"filter": "mean", "support": 3}], "filter_categories": "stat,ih"}')
+    settings = Settings.from_json(str(path))
+    assert settings.discretisation.bin_width == 10 and settings.modality.value == "CT"
+    assert [f.label for f in settings.filters] == ["mean_m3"] and settings.filter_categories == ("stat", "ih")
+    preset = Settings.from_any({"preset": "ibsi_A", "filters": [{"filter": "log", "sigma_mm": 1}]})
+    assert preset.resegmentation.range_lower == -500 and preset.filters[0].label == "log_s1"
+
+
+def test_filters_reach_pool_workers(tmp_path):
+    """Two cases in two worker processes: the filter entries travel with the settings."""
+    for index in range(2):
+        write_case(tmp_path, f"p{index}", index)
+    result = process_batch(str(tmp_path / "images"), str(tmp_path / "masks"), None, categories="stat",
+                           num_workers=2, filters=[{"filter": "wavelet", "wavelet": "db2", "set": "HL",
+                                                    "dimensions": "2D"}])
+    frame = result["features_extracted"]
+    assert result["success"] and frame["PatientID"].nunique() == 2
+    assert frame["stat_mean_wavelet_db2_hl_l1_2D"].notna().all()

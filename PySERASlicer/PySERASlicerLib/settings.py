@@ -453,10 +453,13 @@ class Settings:
         preset = data.pop("preset", None)
         base = preset_settings(preset) if preset else cls()
         pysera_keys = set(PYSERA_KEYS) | {"IBSI_based_parameters"}
+        # the filters have no PySERA key: they may sit beside PySERA keys in a settings file
+        filter_keys = {key: data.pop(key) for key in ("filters", "filter_categories") if key in data}
         if any(key in pysera_keys for key in data) and not any(
             key in {f.name for f in fields(cls)} - pysera_keys for key in data
         ):
-            return cls.from_pysera(base=base, **data)
+            return cls.from_pysera(base=base, **data).replace(**filter_keys)
+        data.update(filter_keys)
         merged = _merge(base.to_dict(), data)
         return cls.from_dict(merged)
 
