@@ -28,6 +28,7 @@ FINITE_FILTERS = [
     {"filter": "gabor", "sigma_mm": 3.0, "lambda_mm": 1.5, "gamma": 1.5, "rotation_invariant": True,
      "theta_step_deg": 45, "dimensions": "2D"},
     {"filter": "wavelet", "wavelet": "db3", "set": "HHL", "level": 2, "rotation_invariant": True},
+    {"filter": "laws", "kernel": "E5E5", "boundary": "zero", "dimensions": "2D", "energy_delta": 7},
 ]
 
 
@@ -63,12 +64,27 @@ def test_cropped_filtering_equals_whole_image_filtering(case, entry):
     assert warnings == []
 
 
+def test_periodic_boundary_filters_the_whole_image():
+    """A periodic boundary wraps to the far side of the image: an ROI at one border needs it."""
+    rng = np.random.default_rng(11)
+    image = Image(rng.normal(0, 100, size=(6, 60, 60)), spacing=(1.0, 1.0, 2.0), source="noise")
+    mask = np.zeros(image.array.shape, bool)
+    mask[1:5, 20:30, 0:8] = True
+    entry = {"filter": "mean", "support": 5, "boundary": "periodic", "dimensions": "2D"}
+    settings = Settings(categories=("stat",), dimensions=("1st",), filters=(entry,))
+    values, _ = filtered_features(image, mask, settings)
+    expected = statistics(apply_filter(image, entry).array[mask])
+    for tag, value in expected.items():
+        assert values[f"{tag}_mean_m5_2D_periodic"] == pytest.approx(value, rel=1e-9, abs=1e-9), tag
+
+
 def test_filter_reach_is_small_for_local_filters_and_none_for_fourier_filters():
     assert filter_reach(parse_filter({"filter": "log", "sigma_mm": 1.5}), (1.0, 1.0, 3.0)) == (6, 6, 2)
     assert filter_reach(parse_filter({"filter": "mean", "support": 5, "dimensions": "2D"}), (1, 1, 1)) == (2, 2, 0)
     assert filter_reach(parse_filter({"filter": "wavelet", "wavelet": "db3", "set": "HHH", "level": 2}),
                         (1, 1, 1)) == (9, 9, 9)
     assert filter_reach(parse_filter({"filter": "simoncelli"}), (1, 1, 1)) is None
+    assert filter_reach(parse_filter({"filter": "mean", "support": 3, "boundary": "periodic"}), (1, 1, 1)) is None
 
 
 def test_resampled_chain_with_reach_margin_equals_whole_grid(case):

@@ -9,7 +9,8 @@ Only the ROI's bounding box plus each filter's reach (:func:`filter_reach`) is p
 filtered where that gives the same values as filtering the whole image: a voxel of the ROI then
 reads only voxels that exist in the image, and where the box meets the image border the boundary
 condition is applied at the same place. Filters applied in the Fourier domain over the whole
-image (Simoncelli, Riesz) see the whole processed image.
+image (Simoncelli, Riesz) and filters with the periodic boundary (which wraps to the opposite side
+of the image) see the whole processed image.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..context import RoiContext
 from .common import odd_length
 from .spec import FilterSpec, laws_components
 
-#: Families whose values are added per filter; "stat" by default (IBSI-2 phase 2).
+#: Filter kinds applied by FFT over the whole image.
 GLOBAL_KINDS = ("simoncelli", "riesz_log", "riesz_simoncelli")
 
 
@@ -32,8 +33,8 @@ def filter_reach(spec: FilterSpec, spacing_ijk: Sequence[float]) -> Optional[Tup
     """Voxels (i, j, k) a response-map voxel reads on each side, on a grid of ``spacing_ijk``;
     None when the filter reads the whole image."""
     kind = spec.kind
-    if kind in GLOBAL_KINDS:
-        return None
+    if kind in GLOBAL_KINDS or spec["boundary"] == "periodic":
+        return None  # a periodic boundary reads the opposite side of the whole image
     in_plane = spec["dimensions"] == "2D"
     if kind == "none":
         reach = [0.0, 0.0, 0.0]
