@@ -199,3 +199,11 @@ def test_filters_reach_pool_workers(tmp_path):
     frame = result["features_extracted"]
     assert result["success"] and frame["PatientID"].nunique() == 2
     assert frame["stat_mean_wavelet_db2_hl_l1_2D"].notna().all()
+
+
+def test_deep_mode_reports_that_filters_are_ignored(tmp_path):
+    """The warning comes with the settings, before any case runs (here: a missing input)."""
+    result = process_batch(str(tmp_path / "missing.nii.gz"), str(tmp_path / "missing_mask.nii.gz"), None,
+                           extraction_mode="deep_feature", filters=[{"filter": "mean", "support": 3}])
+    assert not result["success"]
+    assert any("filters are ignored by extraction_mode deep_feature" in str(line) for line in result["logs"])

@@ -130,6 +130,8 @@ def process_batch(
         log.level = settings.report
         for spec in settings.filters:  # the Report names every filter with its parameters
             log.log("INFO", f"filter {spec.label}: {json.dumps(dict(spec))}", report=True)
+        if settings.filters and settings.extraction_mode == ExtractionMode.DEEP:
+            log.warning("filters are ignored by extraction_mode deep_feature (they add handcrafted features)")
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
             raise SettingsError(f"case_timeout: {case_timeout!r} is not valid; accepted values: a number of "
                                 "seconds > 0, or None")
