@@ -47,8 +47,8 @@ PHASE2 = {
           {}, {}),
     "6": ({"filter": "wavelet", "wavelet": "db3", "level": 1, **_RI}, {"set": "LH"}, {"set": "LLH"}),
     "7": ({"filter": "wavelet", "wavelet": "db3", "level": 2, **_RI}, {"set": "HH"}, {"set": "HHH"}),
-    "8": ({"filter": "simoncelli", "level": 1, "boundary": "periodic"}, {}, {}),
-    "9": ({"filter": "simoncelli", "level": 2, "boundary": "periodic"}, {}, {}),
+    "8": ({"filter": "simoncelli", "level": 1}, {}, {}),
+    "9": ({"filter": "simoncelli", "level": 2}, {}, {}),
 }
 
 
@@ -62,16 +62,22 @@ def configuration(dimensions: str) -> Settings:
                     enable_parallelism=False)
 
 
-def phase2_entries(dimensions: str):
-    """(filter id, filter entry with ``label`` = the filter id) of configuration A or B."""
+def phase2_entries(dimensions: str, simoncelli_boundary: str = "periodic"):
+    """(filter id, filter entry with ``label`` = ``ibsi2_<id>``) of configuration A or B."""
     letter, part = ("A", 1) if dimensions == "2D" else ("B", 2)
-    return [(f"{number}.{letter}", {"boundary": "mirror", **parts[0], **parts[part], "dimensions": dimensions,
-                                    "label": f"ibsi2_{number}{letter}"}) for number, parts in PHASE2.items()]
+    entries = []
+    for number, parts in PHASE2.items():
+        entry = {"boundary": "mirror", **parts[0], **parts[part], "dimensions": dimensions,
+                 "label": f"ibsi2_{number}{letter}"}
+        if entry["filter"] == "simoncelli":
+            entry["boundary"] = simoncelli_boundary
+        entries.append((f"{number}.{letter}", entry))
+    return entries
 
 
-def run(dimensions: str, output_folder: str):
+def run(dimensions: str, output_folder: str, simoncelli_boundary: str = "periodic"):
     """``[(filter_id, feature_tag, value)]`` of configuration A or B via process_batch."""
-    entries = phase2_entries(dimensions)
+    entries = phase2_entries(dimensions, simoncelli_boundary)
     result = process_batch(str(IMAGE), str(MASK), output_folder, settings=configuration(dimensions),
                            filters=[entry for _, entry in entries])
     if not result["success"]:
@@ -88,6 +94,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="ibsi2_phase2.csv", help="CSV to write (default %(default)s)")
     parser.add_argument("--only", choices=("2D", "3D"), help="run configuration A (2D) or B (3D) only")
+    parser.add_argument("--simoncelli-boundary", default="periodic", choices=("periodic", "mirror"),
+                        help="boundary of filter ids 8 and 9 (default periodic, as MIRP; the IBSI table says mirror)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -95,7 +103,7 @@ def main(argv=None) -> int:
             if args.only and args.only != dimensions:
                 continue
             start = time.perf_counter()
-            rows += run(dimensions, folder)
+            rows += run(dimensions, folder, args.simoncelli_boundary)
             print(f"configuration {'A' if dimensions == '2D' else 'B'} ({dimensions}): "
                   f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
     with open(args.output, "w", newline="", encoding="utf-8") as handle:

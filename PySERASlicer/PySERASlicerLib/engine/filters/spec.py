@@ -120,8 +120,7 @@ def parse_filter(entry: Mapping[str, Any], key: str = "filter") -> FilterSpec:
     if missing:
         raise FilterSpecError(f"{key}: filter {kind!r} needs {', '.join(f'{key}.{m}' for m in missing)}")
     out: Dict[str, Any] = {"filter": kind}
-    out["dimensions"] = _choice(str(values["dimensions"]).upper() if isinstance(values["dimensions"], str)
-                                else values["dimensions"], DIMENSIONS, f"{key}.dimensions")
+    out["dimensions"] = _choice(values["dimensions"], DIMENSIONS, f"{key}.dimensions")
     out["boundary"] = _choice(values["boundary"], BOUNDARIES, f"{key}.boundary")
     n_axes = 2 if out["dimensions"] == "2D" else 3
     for name in KINDS[kind]:
