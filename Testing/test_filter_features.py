@@ -88,19 +88,24 @@ def test_filter_reach_is_small_for_local_filters_and_none_for_fourier_filters():
 
 
 def test_resampled_chain_with_reach_margin_equals_whole_grid(case):
-    """With interpolation the box plus reach still gives the values of the whole resampled grid
-    (the Simoncelli filter, which reads everything, takes the whole grid: compare the two paths
-    on the same LoG by adding a Simoncelli entry that forces the whole grid)."""
+    """With interpolation the box plus reach still gives the values of filtering the whole
+    resampled grid (computed here by keeping the whole grid in the chain)."""
+    from PySERASlicerLib.engine.processing import prepare_roi, resampling_grid
+
     image, mask = case
     resampling = ResamplingSettings(enabled=True, voxel_size_mm=1.0, image_interpolator=Interpolator.CUBIC,
                                     roi_interpolator=Interpolator.LINEAR, round_intensities=True)
-    log = {"filter": "log", "sigma_mm": 2.0}
-    local = Settings(categories=("stat",), dimensions=("1st",), resampling=resampling, filters=(log,))
-    whole = local.replace(filters=(log, {"filter": "simoncelli"}))
-    local_values, _ = filtered_features(image, mask, local)
-    whole_values, _ = filtered_features(image, mask, whole)
-    for key, value in local_values.items():
-        assert value == pytest.approx(whole_values[key], rel=1e-9, abs=1e-9), key
+    entries = ({"filter": "log", "sigma_mm": 4.0}, {"filter": "simoncelli", "level": 2})
+    settings = Settings(categories=("stat",), dimensions=("1st",), resampling=resampling, filters=entries)
+    values, _ = filtered_features(image, mask, settings)
+    grid = resampling_grid(image.size_ijk, image.spacing, resampling)
+    whole = prepare_roi(image, mask, settings, margin_voxels=grid.size)
+    assert whole.image.array.shape == tuple(reversed(grid.size))
+    for entry in entries:
+        expected = statistics(apply_filter(whole.image, entry).array[whole.int_mask])
+        label = parse_filter(entry).label
+        for tag, value in expected.items():
+            assert values[f"{tag}_{label}"] == pytest.approx(value, rel=1e-9, abs=1e-9), (label, tag)
 
 
 def test_extract_roi_adds_filter_columns_and_keeps_the_original_ones(case):

@@ -74,8 +74,10 @@ def margin_for(specs: Sequence[FilterSpec], spacing_ijk: Sequence[float], size_i
 
 
 def filtered_features(image: Image, roi_mask: np.ndarray, settings: Settings) -> Tuple[Dict[str, float], List[str]]:
-    """``{<tag>_<label>: value}`` for every filter of ``settings`` and every feature of its
-    ``filter_categories``, plus the warnings raised."""
+    """``{<tag>_<label>: value}`` for every filter of ``settings`` (in their order) and every
+    feature of its ``filter_categories``, plus the warnings raised. The processing chain runs at
+    most twice: once around the ROI for the filters with a finite reach, once on the whole grid for
+    the others."""
     from ..processing import prepare_roi, resampling_grid
     from ..registry import family_module, group_by_family, select
     from . import apply_filter
@@ -83,13 +85,19 @@ def filtered_features(image: Image, roi_mask: np.ndarray, settings: Settings) ->
     if not settings.filters:
         return {}, []
     grid = resampling_grid(image.size_ijk, image.spacing, settings.resampling)
-    margin = margin_for(settings.filters, grid.spacing, grid.size)
-    ctx = prepare_roi(image, roi_mask, settings, margin_voxels=margin)
+    local = [spec for spec in settings.filters if filter_reach(spec, grid.spacing) is not None]
+    whole = [spec for spec in settings.filters if spec not in local]
+    contexts = {}
+    for specs in (local, whole):
+        if specs:
+            ctx = prepare_roi(image, roi_mask, settings, margin_voxels=margin_for(specs, grid.spacing, grid.size))
+            contexts.update({spec.label: ctx for spec in specs})
     dimensions = tuple(sorted(set(settings.dimensions) | {"1st"}))
     groups = group_by_family(select(settings.filter_categories, dimensions))
     values: Dict[str, float] = {}
     warnings: List[str] = []
     for spec in settings.filters:
+        ctx = contexts[spec.label]
         response = apply_filter(ctx.image, spec)
         filtered = RoiContext(response, ctx.morph_mask, ctx.int_mask, settings)
         for family, tags in groups.items():
