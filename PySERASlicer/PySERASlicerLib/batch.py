@@ -118,6 +118,8 @@ def process_batch(
         aggregation_lesion=aggregation_lesion, extraction_mode=extraction_mode,
         deep_learning_model=deep_learning_model, report=report,
     )
+    from .engine.deep import DeepDependencyError, WeightsUnavailableError, check_deep_weights
+
     try:
         if settings is None:
             settings = Settings.from_pysera(IBSI_based_parameters=IBSI_based_parameters, **pysera_kwargs)
@@ -132,6 +134,7 @@ def process_batch(
             log.log("INFO", f"filter {spec.label}: {json.dumps(dict(spec))}", report=True)
         if settings.filters and settings.extraction_mode == ExtractionMode.DEEP:
             log.warning("filters are ignored by extraction_mode deep_feature (they add handcrafted features)")
+        check_deep_weights(settings)  # once, before any case (else every case fails with the same message)
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
             raise SettingsError(f"case_timeout: {case_timeout!r} is not valid; accepted values: a number of "
                                 "seconds > 0, or None")
@@ -146,7 +149,7 @@ def process_batch(
             cases = read_cases_csv(cases_csv, spacing)
         else:
             cases = build_cases(image_input, mask_input, log, spacing, split_dicom)
-    except (SettingsError, InputError) as exc:
+    except (SettingsError, InputError, DeepDependencyError, WeightsUnavailableError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
 
