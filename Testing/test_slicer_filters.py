@@ -88,3 +88,16 @@ def test_the_ui_has_the_filter_widgets_wired_by_hand():
     assert classes["showResponseMapButton"] == "QPushButton"
     bound = set(ui_parameter_names().values())
     assert not {"filtersTextEdit", "addFilterComboBox", "showResponseMapButton"} & bound
+
+
+def test_a_gui_run_with_filters_adds_the_filter_columns_to_the_table(scene):
+    """The background job (worker process) receives the filters with the settings."""
+    from test_slicer_logic import make_case
+
+    volume, segmentation, voxels, a, b = make_case(scene, "CT filtered")
+    settings = Settings(categories=("stat",), dimensions=("1st",), filters=({"filter": "mean", "support": 3},))
+    frame, table = slicer_logic.ExtractionLogic().extract(volume, segmentation, settings)
+    column = table.GetTable().GetColumnByName("stat_mean_mean_m3")
+    assert column is not None and table.GetNumberOfRows() == 2
+    response = apply_filter(slicer_bridge.image_from_volume(volume), {"filter": "mean", "support": 3}).array
+    assert column.GetValue(0) == pytest.approx(response[a].mean())
