@@ -136,3 +136,20 @@ def test_pywavelets_swtn_agrees_with_periodic_maps(name, band, key):
         ours = apply_filter(image, {"filter": "wavelet", "wavelet": name, "set": band, "level": level,
                                     "boundary": "periodic"}).array
         assert np.allclose(coefficients[key], ours, atol=1e-6), (name, band, level)
+
+
+def test_family_functions_default_to_the_filter_entry_defaults():
+    """Calling a family function directly gives what the same filter entry gives."""
+    import inspect
+
+    from PySERASlicerLib.engine.filters import response_function
+    from PySERASlicerLib.engine.filters.spec import _COMMON, _REQUIRED, KINDS
+
+    for kind, parameters in KINDS.items():
+        if kind == "none":
+            continue
+        signature = inspect.signature(response_function(kind)).parameters
+        for name, default in {**{k: v for k, v in _COMMON.items() if k != "label"}, **parameters}.items():
+            assert name in signature, (kind, name)
+            if default is not _REQUIRED:
+                assert signature[name].default == default, (kind, name, signature[name].default, default)

@@ -7,36 +7,37 @@ docs/filters.md and :mod:`.common`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 from ...image import Image
 from .spec import FilterSpec, FilterSpecError, default_label, parse_filter, parse_filters
 
-__all__ = ["FilterSpec", "FilterSpecError", "apply_filter", "default_label", "parse_filter", "parse_filters"]
+__all__ = ["FilterSpec", "FilterSpecError", "apply_filter", "default_label", "parse_filter", "parse_filters",
+           "response_function"]
+
+
+def response_function(kind: str) -> Callable[..., Image]:
+    """The family function of a filter kind (its keyword arguments are the entry's parameters);
+    imported on first use."""
+    from importlib import import_module
+
+    module, name = _FUNCTIONS[kind]
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+_FUNCTIONS = {
+    "mean": ("mean", "mean_response"), "log": ("log", "log_response"), "laws": ("laws", "laws_response"),
+    "gabor": ("gabor", "gabor_response"), "wavelet": ("wavelet", "wavelet_response"),
+    "simoncelli": ("simoncelli", "simoncelli_response"), "riesz_log": ("riesz", "riesz_log_response"),
+    "riesz_simoncelli": ("riesz", "riesz_simoncelli_response"),
+}
 
 
 def apply_filter(image: Image, spec: Union[FilterSpec, Mapping[str, Any]]) -> Image:
     """The response map of ``image`` for one filter entry (validated with :func:`parse_filter`).
     The result has the input's geometry and a float64 array."""
     spec = parse_filter(spec)
-    kind = spec.kind
-    params = {k: v for k, v in spec.items() if k not in ("filter", "label")}
-    if kind == "none":
+    if spec.kind == "none":
         return image.with_array(image.array.astype("float64"))
-    if kind == "mean":
-        from .mean import mean_response as response
-    elif kind == "log":
-        from .log import log_response as response
-    elif kind == "laws":
-        from .laws import laws_response as response
-    elif kind == "gabor":
-        from .gabor import gabor_response as response
-    elif kind == "wavelet":
-        from .wavelet import wavelet_response as response
-    elif kind == "simoncelli":
-        from .simoncelli import simoncelli_response as response
-    elif kind == "riesz_log":
-        from .riesz import riesz_log_response as response
-    else:
-        from .riesz import riesz_simoncelli_response as response
-    return response(image, **params)
+    params = {k: v for k, v in spec.items() if k not in ("filter", "label")}
+    return response_function(spec.kind)(image, **params)

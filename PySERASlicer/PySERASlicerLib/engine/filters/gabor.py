@@ -77,7 +77,7 @@ def _plane_response(array: np.ndarray, axes_xy: Sequence[int], spacing_kji, angl
 
 def gabor_response(image: Image, sigma_mm: float, lambda_mm: float, gamma: float = 1.0,
                    theta_deg: float = 0.0, rotation_invariant: bool = False, theta_step_deg=None,
-                   dimensions: str = "2D", boundary: str = "mirror") -> Image:
+                   dimensions: str = "3D", boundary: str = "mirror") -> Image:
     """Gabor modulus map; see the module docstring for the conventions."""
     array = np.asarray(image.array, dtype=np.float64)
     spacing_kji = tuple(reversed(image.spacing))

@@ -21,7 +21,7 @@ from .simoncelli import fourier_filter, riesz_multiplier, simoncelli_response
 
 
 def riesz_log_response(image: Image, sigma_mm: float, order: Sequence[int], cutoff: float = 4.0,
-                       dimensions: str = "3D", boundary: str = "zero") -> Image:
+                       dimensions: str = "3D", boundary: str = "mirror") -> Image:
     """Riesz transform of ``order`` (x first) of the LoG-filtered image."""
     from scipy import fft
 
@@ -48,6 +48,6 @@ def riesz_log_response(image: Image, sigma_mm: float, order: Sequence[int], cuto
 
 
 def riesz_simoncelli_response(image: Image, order: Sequence[int], level: int = 1, dimensions: str = "3D",
-                              boundary: str = "nearest") -> Image:
+                              boundary: str = "mirror") -> Image:
     """Riesz transform of ``order`` (x first) of the Simoncelli band-pass at ``level``."""
     return simoncelli_response(image, level, dimensions, boundary, riesz_order=order)

@@ -64,7 +64,7 @@ def boundary_margins(array: np.ndarray, axes: Sequence[int], boundary: str) -> l
     return [0 if boundary == "periodic" else min(array.shape[a] // 2, MAX_PAD) for a in axes]
 
 
-def simoncelli_response(image: Image, level: int = 1, dimensions: str = "3D", boundary: str = "periodic",
+def simoncelli_response(image: Image, level: int = 1, dimensions: str = "3D", boundary: str = "mirror",
                         riesz_order: Optional[Sequence[int]] = None) -> Image:
     """Simoncelli band-pass map at ``level`` (optionally Riesz-transformed, ``riesz_order`` x first)."""
     array = np.asarray(image.array, dtype=np.float64)
