@@ -153,3 +153,34 @@ def test_family_functions_default_to_the_filter_entry_defaults():
             assert name in signature, (kind, name)
             if default is not _REQUIRED:
                 assert signature[name].default == default, (kind, name, signature[name].default, default)
+
+
+@pytest.mark.parametrize("entry", [
+    {"filter": "laws", "kernel": "E5W5S3", "rotation_invariant": True, "boundary": "zero"},
+    {"filter": "laws", "kernel": "E5S5", "rotation_invariant": True, "dimensions": "2D", "energy_delta": 2},
+    {"filter": "wavelet", "wavelet": "db2", "set": "LHH", "level": 2, "rotation_invariant": True},
+    {"filter": "wavelet", "wavelet": "coif1", "set": "HL", "rotation_invariant": True, "dimensions": "2D",
+     "boundary": "nearest"},
+    {"filter": "gabor", "sigma_mm": 2.0, "lambda_mm": 3.0, "gamma": 0.7, "rotation_invariant": True,
+     "theta_step_deg": 45, "boundary": "zero"},
+    {"filter": "log", "sigma_mm": 1.0},
+    {"filter": "simoncelli", "level": 2, "boundary": "periodic"},
+], ids=lambda e: parse_filter(e).label)
+def test_rotation_invariant_filters_commute_with_quarter_turns(entry):
+    """Pseudo-rotational invariance: filtering a cube turned by 90 degrees gives the turned map
+    (about k for 2D filters, about every axis for 3D ones)."""
+    rng = np.random.default_rng(5)
+    cube = Image(rng.normal(size=(15, 15, 15)))
+    response = apply_filter(cube, entry).array
+    planes = [(1, 2)] if parse_filter(entry)["dimensions"] == "2D" else [(1, 2), (0, 2), (0, 1)]
+    for axes in planes:
+        turned = apply_filter(cube.with_array(np.rot90(cube.array, axes=axes)), entry).array
+        assert np.allclose(turned, np.rot90(response, axes=axes), atol=1e-9), axes
+
+
+def test_fourier_filters_remove_a_constant():
+    """The Simoncelli band-pass and Riesz transforms have no DC response."""
+    constant = Image(np.full((12, 14, 16), 7.0))
+    for entry in ({"filter": "simoncelli", "level": 1}, {"filter": "riesz_simoncelli", "order": [0, 1, 0]},
+                  {"filter": "simoncelli", "level": 2, "dimensions": "2D", "boundary": "periodic"}):
+        assert np.abs(apply_filter(constant, entry).array).max() < 1e-9, entry
