@@ -184,3 +184,27 @@ def test_fourier_filters_remove_a_constant():
     for entry in ({"filter": "simoncelli", "level": 1}, {"filter": "riesz_simoncelli", "order": [0, 1, 0]},
                   {"filter": "simoncelli", "level": 2, "dimensions": "2D", "boundary": "periodic"}):
         assert np.abs(apply_filter(constant, entry).array).max() < 1e-9, entry
+
+
+def test_tabulated_taps_are_orthonormal_low_pass_filters():
+    """Each built-in low-pass sums to sqrt(2), has unit norm and is orthogonal to its even shifts
+    (the defining conditions of an orthogonal wavelet filter bank)."""
+    from PySERASlicerLib.engine.filters.wavelet_taps import LOW_PASS
+
+    for name in list(LOW_PASS) + [f"db{n}" for n in range(1, 11)]:
+        low, high = wavelet_filters(name)
+        assert np.sum(low) == pytest.approx(np.sqrt(2), abs=1e-10), name
+        correlation = np.correlate(low, low, mode="full")[low.size - 1:]
+        assert np.allclose(correlation[::2], np.eye(1, correlation[::2].size)[0], atol=1e-10), name
+        assert np.sum(high) == pytest.approx(0, abs=1e-10), name
+
+
+def test_built_in_taps_equal_pywavelets():
+    """Where the optional PyWavelets is installed: every built-in wavelet has its taps."""
+    pywt = pytest.importorskip("pywt")
+    from PySERASlicerLib.engine.filters.wavelet_taps import LOW_PASS
+
+    for name in ["haar"] + [f"db{n}" for n in range(1, 11)] + list(LOW_PASS):
+        low, high = wavelet_filters(name)
+        assert np.allclose(low, pywt.Wavelet(name).dec_lo, atol=1e-11), name
+        assert np.allclose(high, pywt.Wavelet(name).dec_hi, atol=1e-11), name

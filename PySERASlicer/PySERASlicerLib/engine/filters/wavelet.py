@@ -1,11 +1,12 @@
 """Separable undecimated wavelets (IBSI-2 section "Separable wavelets").
 
-Filter taps are our own: Haar, Daubechies dbN (computed by spectral factorisation, the minimum-
-phase solution that PyWavelets tabulates) and coif1 (tabulated). Other PyWavelets names (sym*,
-coif2+, bior*, ...) are used when the optional ``PyWavelets`` package is installed, taking only
-its ``dec_lo`` / ``dec_hi`` taps. The transform is ours: PyWavelets' stationary transform
-``swtn`` has the same alignment but extends periodically only, needs axis lengths divisible by
-2^level and has no rotation invariance (docs/filters.md).
+Filter taps: Haar and Daubechies db1 ... db10 are computed (spectral factorisation, the minimum-
+phase solution that PyWavelets tabulates), coif1 ... coif5 and sym2 ... sym8 are tabulated
+(:mod:`.wavelet_taps`). Other PyWavelets names (bior*, rbio*, dmey, longer coif/sym/db) are used
+when the optional ``PyWavelets`` package is installed, taking only its ``dec_lo`` / ``dec_hi`` taps.
+The transform is ours: PyWavelets' stationary transform ``swtn`` has the same alignment but extends
+periodically only, needs axis lengths divisible by 2^level and has no rotation invariance
+(docs/filters.md).
 
 Conventions: the decomposition low- and high-pass in PyWavelets' index order; an even-length filter
 gets one zero appended and is used as a centred kernel (tap n at offset n - N/2); true
@@ -25,12 +26,7 @@ import numpy as np
 
 from ...image import Image
 from .common import filtered_axes, odd_length, orientations, pool, rotate_kernels, separable_convolve
-
-#: Low-pass decomposition taps (PyWavelets ``dec_lo`` order) of wavelets not computed here.
-_TABULATED_LOW_PASS = {
-    "coif1": (-0.01565572813546454, -0.0727326195128539, 0.38486484686420286, 0.8525720202122554,
-              0.3378976624578092, -0.0727326195128539),
-}
+from .wavelet_taps import LOW_PASS
 
 
 def daubechies_low_pass(order: int) -> np.ndarray:
@@ -63,15 +59,15 @@ def wavelet_filters(name: str) -> Tuple[np.ndarray, np.ndarray]:
         low = daubechies_low_pass(1)
     elif name.startswith("db") and name[2:].isdigit() and 1 <= int(name[2:]) <= 10:
         low = daubechies_low_pass(int(name[2:]))
-    elif name in _TABULATED_LOW_PASS:
-        low = np.asarray(_TABULATED_LOW_PASS[name])
+    elif name in LOW_PASS:
+        low = np.asarray(LOW_PASS[name])
     else:
         try:
             import pywt
         except ImportError:
             raise ValueError(
                 f"wavelet {name!r} needs the optional package PyWavelets (pip install PyWavelets); "
-                f"built in: haar, db1 ... db10, coif1") from None
+                f"built in: haar, db1 ... db10, coif1 ... coif5, sym2 ... sym8") from None
         try:
             wavelet = pywt.Wavelet(name)
         except ValueError as exc:
