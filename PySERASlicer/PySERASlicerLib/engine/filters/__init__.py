@@ -7,10 +7,12 @@ docs/filters.md and :mod:`.common`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
-from ...image import Image
 from .spec import FilterSpec, FilterSpecError, default_label, parse_filter, parse_filters
+
+if TYPE_CHECKING:  # the package is imported by the settings validation: it stays numpy-free
+    from ...image import Image
 
 __all__ = ["FilterSpec", "FilterSpecError", "apply_filter", "default_label", "parse_filter", "parse_filters",
            "response_function"]
