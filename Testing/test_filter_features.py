@@ -212,3 +212,24 @@ def test_deep_mode_reports_that_filters_are_ignored(tmp_path):
                            extraction_mode="deep_feature", filters=[{"filter": "mean", "support": 3}])
     assert not result["success"]
     assert any("filters are ignored by extraction_mode deep_feature" in str(line) for line in result["logs"])
+
+
+def test_filter_columns_follow_the_column_name_style_and_are_defined(tmp_path):
+    from PySERASlicerLib.engine.registry import specs_by_tag, split_filtered_column
+
+    image_path, mask_path = write_case(tmp_path, "p1", 0)
+    entries = [{"filter": "mean", "support": 3}]
+    ibsi = process_batch(str(image_path), str(mask_path), str(tmp_path / "ibsi"), categories="stat,glcm",
+                         dimensions="1st,3d", enable_parallelism=False, filters=entries,
+                         settings=Settings(filter_categories=("stat", "glcm")))
+    pysera = process_batch(str(image_path), str(mask_path), None, categories="stat,glcm", dimensions="1st,3d",
+                           enable_parallelism=False, filters=entries, column_names="pysera",
+                           settings=Settings(filter_categories=("stat", "glcm")))
+    spec = specs_by_tag()["cm_joint_max_3D_avg"]
+    assert "cm_joint_max_3D_avg_mean_m3" in ibsi["features_extracted"].columns
+    assert f"{spec.pysera_tag}_mean_m3" in pysera["features_extracted"].columns
+    assert split_filtered_column("cm_joint_max_3D_avg_mean_m3") == (spec, "mean_m3")
+    assert split_filtered_column("PatientID") is None and split_filtered_column("stat_mean") is None
+    definitions = pd.read_excel(ibsi["excel_path"], sheet_name="Feature_Definitions")
+    row = definitions[definitions["Column"] == "stat_mean_mean_m3"].iloc[0]
+    assert row["IBSI code"] == "Q4LE" and row["IBSI name"] == "Mean intensity of the mean_m3 response map"
