@@ -99,5 +99,7 @@ def test_a_gui_run_with_filters_adds_the_filter_columns_to_the_table(scene):
     frame, table = slicer_logic.ExtractionLogic().extract(volume, segmentation, settings)
     column = table.GetTable().GetColumnByName("stat_mean_mean_m3")
     assert column is not None and table.GetNumberOfRows() == 2
+    description = table.GetColumnDescription("stat_mean_mean_m3")
+    assert description.startswith("Mean intensity of the mean_m3 response map [Q4LE]")
     response = apply_filter(slicer_bridge.image_from_volume(volume), {"filter": "mean", "support": 3}).array
     assert column.GetValue(0) == pytest.approx(response[a].mean())

@@ -164,7 +164,7 @@ def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "Py
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonCore import vtkStringArray
 
-    from .engine.registry import rename_columns, spec_for_column
+    from .engine.registry import rename_columns, spec_for_column, split_filtered_column
 
     if table_node is None:
         table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
@@ -188,9 +188,12 @@ def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "Py
             array = numpy_support.numpy_to_vtk(numbers, deep=True)
         array.SetName(column)
         table.AddColumn(array)
-        spec = spec_for_column(column)
+        spec, response = spec_for_column(column), ""
+        if spec is None and split_filtered_column(column):
+            spec, label = split_filtered_column(column)
+            response = f" of the {label} response map"
         if spec is not None:
-            table_node.SetColumnDescription(column, f"{spec.name} [{spec.code}] ({spec.aggregation_name})")
+            table_node.SetColumnDescription(column, f"{spec.name}{response} [{spec.code}] ({spec.aggregation_name})")
     table_node.Modified()
     table_node.EndModify(was_modifying)
     return table_node
