@@ -103,3 +103,24 @@ def test_a_gui_run_with_filters_adds_the_filter_columns_to_the_table(scene):
     assert description.startswith("Mean intensity of the mean_m3 response map [Q4LE]")
     response = apply_filter(slicer_bridge.image_from_volume(volume), {"filter": "mean", "support": 3}).array
     assert column.GetValue(0) == pytest.approx(response[a].mean())
+
+
+def test_the_filter_list_survives_saving_and_loading_the_scene(scene):
+    """The text is a string parameter of the module's real parameter node (as the wrapper stores
+    it); a scene written to MRML XML and read back gives the same filters."""
+    import slicer
+    from mrml_scene import ParameterView, module_parameter_node
+
+    view = ParameterView(module_parameter_node(scene.scene))
+    text = gui_state.add_filter_text("", "LoG, sigma 2 mm")
+    text = gui_state.add_filter_text(text, "Gabor, sigma 5 mm, lambda 2 mm, 2D, rotation invariant")
+    view.filtersText = text
+    scene.scene.SetSaveToXMLString(1)
+    scene.scene.Commit()
+    loaded = slicer.vtkMRMLScene()
+    loaded.SetLoadFromXMLString(1)
+    loaded.SetSceneXMLString(scene.scene.GetSceneXMLString())
+    loaded.Import()
+    again = ParameterView(loaded.GetSingletonNode("PySERASlicer", "vtkMRMLScriptedModuleNode"))
+    assert again.filtersText == text
+    assert gui_state.parse_filters_text(again.filtersText) == gui_state.parse_filters_text(text)
