@@ -89,6 +89,21 @@ def test_extraction_from_the_box_equals_the_whole_mask():
         np.testing.assert_array_equal(np.array(list(whole.values())), np.array(list(boxed.values())))
 
 
+def test_filtered_features_from_the_box_equal_the_whole_mask():
+    """IBSI-2 filter features take the ROI's box too (local filters and whole-image ones)."""
+    rng = np.random.default_rng(5)
+    labels = _label_map()
+    image = Image(np.rint(rng.normal(40, 60, labels.shape)).astype(np.int16), spacing=(0.9, 0.8, 2.0))
+    roi = discover_rois(MaskData(labels=labels), RoiSettings(min_roi_volume=1)).rois[0]
+    settings = Settings(categories=("stat",), dimensions=("1st",),
+                        filters=({"filter": "mean", "support": 3}, {"filter": "log", "sigma_mm": 1.5}))
+    whole = extract_roi(image, roi.mask, settings, threads=1).values
+    boxed = extract_roi(image, roi.box_mask, settings, threads=1, box=roi.box).values
+    assert list(whole) == list(boxed) and len(whole) == 3 * 18  # the image and its two filters
+    assert "stat_mean_log_s1.5" in whole
+    np.testing.assert_array_equal(np.array(list(whole.values())), np.array(list(boxed.values())))
+
+
 def test_a_box_mask_must_fit_its_box():
     image = Image(np.zeros((5, 6, 7), dtype=np.int16), spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="does not fit the box"):

@@ -103,7 +103,7 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
         that nothing but the box is read (see :func:`.processing.prepare_roi`).
     """
     specs = selected_specs(settings) if specs is None else specs
-    ctx = prepare_roi(image, roi_mask, settings, box)
+    ctx = prepare_roi(image, roi_mask, settings, box=box)
     groups = group_by_family(specs)
     side = {family: tags for family, tags in groups.items() if family in SIDE_FAMILIES}
     main = {family: tags for family, tags in groups.items() if family not in SIDE_FAMILIES}
@@ -133,4 +133,13 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
     else:
         values = _run_families(ctx, groups, on_step)
     ordered = {spec.tag: values.get(spec.tag, float("nan")) for spec in specs}
-    return RoiResult(ordered, list(ctx.warnings))
+    warnings = list(ctx.warnings)
+    if settings.filters:  # IBSI-2 filtered-image features after the original image's
+        from .filters.features import filtered_features
+
+        if on_step:
+            on_step("filters")
+        filter_values, filter_warnings = filtered_features(image, roi_mask, settings, box)
+        ordered.update(filter_values)
+        warnings.extend(filter_warnings)
+    return RoiResult(ordered, warnings)

@@ -230,6 +230,7 @@ def _window(lo_old: int, hi_old: int, grid_start: float, grid_step: float, n_new
 
 
 def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
+                margin_voxels: Tuple[int, int, int] = (0, 0, 0),
                 box: Optional[Tuple[slice, slice, slice]] = None) -> RoiContext:
     """Run the IBSI processing chain for one ROI and return its context.
 
@@ -239,6 +240,8 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
     roi_mask : ROI on the image grid (k, j, i); nonzero = inside. With ``box``: the ROI inside
         that box of the image grid only (shape of the box; every voxel outside is outside).
     settings : run settings (resampling, re-segmentation; discretisation happens on demand).
+    margin_voxels : extra processed voxels (i, j, k, on the interpolation grid) to keep around the
+        ROI, e.g. for a filter's reach (engine/filters/features.py); clipped to the grid.
     box : (k, j, i) slices of the image grid that ``roi_mask`` covers; nothing of the whole
         grid but the image itself is then read (ROI discovery hands over boxes).
     """
@@ -268,13 +271,13 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
     image_order = _ORDER[resampling.image_interpolator]
     roi_order = _ORDER[resampling.roi_interpolator]
     identity = grid.is_identity
-    peak = _peak_margin(grid.spacing)
+    peak = tuple(p + int(m) for p, m in zip(_peak_margin(grid.spacing), margin_voxels))
     window_new, window_old = [], []
     for axis in range(3):  # i, j, k
-        box = roi_box[2 - axis]
+        axis_box = roi_box[2 - axis]
         n_old = image.size_ijk[axis]
         reach = 0.0 if identity else _ROI_SUPPORT[roi_order]
-        m_lo, m_hi = _window(box.start, box.stop - 1, grid.start[axis], grid.step[axis], grid.size[axis],
+        m_lo, m_hi = _window(axis_box.start, axis_box.stop - 1, grid.start[axis], grid.step[axis], grid.size[axis],
                              reach, peak[axis])
         pad = 0 if identity else max(_KERNEL_REACH[image_order], _KERNEL_REACH[roi_order])
         c_lo = max(int(math.floor(grid.start[axis] + m_lo * grid.step[axis])) - pad, 0)
