@@ -662,7 +662,8 @@ def target_rows(measures: Dict[str, Dict[str, object]]) -> List[Dict[str, object
     with_pysera = any("pysera" in m for m in measures.values())
     for name, m in measures.items():
         ours, pict, pyrad = m.get("ours"), m.get("pictologics"), m.get("pyradiomics")
-        row = {"measure": name, "ours": _cell(ours), "pictologics": _cell(pict), "pyradiomics": _cell(pyrad),
+        row = {"measure": name, "ours": _cell(ours, m.get("digits", 3)), "pictologics": _cell(pict),
+               "pyradiomics": _cell(pyrad),
                "ours / pictologics": _ratio(ours, pict), "ours / pyradiomics": _ratio(ours, pyrad)}
         if with_pysera:
             row.update({"PySERA": _cell(m.get("pysera")), "ours / PySERA": _ratio(ours, m.get("pysera"))})
@@ -781,7 +782,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         measures[f"per-voxel extraction cost, {big['ROI voxels']} vs {ref['ROI voxels']} voxels (ratio)"] = {
             "ours": per_voxel, "target": "≤ 2", "load": big["load"]}
         measures[f"peak RSS, {big['ROI voxels']}-voxel ROI in a 512×512×400 CT (MB)"] = {
-            "ours": float(big["peak RSS (MB)"]), "target": "≤ 1500", "load": big["load"]}
+            "ours": float(big["peak RSS (MB)"]), "digits": 0, "target": "≤ 1500", "load": big["load"]}
         print("\n" + plot_scaling(scaling, ROOT / "docs" / "benchmark_scaling.png", args.plot_python,
                                   f"PySERASlicer, full 3D set, {datetime.date.today()}, {machine().split(',')[0]}"))
     if args.deep:
