@@ -415,9 +415,9 @@ def byte_compile_package() -> None:
     compileall.compile_file(str(ROOT / "scripts" / "benchmark.py"), quiet=1)
 
 
-def fresh_process_seconds(code: str, runs: int) -> Tuple[float, float]:
-    """(median wall time of the whole process, median figure it prints) over ``runs`` fresh
-    interpreters."""
+def fresh_process_seconds(code: str, runs: int) -> Tuple[float, float, List[float]]:
+    """(median wall time of the whole process, median figure it prints, every wall time) over
+    ``runs`` fresh interpreters."""
     byte_compile_package()
     walls, inner = [], []
     for _ in range(runs):
@@ -427,7 +427,7 @@ def fresh_process_seconds(code: str, runs: int) -> Tuple[float, float]:
         if done.returncode != 0:
             raise RuntimeError(f"fresh process failed: {done.stderr.strip().splitlines()[-3:]}")
         inner.append(float(done.stdout.split()[-1]))
-    return statistics.median(walls), statistics.median(inner)
+    return statistics.median(walls), statistics.median(inner), walls
 
 
 COLD_EXTRACT_SNIPPET = """
@@ -721,9 +721,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         pairs = write_case_folders(image, labels, folder, args.cases)
         load = load_average()
         per_case = {name: section_batch(folder, name, args.cases) for name in ("full 3D set", "all 557")}
-        import_wall, import_seconds = fresh_process_seconds(IMPORT_SNIPPET.format(src=str(ROOT / "PySERASlicer")),
+        import_wall, import_seconds, _ = fresh_process_seconds(IMPORT_SNIPPET.format(src=str(ROOT / "PySERASlicer")),
                                                             args.cold_runs)
-        cold_wall, _ = fresh_process_seconds(COLD_CASE_SNIPPET.format(src=str(ROOT / "PySERASlicer"),
+        cold_wall, _, cold_walls = fresh_process_seconds(COLD_CASE_SNIPPET.format(src=str(ROOT / "PySERASlicer"),
                                                                       image=pairs[0][0], mask=pairs[0][1]),
                                              args.cold_runs)
         others, notes = section_others(pairs[0][0], pairs[0][1], pairs, args.repeats, args.cold_runs,
@@ -757,7 +757,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                    {"figure": "process_batch per case, all 557", "seconds": per_case["all 557"]},
                    {"figure": "import PySERASlicerLib, fresh process (wall of the whole process)",
                     "seconds": import_wall},
-                   {"figure": "one case in a fresh process (wall)", "seconds": cold_wall}]
+                   {"figure": "one case in a fresh process (wall; median of "
+                              f"{', '.join(f'{w:.2f}' for w in cold_walls)})", "seconds": cold_wall}]
         imports, first_call, cold_peak = section_cold_extract()
         summary.append({"figure": f"fresh process: engine imports {imports:.3f} s, first extract_roi "
                                   f"(full 3D set) {first_call:.3f} s, peak {cold_peak:.0f} MB",
