@@ -757,6 +757,8 @@ def process_batch(
     split_dicom: bool = False,
     max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
     progress_fn: ProgressFn = None,
+    scheduler: Any = None,
+    cluster_retries: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Extract radiomics features for one case or a batch (PySERA-compatible).
 
@@ -774,6 +776,11 @@ def process_batch(
     split_dicom : one case per series / volume of DICOM folders holding several.
     max_tasks_per_child : cases a pool worker runs before a fresh process replaces it.
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
+    scheduler : run the cases on a Dask cluster: a scheduler address (``"tcp://host:8786"``), a
+        scheduler file (``.json``) or a ``distributed.Client``; None (default) = this machine.
+        Needs ``pip install "PySERASlicerLib[dask]"`` and workers that see the same file paths.
+    cluster_retries : worker deaths a case survives on the cluster before it becomes a Report
+        row (default 1).
 
     Returns
     -------
@@ -814,6 +821,14 @@ def process_batch(
             cases = read_cases_csv(cases_csv, spacing)
         else:
             cases = build_cases(image_input, mask_input, log, spacing, split_dicom)
+        cluster = None
+        if scheduler is not None:
+            if case_timeout is not None:
+                raise SettingsError("case_timeout: not available with scheduler= (a Dask worker cannot stop a "
+                                    "running case); use the cluster's own limits, e.g. a SLURM time limit")
+            from .dask_cluster import DaskCluster
+
+            cluster = DaskCluster(scheduler, cluster_retries)  # checks the workers before any case runs
     except (SettingsError, InputError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
@@ -836,8 +851,11 @@ def process_batch(
             todo.append(index)
     if len(todo) < len(cases):
         log.info(f"resume: {len(cases) - len(todo)} case(s) already finished in {PROGRESS_FILE}; skipped")
-    n_workers = worker_count(settings, len(todo))
-    log.info(f"{len(todo)} case(s) to process with {n_workers} worker(s)")
+    if cluster is None:
+        log.info(f"{len(todo)} case(s) to process with {worker_count(settings, len(todo))} worker(s)")
+    else:
+        log.info(f"{len(todo)} case(s) to process on the Dask cluster at {cluster.address} "
+                 f"({len(cluster.worker_addresses)} worker(s) connected)")
 
     def on_result(position: int, result: CaseResult) -> None:
         index = todo[position]
@@ -847,13 +865,19 @@ def process_batch(
 
     interrupted = False
     try:
-        run_cases([cases[i] for i in todo], settings, callback_fn, case_timeout=case_timeout,
-                  progress_fn=progress_fn, on_result=on_result, max_tasks_per_child=max_tasks_per_child)
+        if cluster is None:
+            run_cases([cases[i] for i in todo], settings, callback_fn, case_timeout=case_timeout,
+                      progress_fn=progress_fn, on_result=on_result, max_tasks_per_child=max_tasks_per_child)
+        else:
+            cluster.run_cases([cases[i] for i in todo], settings, callback_fn, progress_fn=progress_fn,
+                              on_result=on_result)
     except KeyboardInterrupt:
         interrupted = True
         log.error(f"interrupted: {sum(r is None for r in results)} case(s) not processed; finished cases are in "
                   f"{PROGRESS_FILE} (rerun with resume=True)")
     finally:
+        if cluster is not None:
+            cluster.close()
         if temp_root is not None:
             shutil.rmtree(temp_root, ignore_errors=True)
             _remove_if_empty(Path(temporary_files_path))
@@ -890,6 +914,8 @@ def process_batch(
         }
         if cases_csv is not None:
             run_info["cases_csv"] = _input_record(cases_csv)
+        if cluster is not None:
+            run_info["dask"] = cluster.provenance()
         excel_path, csv_path, json_path = write_outputs(output_path, frame, settings, log.entries, run_info=run_info)
         log.info(f"Results written to {excel_path}")
         store.close(finished=not interrupted)

@@ -46,6 +46,8 @@ PANDAS = Requirement("pandas", "pandas", "1.5", "feature tables and Excel/CSV re
 OPENPYXL = Requirement("openpyxl", "openpyxl", "3.0", "Excel export")
 TORCH = Requirement("torch", "torch", "2.1", "deep features", torch=True)
 TORCHVISION = Requirement("torchvision", "torchvision", "0.16", "deep features (pretrained CNNs)", torch=True)
+# Not in REQUIREMENTS (the panel's list): only a batch with a scheduler address needs it.
+DISTRIBUTED = Requirement("distributed", "distributed", "2023.1", "batches on a Dask cluster")
 
 #: Every optional requirement, in installation order.
 REQUIREMENTS: Tuple[Requirement, ...] = (PANDAS, OPENPYXL, TORCH, TORCHVISION)
@@ -69,22 +71,25 @@ class Missing:
         return f"{self.requirement.distribution} ({self.requirement.purpose}): {self.reason}"
 
 
-def needed(deep: bool = False, excel: bool = True) -> List[Requirement]:
+def needed(deep: bool = False, excel: bool = True, cluster: bool = False) -> List[Requirement]:
     """Requirements of a run: pandas always (results become a DataFrame), openpyxl for Excel
-    output (batch runs and the Excel export), torch/torchvision for deep features."""
+    output (batch runs and the Excel export), torch/torchvision for deep features,
+    distributed for a batch on a Dask cluster."""
     wanted = [PANDAS]
     if excel:
         wanted.append(OPENPYXL)
     if deep:
         wanted += [TORCH, TORCHVISION]
+    if cluster:
+        wanted.append(DISTRIBUTED)
     return wanted
 
 
-def needed_for_settings(settings, excel: bool = True) -> List[Requirement]:
+def needed_for_settings(settings, excel: bool = True, cluster: bool = False) -> List[Requirement]:
     """Requirements for a :class:`Settings` (deep features when ``extraction_mode`` is deep)."""
     from .settings import ExtractionMode
 
-    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel)
+    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel, cluster=cluster)
 
 
 def find_spec(module: str):
