@@ -227,17 +227,17 @@ class DaskCluster:
         topic = f"pysera-{uuid.uuid4().hex}"
         events: queue.Queue = queue.Queue()
         results: List[Optional[CaseResult]] = [None] * len(cases)
-        started = set()
+        attempts = [0] * len(cases)  # a case is started again after its worker died
         settings_json = json.dumps(settings.to_dict())
         fingerprint = code_fingerprint()
 
         def deliver(index: int, message: Dict[str, Any]) -> None:
             kind = message["kind"]
-            if kind == "start" and index not in started and results[index] is None:
-                started.add(index)
+            if kind == "start" and results[index] is None:
+                attempts[index] += 1
                 if progress_fn:
                     progress_fn({"event": "case_start", "case_id": cases[index].case_id, "index": index,
-                                 "pid": message["pid"], "worker": message["worker"]})
+                                 "pid": message["pid"], "worker": message["worker"], "attempt": attempts[index]})
             elif kind == "roi" and callback is not None:
                 try:
                     callback(message["flag"], message["case_id"], message["roi"])
