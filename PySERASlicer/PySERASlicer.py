@@ -86,6 +86,7 @@ class PySERASlicerParameterNode:
     batchImageFolder: pathlib.Path
     batchMaskFolder: pathlib.Path
     batchCasesCsv: pathlib.Path
+    batchScheduler: str = ""  # Dask scheduler address; empty = this machine
     # outputs
     outputTable: vtkMRMLTableNode
     resultTable: vtkMRMLTableNode
@@ -378,10 +379,11 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = hasTable
 
     # -- dependencies ---------------------------------------------------------------------------
-    def ensureDependencies(self, settings=None, excel: bool = True) -> bool:
-        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils)."""
-        requirements = (dependencies.needed_for_settings(settings, excel) if settings is not None
-                        else dependencies.needed(excel=excel))
+    def ensureDependencies(self, settings=None, excel: bool = True, cluster: bool = False) -> bool:
+        """Ask, then install what a run needs (pandas, openpyxl, distributed for a cluster; torch
+        via PyTorchUtils)."""
+        requirements = (dependencies.needed_for_settings(settings, excel, cluster) if settings is not None
+                        else dependencies.needed(excel=excel, cluster=cluster))
         items = dependencies.missing(requirements)
         if not items:
             return True
@@ -447,13 +449,15 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to start the batch."), waitCursor=True):
             node = self._parameterNode
             settings = gui_state.settings_from_node(node)
-            if not self.ensureDependencies(settings, excel=True):
+            scheduler = node.batchScheduler.strip()
+            if not self.ensureDependencies(settings, excel=True, cluster=bool(scheduler)):
                 return
             running = self.logic.start_batch(
                 settings, gui_state.path_value(node.outputFolder),
                 image_folder=gui_state.path_value(node.batchImageFolder),
                 mask_folder=gui_state.path_value(node.batchMaskFolder),
-                cases_csv=gui_state.path_value(node.batchCasesCsv), table_node=node.outputTable)
+                cases_csv=gui_state.path_value(node.batchCasesCsv), table_node=node.outputTable,
+                **({"scheduler": scheduler} if scheduler else {}))
             self._startPolling(running)
 
     def _startPolling(self, running) -> None:

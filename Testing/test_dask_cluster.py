@@ -281,6 +281,16 @@ def test_scheduler_and_workers_as_separate_processes(twenty, tmp_path, deadline)
         pd.testing.assert_frame_equal(pd.read_csv(csv_path), pd.read_csv(_csv_of(expected, tmp_path)),
                                       check_exact=True)
 
+        # the module's batch section: the job process is the Dask client; ROI progress reaches the poll
+        from PySERASlicerLib.settings import Settings
+        from PySERASlicerLib.slicer_logic import ExtractionLogic
+
+        running = ExtractionLogic().start_batch(Settings(categories="stat"), tmp_path / "gui", cases_csv=cases_csv,
+                                                scheduler=address)
+        result = running.wait(timeout=120)
+        assert len(result.rows) == 34 and sorted(e.split(":")[0] for e in result.errors) == list(BROKEN)
+        assert running.poll().rois_done == 34  # one ROI END event per row, forwarded from the workers
+
         # a worker whose PySERASlicerLib differs from the client's: an error before any case runs
         other = tmp_path / "other_code"
         shutil.copytree(PACKAGE_PARENT / "PySERASlicerLib", other / "PySERASlicerLib",
@@ -299,6 +309,21 @@ def test_scheduler_and_workers_as_separate_processes(twenty, tmp_path, deadline)
         assert "the workers differ from this client" in result["error"]
         assert "PySERASlicerLib code: client" in result["error"]
         assert result["excel_path"] is None
+
+
+def test_cluster_option_in_the_module_and_its_dependency():
+    """The batch section's text field (empty = this machine) and distributed asked for only then."""
+    import xml.etree.ElementTree as ET
+
+    from PySERASlicerLib import dependencies
+
+    ui = ET.parse(PACKAGE_PARENT / "Resources" / "UI" / "PySERASlicer.ui").getroot()
+    [widget] = [w for w in ui.iter("widget") if any(
+        p.get("name") == "SlicerParameterName" and p.find("string").text == "batchScheduler" for p in w)]
+    assert widget.get("class") == "QLineEdit"
+    assert 'batchScheduler: str = ""' in (PACKAGE_PARENT / "PySERASlicer.py").read_text()
+    assert dependencies.DISTRIBUTED not in dependencies.needed()
+    assert dependencies.needed(cluster=True)[-1].pip == "distributed>=2023.1"
 
 
 def _csv_of(frame: pd.DataFrame, folder: Path) -> Path:
