@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from .image import Image
-from .io.readers import MaskData
+from .io.types import MaskData
 from .settings import Settings
 
 #: Folder that holds the PySERASlicerLib package (put on the worker's PYTHONPATH).

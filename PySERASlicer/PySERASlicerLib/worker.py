@@ -17,7 +17,7 @@ from typing import Any, Dict
 import numpy as np
 
 from .image import Image
-from .io.readers import MaskData
+from .io.types import MaskData
 from .jobs import _write_json
 from .settings import Settings
 
@@ -39,7 +39,8 @@ class ProgressWriter:
 
 
 def run_case_job(folder: Path, job: Dict[str, Any], progress: ProgressWriter) -> Dict[str, Any]:
-    from .batch import Case, extract_case
+    from .case_extraction import extract_case
+    from .cases import Case
     from .rois import discover_rois
 
     settings = Settings.from_dict(job["settings"])

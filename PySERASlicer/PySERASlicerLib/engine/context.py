@@ -15,6 +15,8 @@ import numpy as np
 
 from ..image import Image
 from ..settings import Settings
+from .bounding_box import bounding_box
+from .discretisation import discretise
 
 
 @dataclass(eq=False)
@@ -49,8 +51,6 @@ class RoiContext:
     @cached_property
     def discretised(self) -> Tuple[np.ndarray, int]:
         """``(q, n_g)``: bins 1..n_g inside the intensity mask and 0 outside, plus the number of bins."""
-        from .processing import discretise
-
         return discretise(self.image.array, self.int_mask, self.settings.discretisation, self.settings.resegmentation)
 
     @cached_property
@@ -60,8 +60,6 @@ class RoiContext:
         texture matrices never read (``q`` is 0 there), so the crop changes no value but
         halves the arrays. The morphological mask's box (not the intensity mask's) keeps the
         GLDZM border distances exact; an empty intensity mask gives an all-zero ``q``."""
-        from .processing import bounding_box
-
         q, n_g = self.discretised
         box = bounding_box(self.morph_mask)
         return np.ascontiguousarray(q[box]), n_g, np.ascontiguousarray(self.morph_mask[box])

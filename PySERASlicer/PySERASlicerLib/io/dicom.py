@@ -29,7 +29,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..image import Image
-from .readers import InputError, MaskData, image_from_sitk, is_dicom_file, mask_from_image
+from .conversion import image_from_sitk, mask_from_image, sitk_message
+from .files import is_dicom_file
+from .types import InputError, MaskData
 
 #: SOP classes / modalities that are not image slices.
 NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "RTRECORD")
@@ -305,9 +307,7 @@ def read_dicom_file(path: Path, warnings: Optional[List[str]] = None) -> Image:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        from .readers import _sitk_message
-
-        raise InputError(f"{path}: cannot read DICOM image ({_sitk_message(exc)})") from None
+        raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
     return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality, "OTHER"))
 
 

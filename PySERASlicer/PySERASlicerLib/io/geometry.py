@@ -94,7 +94,7 @@ def resample_labels_to(labels: Image, reference: Image) -> np.ndarray:
 def place_labels(labels: Image, reference: Image) -> Tuple[np.ndarray, str]:
     """Put a label image onto ``reference``'s grid; returns (labels on the reference grid, a
     sentence describing what was done, for the Report)."""
-    from .readers import InputError
+    from .types import InputError
 
     n_labelled = int(np.count_nonzero(labels.array))
     offset = crop_offset(labels, reference)

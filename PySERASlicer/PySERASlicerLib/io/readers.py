@@ -17,66 +17,16 @@ Every problem raises :class:`InputError` whose message names the file and the pr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..image import Image
-
-Source = Union[str, os.PathLike, np.ndarray, Image]
-
-#: File name endings treated as images (longest first so ".nii.gz" wins over ".gz").
-IMAGE_SUFFIXES = (".nii.gz", ".gipl.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".npy", ".dcm", ".dicom",
-                  ".img", ".hdr", ".tif", ".tiff", ".vtk", ".gipl")
-
-
-class InputError(ValueError):
-    """Bad input data; the message names the file/case and the problem."""
-
-
-def case_name(path: Union[str, os.PathLike]) -> str:
-    """File name without its image suffix (``patient01.nii.gz`` -> ``patient01``)."""
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def is_image_file(path: Union[str, os.PathLike]) -> bool:
-    """True for a file name with an image suffix (DICOM files without suffix: :func:`is_dicom_file`)."""
-    name = Path(path).name.lower()
-    return not name.startswith(".") and any(name.endswith(s) for s in IMAGE_SUFFIXES)
-
-
-def is_dicom_file(path: Union[str, os.PathLike]) -> bool:
-    """A ``.dcm``/``.dicom`` file, or any file with the DICOM preamble ``DICM`` at byte 128."""
-    path = Path(path)
-    if path.name.startswith("."):
-        return False
-    if path.name.lower().endswith((".dcm", ".dicom")):
-        return True
-    if path.name.lower().endswith(IMAGE_SUFFIXES) or not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def is_dicom_folder(folder: Union[str, os.PathLike]) -> bool:
-    """A folder that directly holds DICOM files (a series, an RTSTRUCT or a SEG)."""
-    folder = Path(folder)
-    return folder.is_dir() and any(p.is_file() and is_dicom_file(p) for p in folder.iterdir())
-
-
-def _warn(warnings: Optional[List[str]], message: str) -> None:
-    if warnings is not None:
-        warnings.append(message)
+from .conversion import image_from_sitk, labels_from_array, mask_from_image, sitk_message  # noqa: F401
+from .conversion import warn as _warn
+from .files import IMAGE_SUFFIXES, case_name, is_dicom_file, is_dicom_folder, is_image_file  # noqa: F401
+from .types import InputError, MaskData, Source  # noqa: F401  (re-exported: the io API in one place)
 
 
 def image_from_array(array: np.ndarray, spacing: Optional[Sequence[float]] = None, source: str = "array",
@@ -94,32 +44,6 @@ def image_from_array(array: np.ndarray, spacing: Optional[Sequence[float]] = Non
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"{source}: spacing must be three positive numbers (i, j, k) in mm, got {spacing}")
     return Image(array, spacing, modality=modality, source=source)
-
-
-def image_from_sitk(sitk_image, source: str, modality: str = "OTHER") -> Image:
-    """SimpleITK image -> Image (SimpleITK already uses LPS and (k, j, i) arrays)."""
-    import SimpleITK as sitk
-
-    if sitk_image.GetDimension() == 2:
-        sitk_image = sitk.JoinSeries(sitk_image)
-    if sitk_image.GetDimension() != 3:
-        raise InputError(f"{source}: expected a 3D image, got {sitk_image.GetDimension()}D "
-                         f"(size {sitk_image.GetSize()})")
-    if sitk_image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{source}: multi-component (e.g. RGB or vector) images are not supported")
-    array = sitk.GetArrayFromImage(sitk_image)
-    direction = np.array(sitk_image.GetDirection(), dtype=float).reshape(3, 3)
-    return Image(array, sitk_image.GetSpacing(), sitk_image.GetOrigin(), direction, modality=modality,
-                 source=source)
-
-
-def _sitk_message(exc: Exception) -> str:
-    """The informative line of a SimpleITK exception (they carry C++ file/line noise)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "description:" in line.lower():
-            return line.split(":", 1)[1].strip()
-    return lines[-1] if lines else "unreadable"
 
 
 def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
@@ -158,7 +82,7 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     try:
         sitk_image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read image ({_sitk_message(exc)})") from None
+        raise InputError(f"{path}: cannot read image ({sitk_message(exc)})") from None
     return image_from_sitk(sitk_image, str(path), modality or "OTHER")
 
 
@@ -250,41 +174,6 @@ def check_nifti_complete(path: Path) -> None:
         raise InputError(f"{path}: image contains {bad} NaN or infinite voxel value(s)")
 
 
-@dataclass
-class MaskData:
-    """ROI definitions on an image's grid.
-
-    labels : integer label map (k, j, i) on the image grid (NIfTI/NRRD/NumPy masks), or None.
-    named : structure name -> bool mask on the image grid (RTSTRUCT, DICOM SEG, Slicer segments).
-        Values may be memory-mapped ``.npy`` files (RTSTRUCT masks cached in the temporary folder).
-    """
-
-    labels: Optional[np.ndarray] = None
-    named: Dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def labels_from_array(array: np.ndarray, source: str, apply_preprocessing: bool,
-                      warnings: Optional[List[str]] = None) -> np.ndarray:
-    """Mask values -> integer labels. With ``apply_preprocessing`` values are rounded first
-    (PySERA); otherwise non-integer values are an error rather than silently truncated."""
-    array = np.asarray(array)
-    if array.dtype.kind == "b":
-        return array.astype(np.int32)
-    if array.dtype.kind == "f":
-        if np.isnan(array).any():
-            raise InputError(f"{source}: mask contains NaN values")
-        if apply_preprocessing:
-            array = np.rint(array)
-        elif not np.all(array == np.rint(array)):
-            raise InputError(
-                f"{source}: mask has non-integer values (e.g. {array[array != np.rint(array)].flat[0]!r}); "
-                "set apply_preprocessing=True to round them"
-            )
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{source}: unsupported mask data type {array.dtype}")
-    return array.astype(np.int64)
-
-
 def read_mask(source: Union[Source, MaskData], reference: Image, apply_preprocessing: bool = False,
               warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None) -> MaskData:
     """Read a mask and put it on ``reference``'s grid.
@@ -314,24 +203,3 @@ def read_mask(source: Union[Source, MaskData], reference: Image, apply_preproces
         mask_image = mask_image.with_array(mask_image.array, source=name)
     return mask_from_image(mask_image, reference, apply_preprocessing, warnings,
                            geometry_known=not (is_array or str(name).lower().endswith(".npy")))
-
-
-def mask_from_image(mask_image: Image, reference: Image, apply_preprocessing: bool,
-                    warnings: Optional[List[str]] = None, geometry_known: bool = True) -> MaskData:
-    """A label image -> :class:`MaskData` on ``reference``'s grid (see :func:`read_mask`)."""
-    name = mask_image.source or "mask"
-    if mask_image.array.shape == reference.array.shape and (
-        not geometry_known or mask_image.same_geometry(reference, tolerance=1e-3)
-    ):
-        return MaskData(labels=labels_from_array(mask_image.array, name, apply_preprocessing, warnings))
-    if not geometry_known:
-        raise InputError(
-            f"{name}: mask shape {mask_image.array.shape} differs from image shape {reference.array.shape} "
-            f"({reference.source or 'image'}) and the arrays carry no geometry to reconcile them"
-        )
-    from .geometry import place_labels
-
-    labels = labels_from_array(mask_image.array, name, apply_preprocessing, warnings)
-    placed, message = place_labels(mask_image.with_array(labels), reference)
-    _warn(warnings, f"{name}: {message}")
-    return MaskData(labels=placed)

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..image import Image
-from .readers import InputError, MaskData
+from .types import InputError, MaskData
 
 #: Contours farther than this (in slices) from a slice centre are not on the image grid.
 SLICE_TOLERANCE = 0.25

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..image import Image
-from .readers import InputError, MaskData
+from .types import InputError, MaskData
 
 
 def _first(sequence_owner, keyword):

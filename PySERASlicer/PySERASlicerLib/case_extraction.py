@@ -1,0 +1,199 @@
+"""One case: read its image and mask, find its ROIs, extract every selected ROI.
+
+:func:`extract_case` never raises for bad input: a problem becomes Report entries and the
+result's ``error``, and ROIs finished before it are kept. It runs in the calling process or in
+a pool worker (:mod:`.pool`) alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import shutil
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+
+from .cases import Case
+from .image import Image
+from .io.readers import read_image, read_mask
+from .io.types import InputError
+from .rois import discover_rois
+from .runlog import ReportEntry, RunLog
+from .settings import ExtractionMode, FeatureValueMode, Settings, SettingsError
+
+#: callback_fn(flag, image_id, roi_name) with flag "START" or "END" (PySERA).
+Callback = Optional[Callable[[str, str, str], None]]
+
+
+@dataclass
+class CaseResult:
+    """What one case produced.
+
+    rows : one dict per ROI (``PatientID``, ``ROI``, features).
+    entries : Report rows (level ``LOG`` = a log line, not a Report row).
+    error : empty, or a message naming the case and the problem.
+    rois : ``{"name", "label", "voxels"}`` per row (for lesion aggregation).
+    inputs : ``{"image"/"mask": "path sha256:<hex>"}`` of path inputs (provenance).
+    """
+
+    case_id: str
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    entries: List[ReportEntry] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+    rois: List[Dict[str, Any]] = field(default_factory=list)
+    inputs: Dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["entries"] = [asdict(e) for e in self.entries]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> CaseResult:
+        data = dict(data)
+        data["entries"] = [ReportEntry(**e) for e in data.get("entries", [])]
+        return cls(**data)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance helpers
+# ---------------------------------------------------------------------------------------------
+def sha256_of(path: Union[str, os.PathLike]) -> str:
+    """sha256 of a file, or of a folder's files (names and contents, sorted; one level)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.iterdir() if p.is_file()):
+            digest.update(item.name.encode("utf-8") + b"\0" + sha256_of(item).encode("ascii"))
+        return digest.hexdigest()
+    with open(path, "rb") as handle:
+        for block in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _input_record(source: Any) -> Optional[str]:
+    if isinstance(source, (str, os.PathLike)) and Path(source).exists():
+        try:
+            return f"{Path(source)} sha256:{sha256_of(source)}"
+        except OSError as exc:
+            return f"{Path(source)} (not hashed: {exc})"
+    return None
+
+
+
+# ---------------------------------------------------------------------------------------------
+# One case
+# ---------------------------------------------------------------------------------------------
+def apply_feature_value_mode(values: Dict[str, float], mode: FeatureValueMode) -> Dict[str, float]:
+    """REAL_VALUE keeps NaN; APPROXIMATE_VALUE replaces NaN and infinities by 0.0 (documented
+    in docs/parameters.md) so that downstream statistics never see missing values."""
+    if mode == FeatureValueMode.REAL_VALUE:
+        return values
+    return {k: (v if math.isfinite(v) else 0.0) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def extract_case(case: Case, settings: Settings, callback: Callback = None,
+                 on_step: Optional[Callable[[str, str], None]] = None) -> CaseResult:
+    """Extract every selected ROI of one case. Never raises for bad input: errors become
+    Report entries and ``error``; ROIs finished before an error are kept."""
+    start = time.perf_counter()
+    result = CaseResult(case.case_id)
+    log = RunLog(settings.report)
+    roi_name = ""
+    try:
+        for key, source in (("image", case.image), ("mask", case.mask)):
+            record = _input_record(source)
+            if record:
+                result.inputs[key] = record
+        warnings: List[str] = []
+        image = read_image(case.image, spacing=case.spacing, warnings=warnings, series_uid=case.series_uid,
+                           volume=case.volume)
+        if image.modality == "OTHER" and settings.modality.value != "OTHER":
+            image = image.with_array(image.array, modality=settings.modality.value)
+        source = image.source or case.case_id
+        if not np.issubdtype(image.array.dtype, np.number):
+            raise InputError(f"{source}: image data type {image.array.dtype} is not numeric")
+        if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
+            bad = int(np.count_nonzero(~np.isfinite(image.array)))
+            raise InputError(f"{source}: image contains {bad} NaN or infinite voxel value(s)")
+        mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir)
+        for message in warnings:
+            log.warning(message, patient_id=case.case_id)
+        if mask_data.labels is not None and not mask_data.named and not np.any(mask_data.labels):
+            raise InputError(f"{_mask_name(case)}: the mask is empty (no non-zero voxel)")
+        discovery = discover_rois(mask_data, settings.rois, case.roi_label)
+        for name, count in discovery.dropped:
+            log.warning(f"ROI {name} dropped: {count} voxels < min_roi_volume {settings.rois.min_roi_volume:g}",
+                        patient_id=case.case_id, roi=name)
+        for name, count in discovery.not_selected:
+            log.log("INFO", f"ROI {name} ({count} voxels) not selected: roi_num={settings.rois.roi_num}",
+                    patient_id=case.case_id, roi=name, report=True)
+        if not discovery.rois:
+            if discovery.dropped:
+                raise InputError(f"{_mask_name(case)}: no ROI has at least {settings.rois.min_roi_volume:g} voxels "
+                                 f"(min_roi_volume); largest: {max(c for _, c in discovery.dropped)} voxels")
+            raise InputError(f"{_mask_name(case)}: the mask is empty (no non-zero voxel)")
+        for roi in discovery.rois:
+            roi_name = roi.name
+            if callback:
+                callback("START", case.case_id, roi.name)
+            step_callback = functools.partial(on_step, roi.name) if on_step else None
+            values, roi_warnings = _extract_roi_values(image, roi.mask, settings, step_callback)
+            for message in roi_warnings:
+                log.warning(message, patient_id=case.case_id, roi=roi.name)
+            values = apply_feature_value_mode(values, settings.feature_value_mode)
+            result.rows.append({"PatientID": case.case_id, "ROI": roi.name, **values})
+            result.rois.append({"name": roi.name, "label": roi.label, "voxels": roi.voxel_count})
+            log.info(f"{case.case_id}: {roi.name} ({roi.voxel_count} voxels) extracted",
+                     patient_id=case.case_id, roi=roi.name)
+            if callback:
+                callback("END", case.case_id, roi.name)
+            roi_name = ""
+    except (InputError, SettingsError, ValueError) as exc:
+        message = str(exc)
+        # ``error`` always starts with the case id; the Report row names it in its own column
+        result.error = f"{case.case_id}: {message}{' (ROI ' + roi_name + ')' if roi_name else ''}"
+        log.error(message, patient_id=case.case_id, roi=roi_name)
+    except MemoryError:
+        result.error = f"{case.case_id}: out of memory{' (ROI ' + roi_name + ')' if roi_name else ''}"
+        log.error("out of memory", patient_id=case.case_id, roi=roi_name)
+    except Exception as exc:  # a bug or an unexpected library error: report with traceback
+        result.error = f"{case.case_id}: unexpected {type(exc).__name__}: {exc}"
+        log.error(f"unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}",
+                  patient_id=case.case_id, roi=roi_name)
+    finally:
+        if case.temp_dir:
+            shutil.rmtree(case.temp_dir, ignore_errors=True)
+    result.entries = log.entries + [ReportEntry(case.case_id, "", "LOG", line) for line in log.lines]
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _mask_name(case: Case) -> str:
+    return str(case.mask) if isinstance(case.mask, (str, os.PathLike)) else f"{case.case_id} mask"
+
+
+def _extract_roi_values(image: Image, mask: np.ndarray, settings: Settings, on_step=None):
+    if settings.extraction_mode == ExtractionMode.DEEP:
+        from .engine import deep
+
+        try:
+            return deep.extract_deep_features(image, mask, settings), []
+        except (deep.DeepDependencyError, deep.WeightsUnavailableError) as exc:
+            # a set-up problem (torch or weights missing), not a bug: a clean message, no traceback
+            raise SettingsError(str(exc)) from None
+    from .engine.pipeline import extract_roi
+
+    roi_result = extract_roi(image, mask, settings, on_step=on_step)
+    return roi_result.values, roi_result.warnings
+
