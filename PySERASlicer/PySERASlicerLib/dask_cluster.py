@@ -32,7 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .batch import Callback, Case, CaseResult, ProgressFn, _failure_result, extract_case
+from .case_extraction import Callback, CaseResult, extract_case
+from .cases import Case
+from .pool import ProgressFn, _failure_result, case_end_event
 from .runlog import LOGGER
 from .settings import Settings, SettingsError
 
@@ -218,7 +220,7 @@ class DaskCluster:
     def run_cases(self, cases: Sequence[Case], settings: Settings, callback: Callback = None, *,
                   progress_fn: ProgressFn = None,
                   on_result: Optional[Callable[[int, CaseResult], None]] = None) -> List[CaseResult]:
-        """Run ``cases`` on the cluster, one task per case, with :func:`.batch.run_cases`'s
+        """Run ``cases`` on the cluster, one task per case, with :func:`.pool.run_cases`'s
         contract: ``on_result(index, result)`` as each finishes, ``progress_fn`` events,
         ``callback`` START/END per ROI, results returned in case order. KeyboardInterrupt
         cancels the outstanding tasks and propagates."""
@@ -258,9 +260,7 @@ class DaskCluster:
             if on_result:
                 on_result(index, result)
             if progress_fn:
-                progress_fn({"event": "case_end", "case_id": cases[index].case_id, "index": index,
-                             "ok": not result.error, "error": result.error, "seconds": result.seconds,
-                             "done": sum(r is not None for r in results), "total": len(cases)})
+                progress_fn(case_end_event(index, result, results))
 
         client.subscribe_topic(topic, events.put)
         scattered: Dict[int, Any] = {}

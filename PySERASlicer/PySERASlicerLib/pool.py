@@ -83,6 +83,13 @@ def _failure_result(case: Case, message: str, settings: Settings) -> CaseResult:
                       entries=log.entries + [ReportEntry(case.case_id, "", "LOG", line) for line in log.lines])
 
 
+def case_end_event(index: int, result: CaseResult, results: Sequence[Optional[CaseResult]]) -> Dict[str, Any]:
+    """The ``progress_fn`` event of a finished case (``results``: every case's result so far)."""
+    return {"event": "case_end", "case_id": result.case_id, "index": index, "ok": not result.error,
+            "error": result.error, "seconds": result.seconds, "done": sum(r is not None for r in results),
+            "total": len(results)}
+
+
 def _exit_description(exitcode: Optional[int]) -> str:
     if exitcode is None:
         return "unknown exit status"
@@ -116,9 +123,7 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
         if on_result:
             on_result(index, result)
         if progress_fn:
-            progress_fn({"event": "case_end", "case_id": cases[index].case_id, "index": index,
-                         "ok": not result.error, "error": result.error, "seconds": result.seconds,
-                         "done": sum(r is not None for r in results), "total": len(cases)})
+            progress_fn(case_end_event(index, result, results))
 
     if n_workers == 1 and not case_timeout:
         for index, case in enumerate(cases):
