@@ -229,6 +229,20 @@ def test_local_cluster_twenty_cases_match_the_local_pool(twenty, tmp_path, monke
         workers = set(client.scheduler_info()["workers"])
         result = process_batch(output_path=tmp_path / "out", cases_csv=cases_csv, scheduler=cluster.scheduler_address,
                                progress_fn=events.append, callback_fn=lambda *event: rois.append(event), **STAT)
+        # in-memory arrays are scattered to the workers
+        image, mask = case_arrays(7)
+        on_cluster = process_batch(image, mask, None, spacing=(0.9, 0.9, 2.0), scheduler=client, **STAT)
+        here = process_batch(image, mask, None, spacing=(0.9, 0.9, 2.0), num_workers=1, **STAT)
+        assert on_cluster["processed_files"] == 1
+        pd.testing.assert_frame_equal(on_cluster["features_extracted"], here["features_extracted"], check_exact=True)
+        # a worker that would compute with other code (one that joined after the check) refuses its case
+        from PySERASlicerLib.cases import Case
+        from PySERASlicerLib.dask_cluster import _extract_on_worker
+        from PySERASlicerLib.settings import Settings
+
+        refused = client.submit(_extract_on_worker, Case("late", None, None), image, mask,
+                                json.dumps(Settings(categories="stat").to_dict()), "pysera-test", 0, "0" * 64).result()
+        assert refused.rows == [] and "runs other PySERASlicerLib code than the client" in refused.error
     check_twenty(result, local)
     # per-case progress as cases finish, from worker processes (not this one)
     ends = [e for e in events if e["event"] == "case_end"]
