@@ -22,31 +22,7 @@ _MODULE_DIR = Path(__file__).resolve().parents[1] / "PySERASlicer"
 if _MODULE_DIR.is_dir() and str(_MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(_MODULE_DIR))
 
-from PySERASlicerLib.headless import main  # noqa: E402
-
-
-def _exit(code):
-    """slicer.util.exit inside the Slicer application (ends its event loop), else sys.exit."""
-    try:
-        import slicer
-
-        app = getattr(slicer, "app", None)
-    except ImportError:
-        app = None
-    if app is not None:
-        import slicer.util
-
-        slicer.util.exit(code)
-        return
-    sys.exit(code)
-
+from PySERASlicerLib.__main__ import run  # noqa: E402  (the installed extension's entry point)
 
 if __name__ == "__main__":
-    try:
-        status = main(sys.argv[1:])
-    except Exception:  # never leave a headless Slicer running after a crash
-        import traceback
-
-        traceback.print_exc()
-        status = 1
-    _exit(status)
+    run()
