@@ -50,6 +50,8 @@ WORKER_WAIT_SECONDS = 60.0
 _POLL_SECONDS = 0.05
 #: How long to try to reach the scheduler.
 CONNECT_SECONDS = 20
+#: How long fetching one finished case's result may take.
+RESULT_SECONDS = 300
 
 
 class ClusterError(SettingsError):
@@ -280,9 +282,12 @@ class DaskCluster:
                     time.sleep(_POLL_SECONDS)
                     continue
                 for future in done:
-                    pending.discard(future)
                     index = futures[future]
-                    finish(index, self._collect(future, cases[index], settings, distributed))
+                    result = self._collect(future, cases[index], settings, distributed)
+                    if result is None:  # computed again by Dask: wait for it
+                        continue
+                    pending.discard(future)
+                    finish(index, result)
                     future.release()
         except BaseException:  # KeyboardInterrupt, Cancel, a lost scheduler: stop the rest now
             outstanding = [f for f in futures if not f.done()]
@@ -304,17 +309,23 @@ class DaskCluster:
                     pass
         return [r for r in results if r is not None]
 
-    def _collect(self, future: Any, case: Case, settings: Settings, distributed: Any) -> CaseResult:
+    def _collect(self, future: Any, case: Case, settings: Settings, distributed: Any) -> Optional[CaseResult]:
         """A finished future -> its CaseResult; an error, a killed worker or a cancelled task
-        becomes the case's Report row."""
-        if future.status == "finished":
+        becomes the case's Report row. None: not final after all (the result was lost with its
+        worker before it was fetched, and Dask computes it again)."""
+        status = future.status
+        if status == "finished":
             try:
-                return future.result()
-            except Exception as exc:  # the result could not be fetched (lost with its worker)
-                return _failure_result(case, f"its result was lost on the Dask cluster ({type(exc).__name__}: "
-                                             f"{exc}); the case was skipped", settings)
-        if future.status == "cancelled":
+                return future.result(timeout=RESULT_SECONDS)
+            except Exception as exc:
+                if future.status in ("lost", "pending"):
+                    return None
+                return _failure_result(case, f"its result could not be fetched from the Dask cluster "
+                                             f"({type(exc).__name__}: {exc}); the case was skipped", settings)
+        if status == "cancelled":
             return _failure_result(case, "its Dask task was cancelled on the cluster; the case was skipped", settings)
+        if status != "error":
+            return None
         exc = future.exception()
         if isinstance(exc, distributed.KilledWorker):
             return _failure_result(
