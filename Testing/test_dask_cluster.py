@@ -305,6 +305,32 @@ def test_scheduler_and_workers_as_separate_processes(twenty, tmp_path, deadline)
         assert len(result.rows) == 34 and sorted(e.split(":")[0] for e in result.errors) == list(BROKEN)
         assert running.poll().rois_done == 34  # one ROI END event per row, forwarded from the workers
 
+        # Cancel in the module ends the job process (the Dask client): its outstanding tasks go
+        if hasattr(os, "mkfifo"):
+            fifo = tmp_path / "blocking.nii.gz"
+            os.mkfifo(fifo)  # its case blocks in a worker until the test unblocks it
+            data = cases_csv.parent
+            rows = [("blocked", fifo, data / "masks" / "c00.nii.gz", "")] + [
+                (f"c{i:02d}", data / "images" / f"c{i:02d}.nii.gz", data / "masks" / f"c{i:02d}.nii.gz", "")
+                for i in range(17)]
+            running = ExtractionLogic().start_batch(Settings(categories="stat"), tmp_path / "gui_cancel",
+                                                    cases_csv=write_cases_csv(tmp_path / "cancel.csv", rows),
+                                                    scheduler=address)
+            from distributed import Client
+
+            with Client(address, timeout=30) as client:
+                limit = time.monotonic() + 60
+                while running.poll().rois_done < 2:  # a case finished: the tasks are on the cluster
+                    assert running.poll().state == "running" and time.monotonic() < limit
+                    time.sleep(0.1)
+                assert client.run_on_scheduler(_task_count) > 0
+                running.cancel()
+                limit = time.monotonic() + 30
+                while client.run_on_scheduler(_task_count) and time.monotonic() < limit:
+                    time.sleep(0.1)
+                assert client.run_on_scheduler(_task_count) == 0
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # EOF: the blocked worker thread ends
+
         # a worker whose PySERASlicerLib differs from the client's: an error before any case runs
         other = tmp_path / "other_code"
         shutil.copytree(PACKAGE_PARENT / "PySERASlicerLib", other / "PySERASlicerLib",
@@ -418,8 +444,15 @@ def test_interrupt_cancels_the_rest_and_resume_reruns_only_the_missing_cases(tmp
     pd.testing.assert_frame_equal(resumed["features_extracted"], fresh["features_extracted"], check_exact=True)
 
 
-def _task_count(dask_scheduler) -> int:
-    return len(dask_scheduler.tasks)
+def _task_counter():
+    """For ``run_on_scheduler``: the scheduler's number of tasks. Nested, so cloudpickle sends it
+    by value (a scheduler process cannot import this test module)."""
+    def count(dask_scheduler) -> int:
+        return len(dask_scheduler.tasks)
+    return count
+
+
+_task_count = _task_counter()
 
 
 @needs_distributed
