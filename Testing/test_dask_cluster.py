@@ -363,7 +363,9 @@ def test_cluster_option_in_the_module_and_its_dependency():
     assert widget.get("class") == "QLineEdit"
     assert 'batchScheduler: str = ""' in (PACKAGE_PARENT / "PySERASlicer.py").read_text()
     assert dependencies.DISTRIBUTED not in dependencies.needed()
-    assert dependencies.needed(cluster=True)[-1].pip == "distributed>=2023.1"
+    assert dependencies.needed(cluster=True)[-1] == dependencies.DISTRIBUTED
+    # the extra that pip installs outside Slicer has the same lower bound
+    assert f'dask = ["{dependencies.DISTRIBUTED.pip}"]' in (ROOT / "pyproject.toml").read_text()
 
 
 def _csv_of(frame: pd.DataFrame, folder: Path) -> Path:

@@ -34,14 +34,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
+from .dependencies import DISTRIBUTED
 from .pool import ProgressFn, _failure_result, case_end_event
 from .runlog import LOGGER
 from .settings import Settings, SettingsError
 
 #: Worker deaths a case survives before it becomes a Report row (Dask's allowed-failures).
 DEFAULT_RETRIES = 1
-#: Requirement string of the optional extra (``pip install "PySERASlicerLib[dask]"``).
-DISTRIBUTED_REQUIREMENT = "distributed>=2023.1"
 #: Packages whose versions must agree between the client and every worker: Dask's own
 #: (serialisation, protocol) and the ones that compute the features.
 CHECKED_PACKAGES = ("dask", "distributed", "cloudpickle", "msgpack", "numpy", "scipy", "SimpleITK", "pydicom")
@@ -65,7 +64,7 @@ def import_distributed():
     except ImportError as exc:
         raise ClusterError(
             f"scheduler: running on a Dask cluster needs the Python package distributed ({exc}); install it "
-            f"with pip install \"PySERASlicerLib[dask]\" (or pip install \"{DISTRIBUTED_REQUIREMENT}\"), the same "
+            f"with pip install \"PySERASlicerLib[dask]\" (or pip install \"{DISTRIBUTED.pip}\"), the same "
             "version on the client and every worker") from None
     return distributed
 
