@@ -194,6 +194,8 @@ def test_without_scheduler_distributed_is_never_imported(tmp_path):
             "    for i in range(2): write_case(Path('.'), f'c{i}', i)\n"
             "    r = process_batch('images', 'masks', 'out', categories='stat', num_workers=2)\n"
             "    assert r['processed_files'] == 2, r['error']\n"
+            "    r = process_batch('images', 'masks', 'out2', categories='stat', num_workers=1, scheduler=' ')\n"
+            "    assert r['processed_files'] == 2, r['error']  # an empty address field: this machine\n"
             "    print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('distributed', 'dask') "
             "or m.endswith('dask_cluster'))))\n")
     done = _run_python(code, tmp_path)

@@ -99,7 +99,7 @@ def process_batch(
     max_tasks_per_child : cases a pool worker runs before a fresh process replaces it.
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
     scheduler : run the cases on a Dask cluster: a scheduler address (``"tcp://host:8786"``), a
-        scheduler file (``.json``) or a ``distributed.Client``; None (default) = this machine.
+        scheduler file (``.json``) or a ``distributed.Client``; None (default) or "" = this machine.
         Needs ``pip install "PySERASlicerLib[dask]"`` and workers that see the same file paths.
     cluster_retries : worker deaths a case survives on the cluster before it becomes a Report
         row (default 1).
@@ -147,6 +147,8 @@ def process_batch(
         else:
             cases = build_cases(image_input, mask_input, log, spacing, split_dicom)
         cluster = None
+        if isinstance(scheduler, str) and not scheduler.strip():
+            scheduler = None  # an empty address field means this machine
         if scheduler is not None:
             if case_timeout is not None:
                 raise SettingsError("case_timeout: not available with scheduler= (a Dask worker cannot stop a "
