@@ -297,15 +297,16 @@ def test_scheduler_and_workers_as_separate_processes(twenty, tmp_path, deadline)
         pd.testing.assert_frame_equal(pd.read_csv(csv_path), pd.read_csv(_csv_of(expected, tmp_path)),
                                       check_exact=True)
 
-        # the module's batch section: the job process is the Dask client; ROI progress reaches the poll
+        # the module's batch section (its job, without the Slicer wrapper): the job process is the
+        # Dask client; ROI progress reaches the poll
+        from PySERASlicerLib.jobs import start_batch
         from PySERASlicerLib.settings import Settings
-        from PySERASlicerLib.slicer_logic import ExtractionLogic
 
-        running = ExtractionLogic().start_batch(Settings(categories="stat"), tmp_path / "gui", cases_csv=cases_csv,
-                                                scheduler=address)
+        running = start_batch(None, None, str(tmp_path / "gui"), Settings(categories="stat"), cases_csv=str(cases_csv),
+                              scheduler=address)
         result = running.wait(timeout=120)
-        assert len(result.rows) == 34 and sorted(e.split(":")[0] for e in result.errors) == list(BROKEN)
-        assert running.poll().rois_done == 34  # one ROI END event per row, forwarded from the workers
+        assert len(result.rows) == 34 and sorted(e.split(":")[0] for e in result.error.split("; ")) == list(BROKEN)
+        assert running.poll().done == 34  # one ROI END event per row, forwarded from the workers
 
         # Cancel in the module ends the job process (the Dask client): its outstanding tasks go
         if hasattr(os, "mkfifo"):
@@ -315,14 +316,13 @@ def test_scheduler_and_workers_as_separate_processes(twenty, tmp_path, deadline)
             rows = [("blocked", fifo, data / "masks" / "c00.nii.gz", "")] + [
                 (f"c{i:02d}", data / "images" / f"c{i:02d}.nii.gz", data / "masks" / f"c{i:02d}.nii.gz", "")
                 for i in range(17)]
-            running = ExtractionLogic().start_batch(Settings(categories="stat"), tmp_path / "gui_cancel",
-                                                    cases_csv=write_cases_csv(tmp_path / "cancel.csv", rows),
-                                                    scheduler=address)
+            running = start_batch(None, None, str(tmp_path / "gui_cancel"), Settings(categories="stat"),
+                                  cases_csv=str(write_cases_csv(tmp_path / "cancel.csv", rows)), scheduler=address)
             from distributed import Client
 
             with Client(address, timeout=30) as client:
                 limit = time.monotonic() + 60
-                while running.poll().rois_done < 2:  # a case finished: the tasks are on the cluster
+                while running.poll().done < 2:  # a case finished: the tasks are on the cluster
                     assert running.poll().state == "running" and time.monotonic() < limit
                     time.sleep(0.1)
                 assert client.run_on_scheduler(_task_count) > 0
