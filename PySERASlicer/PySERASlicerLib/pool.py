@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
+from .api import DEFAULT_MAX_TASKS_PER_CHILD  # noqa: F401  (process_batch's default, defined with its signature)
 from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
@@ -20,8 +21,6 @@ from .settings import ExtractionMode, Settings
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.
 ProgressFn = Optional[Callable[[Dict[str, Any]], None]]
-#: Default number of cases a pool worker runs before it is replaced by a fresh process.
-DEFAULT_MAX_TASKS_PER_CHILD = 10
 
 
 def worker_count(settings: Settings, n_cases: int) -> int:
