@@ -460,9 +460,21 @@ _task_count = _task_counter()
 
 
 @needs_distributed
-def test_bad_cluster_options_are_clear_errors(tmp_path):
+def test_bad_cluster_options_are_clear_errors(tmp_path, monkeypatch, deadline):
+    deadline(60)
     write_case(tmp_path, "c0", 0)
     folders = (tmp_path / "images", tmp_path / "masks")
+    import socket
+
+    from PySERASlicerLib import dask_cluster
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(dask_cluster, "CONNECT_SECONDS", 2)  # not the 20 s a real network gets
+    result = process_batch(*folders, tmp_path / "out", scheduler=f"tcp://127.0.0.1:{port}", **STAT)
+    assert result["error"].startswith(f"scheduler tcp://127.0.0.1:{port}: cannot connect")
+    assert result["processed_files"] == 0 and result["excel_path"] is None
     result = process_batch(*folders, tmp_path / "out", scheduler="tcp://127.0.0.1:8786", case_timeout=5, **STAT)
     assert result["error"].startswith("case_timeout: not available with scheduler=")
     result = process_batch(*folders, tmp_path / "out", scheduler="tcp://127.0.0.1:8786", cluster_retries=-1, **STAT)
