@@ -263,8 +263,9 @@ def test_local_cluster_twenty_cases_match_the_local_pool(twenty, tmp_path, monke
 
 @needs_distributed
 def test_scheduler_and_workers_as_separate_processes(twenty, tmp_path, deadline):
-    """``dask scheduler`` + two ``dask worker`` processes; the CLI batch, the headless script and
-    then a worker with other code, which is refused before any case runs."""
+    """``dask scheduler`` + two ``dask worker`` processes: the CLI batch and the headless script
+    give the local pool's values; the module's batch job reports ROI progress and its Cancel
+    leaves no task behind; then a worker with other code is refused before any case runs."""
     deadline(150)
     cases_csv, local = twenty
     with process_cluster(tmp_path) as (address, start_worker):
