@@ -273,19 +273,18 @@ class DaskCluster:
                                        fingerprint, key=f"pysera-case-{index:05d}-{_safe_key(case.case_id)}-{topic}",
                                        pure=False)
                 futures[future] = index
-            pending = set(futures)
-            while pending:
-                done = [f for f in pending if f.done()]
-                if not done:
+            completed = distributed.as_completed(list(futures))
+            while not completed.is_empty():
+                if not completed.has_ready():  # meanwhile: start and ROI events, in this thread
                     drain()
                     time.sleep(_POLL_SECONDS)
                     continue
-                for future in done:
+                for future in completed.next_batch(block=False):
                     index = futures[future]
                     result = self._collect(future, cases[index], settings, distributed)
                     if result is None:  # computed again by Dask: wait for it
+                        completed.add(future)
                         continue
-                    pending.discard(future)
                     finish(index, result)
                     future.release()
         except BaseException:  # KeyboardInterrupt, Cancel, a lost scheduler: stop the rest now
