@@ -51,7 +51,12 @@ class _PoolWorker:
         with open(self.folder / "job.json", "w", encoding="utf-8") as handle:
             json.dump({"kind": "pool", "max_tasks": max_tasks, "threads": threads}, handle)
         self.max_tasks = max_tasks
-        self.process = WorkerProcess(self.folder)
+        from .engine.pipeline import ROI_THREADS_ENV
+
+        # one thread per ROI: the other workers use the other cores
+        environment = dict(os.environ)
+        environment.setdefault(ROI_THREADS_ENV, "1")
+        self.process = WorkerProcess(self.folder, env=environment)
         self.index: Optional[int] = None
         self.started = 0.0
         self.sent = 0

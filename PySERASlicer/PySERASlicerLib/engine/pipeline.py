@@ -11,6 +11,7 @@ pool's workers already run one case per core), and the environment variable
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import threading
@@ -78,11 +79,31 @@ def _helper_pool() -> ThreadPoolExecutor:
 
 def _run_families(ctx, groups: Dict[str, List[str]], on_step: StepCallback) -> Dict[str, float]:
     values: Dict[str, float] = {}
-    for family, tags in groups.items():
-        if on_step:
-            on_step(family)
-        values.update(family_module(family).compute(ctx, tags))
+    # an undefined feature (0/0 on a one-voxel or constant ROI) is NaN and reported once per ROI
+    # by undefined_features_warning, not as a numpy warning per division
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for family, tags in groups.items():
+            if on_step:
+                on_step(family)
+            values.update(family_module(family).compute(ctx, tags))
     return values
+
+
+def undefined_features_warning(values: Dict[str, float], ctx) -> Optional[str]:
+    """One Report message naming every feature of the ROI that is undefined (NaN), with the
+    likely reason; None when every feature has a value."""
+    undefined = [tag for tag, value in values.items() if isinstance(value, float) and math.isnan(value)]
+    if not undefined:
+        return None
+    voxels = int(np.count_nonzero(ctx.int_mask))
+    if voxels <= 1:
+        reason = f"the intensity mask has {voxels} voxel(s)"
+    elif np.ptp(ctx.intensities) == 0:
+        reason = "every voxel of the ROI has the same intensity"
+    else:
+        reason = "the ROI is too small or too uniform for them"
+    return (f"{len(undefined)} feature(s) undefined for this ROI ({reason}), reported as NaN: "
+            + ", ".join(undefined))
 
 
 def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
@@ -118,4 +139,8 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
     else:
         values = _run_families(ctx, groups, on_step)
     ordered = {spec.tag: values.get(spec.tag, float("nan")) for spec in specs}
-    return RoiResult(ordered, list(ctx.warnings))
+    warnings = list(ctx.warnings)
+    undefined = undefined_features_warning(ordered, ctx)
+    if undefined:
+        warnings.append(undefined)
+    return RoiResult(ordered, warnings)
