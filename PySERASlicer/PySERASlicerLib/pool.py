@@ -23,7 +23,7 @@ from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
 from .settings import Settings
-from .worker import STOP_FILE, read_new_lines, read_pickle, result_path, task_path, write_pickle
+from .worker import POOL_FOLDER_PREFIX, STOP_FILE, read_new_lines, read_pickle, result_path, task_path, write_pickle
 from .worker_process import WorkerProcess, exit_description
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.
@@ -156,7 +156,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     killed worker can spoil nothing but its own files. The folders live in the system's
     temporary folder (never in the output folder) and are removed at the end.
     """
-    root = Path(tempfile.mkdtemp(prefix="pysera_pool_"))
+    root = Path(tempfile.mkdtemp(prefix=POOL_FOLDER_PREFIX))
     settings_file = root / "settings.pkl"
     write_pickle(settings_file, settings)
     threads = max(1, (os.cpu_count() or 1) // n_workers)  # torch threads per worker (deep features)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import sys
 import threading
@@ -40,6 +41,8 @@ PARENT_CHECK_INTERVAL = 0.5
 TASK_POLL_INTERVAL = 0.01
 #: Exit status of a worker whose parent died.
 EXIT_ORPHANED = 3
+#: Name start of a pool's temporary folder (it holds one ``worker_<n>`` folder per worker).
+POOL_FOLDER_PREFIX = "pysera_pool_"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,13 +157,18 @@ def parent_alive_check(pid: int) -> Callable[[], bool]:
     return alive
 
 
-def watch_parent(pid: int, interval: float = PARENT_CHECK_INTERVAL) -> None:
-    """End this process (at once, from a daemon thread) when process ``pid`` is gone."""
+def watch_parent(pid: int, folder: Path, interval: float = PARENT_CHECK_INTERVAL) -> None:
+    """End this process (at once, from a daemon thread) when process ``pid`` is gone, removing
+    the files nobody will read: ``folder`` and, for the last worker of a pool, the pool's folder."""
     alive = parent_alive_check(pid)
 
     def watch() -> None:
         while alive():
             time.sleep(interval)
+        shutil.rmtree(folder, ignore_errors=True)
+        pool_root = folder.parent
+        if pool_root.name.startswith(POOL_FOLDER_PREFIX) and not any(pool_root.glob("worker_*")):
+            shutil.rmtree(pool_root, ignore_errors=True)
         os._exit(EXIT_ORPHANED)
 
     threading.Thread(target=watch, name="pysera-parent-watch", daemon=True).start()
@@ -312,7 +320,7 @@ def main(argv=None) -> int:
     # Ctrl-C belongs to the parent, which ends the workers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is not None:
-        watch_parent(parent_pid)
+        watch_parent(parent_pid, folder)
     (folder / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
     with open(folder / "job.json", encoding="utf-8") as handle:
         job = json.load(handle)
