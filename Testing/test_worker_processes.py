@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -269,3 +270,60 @@ def test_workers_leave_when_the_parent_is_killed(tmp_path, launcher, through_lau
     assert _wait_until(lambda: not any(_alive(p) for p in workers), 10), [_state(p) for p in workers]
     assert _wait_until(lambda: not _live_processes_mentioning(str(tmp_path)), 5)
     assert _wait_until(lambda: not list((tmp_path / "tmp").iterdir()), 5), "the orphans removed their folders"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C and interpreter exit
+# ---------------------------------------------------------------------------------------------
+def test_keyboard_interrupt_ends_the_workers(tmp_path, launcher):
+    write_nifti(tmp_path / "mask.nii.gz", case_arrays(0)[1])
+    for name in ("a", "b"):
+        os.mkfifo(tmp_path / f"{name}.nii.gz")
+    cases = write_cases_csv(tmp_path / "cases.csv", [(n, f"{n}.nii.gz", "mask.nii.gz", "") for n in "ab"])
+    pids = tmp_path / "pids.txt"
+    script = tmp_path / "batch.py"
+    script.write_text(BLOCKED_BATCH.format(pids=str(pids), cases=str(cases), output=str(tmp_path / "out")),
+                      encoding="utf-8")
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path,
+                              env=_environment(tmp_path / "tmp", **{PYTHON_VARIABLE: str(launcher)}),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 2, 60)
+        workers = [int(p) for p in pids.read_text().split()]
+        parent.send_signal(signal.SIGINT)  # Ctrl-C reaches the script only: workers have their own session
+        stderr = parent.communicate(timeout=30)[1]
+    finally:
+        parent.kill()
+    assert "KeyboardInterrupt" in stderr
+    assert not any(_alive(p) for p in workers), "the pool ended its workers before the script left"
+    assert not _live_processes_mentioning(str(tmp_path))
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_interpreter_exit_ends_a_running_job(tmp_path, launcher):
+    """A console or Slicer session that ends while a job runs leaves no worker behind."""
+    code = textwrap.dedent(f"""
+        import time
+
+        import numpy as np
+        from PySERASlicerLib.image import Image
+        from PySERASlicerLib.io.types import MaskData
+        from PySERASlicerLib.jobs import start_extraction
+        from PySERASlicerLib.settings import Settings
+
+        image = Image(np.random.default_rng(0).normal(0, 1, (40, 200, 200)).astype(np.float32), (1, 1, 1))
+        rois = {{f"r{{i}}": np.ones(image.shape, bool) for i in range(30)}}
+        job = start_extraction(image, MaskData(named=rois), Settings(categories="stat,ih", dimensions="1st"),
+                               python={str(launcher)!r})
+        print(job.folder, flush=True)
+        pid_file = job.folder / "pid.txt"
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            time.sleep(0.01)
+        print(pid_file.read_text(), job.process.pid, flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=_environment(tmp_path / "tmp"), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder, pids = done.stdout.splitlines()[0], [int(p) for p in done.stdout.split()[1:3]]
+    assert _wait_until(lambda: not any(_alive(p) for p in pids), 5), [_state(p) for p in pids]
+    assert not _live_processes_mentioning(folder)
