@@ -4,9 +4,9 @@ The families of one ROI may run on two threads (numpy and scipy release the GIL 
 calls): the morphological family and the other families that read only the processed image and
 masks (:data:`SIDE_FAMILIES`) run in a helper thread while the rest run in the calling thread.
 Results do not depend on the split. ``threads`` of :func:`extract_roi` chooses; its default
-(:func:`default_threads`) is ``min(2, cores)``, 1 inside a ``multiprocessing`` child (the batch
-pool's workers already run one case per core), and the environment variable
-``PYSERA_ROI_THREADS`` (an integer >= 1) overrides both.
+(:func:`default_threads`) is ``min(2, cores)``, 1 inside a ``multiprocessing`` child, and the
+environment variable ``PYSERA_ROI_THREADS`` (an integer >= 1) overrides both; the batch pool
+sets it to 1 for its workers, which already run one case per core.
 """
 
 from __future__ import annotations
