@@ -18,6 +18,10 @@ warm-up run):
 * peak memory of the cold process (one extraction) and of this whole benchmark process;
 * ``--deep MODEL[,MODEL]``: ``engine.deep.benchmark_deep(model)`` seconds per ROI with RANDOM
   weights (speed only; the features of random weights mean nothing);
+* ``--worker-scaling [N]`` (only this section, then stop): ``process_batch`` on N copies (default
+  20) of the lesion-1 case as NIfTI files: in this process, then in a pool of 1 and of 2 worker
+  processes; seconds, speed-up of 2 workers over 1, and each worker's peak resident memory
+  (``VmHWM``, read while it waits for its next case);
 * ``--pictologics-python PATH`` / ``--pyradiomics-python PATH``: the competitor timed on the same
   case (the image and the lesion-1 mask written as NIfTI to a temporary folder) in a subprocess of
   that interpreter (scratch venvs, never project dependencies): pyradiomics' default original-image
@@ -468,6 +472,69 @@ def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
+# ---------------------------------------------------------------------------------------------
+# Worker scaling (issue 10): process_batch with 1 and 2 worker processes
+# ---------------------------------------------------------------------------------------------
+def _peak_mb_of(pid: int) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> List[Dict[str, object]]:
+    """``process_batch`` over ``n_cases`` copies of the lesion-1 case: in-process (the engine's
+    threads per ROI), and pools of 1 and 2 workers (one thread per ROI each). A pool of one is
+    forced with a huge ``case_timeout``; workers are kept (``max_tasks_per_child=None``) so that
+    each one's peak memory can be read between its cases."""
+    import shutil
+
+    from PySERASlicerLib import process_batch
+
+    settings = dict(feature_sets())["full 3D set"]
+    rows: List[Dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_workers_") as folder:
+        images, masks = Path(folder) / "images", Path(folder) / "masks"
+        images.mkdir()
+        masks.mkdir()
+        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
+        for index in range(n_cases):
+            shutil.copyfile(image_path, images / f"case{index:02d}.nii.gz")
+            shutil.copyfile(mask_path, masks / f"case{index:02d}.nii.gz")
+        seconds: Dict[str, float] = {}
+        for label, workers, pool in (("in this process", 1, False), ("pool of 1 worker", 1, True),
+                                     ("pool of 2 workers", 2, True)):
+            peaks: Dict[int, float] = {}
+
+            def sample(event: Dict[str, object], peaks: Dict[int, float] = peaks) -> None:
+                pid = event.get("pid")
+                if isinstance(pid, int) and pid != os.getpid():
+                    peaks.setdefault(pid, 0.0)
+                for known in peaks:
+                    peaks[known] = max(peaks[known], _peak_mb_of(known) or 0.0)
+
+            start = time.perf_counter()
+            result = process_batch(str(images), str(masks), output_path=None,
+                                   settings=settings.replace(num_workers=workers, enable_parallelism=True),
+                                   case_timeout=1e9 if pool else None, max_tasks_per_child=None,
+                                   progress_fn=sample)
+            seconds[label] = time.perf_counter() - start
+            if result["processed_files"] != n_cases:
+                raise RuntimeError(f"{label}: {result['processed_files']} of {n_cases} cases ({result['error']})")
+            rows.append({"run": f"{n_cases} cases, {label}", "total (s)": seconds[label],
+                         "per case (s)": seconds[label] / n_cases,
+                         "peak RSS per worker (MB)": ", ".join(f"{v:.0f}" for v in peaks.values()) or "-"})
+    rows.append({"run": "speed-up, pool of 2 over pool of 1",
+                 "total (s)": f"{seconds['pool of 1 worker'] / seconds['pool of 2 workers']:.2f}x"})
+    rows.append({"run": "speed-up, pool of 2 over in this process",
+                 "total (s)": f"{seconds['in this process'] / seconds['pool of 2 workers']:.2f}x"})
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm runs per figure (median)")
@@ -484,6 +551,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="also time each competitor's first-ever process (empty numba cache: pictologics "
                              "compiles every kernel, minutes)")
     parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
+    parser.add_argument("--worker-scaling", type=int, nargs="?", const=20, metavar="N_CASES",
+                        help="only time process_batch on N_CASES (default 20) cases with 1 and 2 worker processes")
     args = parser.parse_args(argv)
 
     if args.roi_threads:
@@ -491,6 +560,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     image, labels = synthetic_case()
     if args.profile:
         profile(image, labels, args.profile)
+        return
+    if args.worker_scaling:
+        print(f"# Worker scaling, {datetime.datetime.now():%Y-%m-%d %H:%M}; machine: {machine()}; "
+              f"load average before: {os.getloadavg()[0]:.2f}\n")
+        print(markdown_table(section_worker_scaling(image, labels, args.worker_scaling)))
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
         return
     print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
     from PySERASlicerLib.engine.pipeline import default_threads

@@ -54,7 +54,11 @@ _LIVE: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
 def worker_python() -> str:
     """Interpreter for workers: ``$PYSERA_WORKER_PYTHON``, else ``sys.executable`` (in Slicer the
     PythonSlicer launcher, which sets up Slicer's environment and runs ``-m`` modules)."""
-    return os.environ.get(PYTHON_VARIABLE) or sys.executable
+    python = os.environ.get(PYTHON_VARIABLE) or sys.executable
+    if not python:  # an embedding application that did not set sys.executable
+        raise RuntimeError(f"no Python interpreter for worker processes: sys.executable is empty; set "
+                           f"{PYTHON_VARIABLE} to a Python (or PythonSlicer) executable")
+    return python
 
 
 class WorkerProcess:
