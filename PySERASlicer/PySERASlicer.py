@@ -98,6 +98,7 @@ class PySERASlicerParameterNode:
     baseSettings: str = ""
     # settings fields (gui_state.PARAMETERS)
     modality: Annotated[str, Choice(['CT', 'PET', 'MRI', 'OTHER'])] = 'OTHER'
+    petSuv: bool = True
     categoryDiag: bool = True
     categoryMorph: bool = True
     categoryIp: bool = False

@@ -51,6 +51,7 @@ EXAMPLES = {
     "radiomics_IVH_DiscCont": (0, False),
     "radiomics_IVH_binSize": (0.5, 0.5),
     "radiomics_isROIsCombined": (1, True),
+    "radiomics_SUV": (0, False),
 }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from .cases import Case
 from .image import Image
 from .io.readers import read_image, read_mask
+from .io.suv import apply_suv
 from .io.types import InputError
 from .rois import discover_rois
 from .runlog import ReportEntry, RunLog
@@ -120,6 +121,10 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
                            volume=case.volume)
         if image.modality == "OTHER" and settings.modality.value != "OTHER":
             image = image.with_array(image.array, modality=settings.modality.value)
+        image, suv_note = apply_suv(image, settings.pet_suv, warnings)  # PET DICOM -> SUV (io/suv.py)
+        if suv_note:
+            log.log("INFO", suv_note, patient_id=case.case_id, report=True)
+            result.inputs["pet_suv"] = suv_note
         source = image.source or case.case_id
         if not np.issubdtype(image.array.dtype, np.number):
             raise InputError(f"{source}: image data type {image.array.dtype} is not numeric")
@@ -129,6 +134,10 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
         mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir)
         for message in warnings:
             log.warning(message, patient_id=case.case_id)
+        for name, origin in mask_data.sources.items():  # every DICOM SEG segment read, by number
+            voxels = int(np.count_nonzero(mask_data.named[name]))
+            log.log("INFO", f"{origin} read as ROI {name!r} ({voxels} voxels)", patient_id=case.case_id, roi=name,
+                    report=True)
         if mask_data.labels is not None and not mask_data.named and not np.any(mask_data.labels):
             raise InputError(f"{_mask_name(case)}: the mask is empty (no non-zero voxel)")
         discovery = discover_rois(mask_data, settings.rois, case.roi_label)

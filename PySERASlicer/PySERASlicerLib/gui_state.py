@@ -90,6 +90,7 @@ def _choices(enum_cls) -> Tuple[str, ...]:
 
 PARAMETERS: Tuple[GuiParameter, ...] = (
     GuiParameter("modality", str, "modality", _choices(Modality), "Modality"),
+    GuiParameter("petSuv", bool, "pet_suv", label="PET SUV"),
     *(GuiParameter(category_parameter(c), bool, f"categories:{c}", label=c.upper()) for c in CATEGORIES),
     *(GuiParameter(dimension_parameter(d), bool, f"dimensions:{d}", label=d) for d in DIMENSIONS),
     # discretisation

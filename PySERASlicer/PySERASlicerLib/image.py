@@ -14,7 +14,7 @@ Conventions (see docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -41,6 +41,9 @@ class Image:
         "CT", "MR", "PT", ... or "OTHER".
     source : str
         Where the image came from (file path or a short description), for messages.
+    pet_suv : :class:`~PySERASlicerLib.io.suv.SuvConversion` or None
+        For a PET DICOM series: how its stored values become SUV body weight, computed from its
+        tags by the reader and applied by :func:`PySERASlicerLib.io.suv.apply_suv` (None after).
     """
 
     array: np.ndarray
@@ -49,6 +52,7 @@ class Image:
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     modality: str = "OTHER"
     source: str = ""
+    pet_suv: Optional[Any] = None
 
     def __post_init__(self):
         array = np.asarray(self.array)

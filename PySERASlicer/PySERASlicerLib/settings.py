@@ -407,8 +407,11 @@ class Settings:
     texture: TextureSettings = field(default_factory=TextureSettings)
     rois: RoiSettings = field(default_factory=RoiSettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
+    #: PET DICOM series: convert to SUV body weight from their tags (PySERA-style ``radiomics_SUV``)
+    pet_suv: bool = True
 
     def __post_init__(self):
+        _check(isinstance(self.pet_suv, bool), "pet_suv", self.pet_suv, "true or false")
         object.__setattr__(self, "categories", parse_selection(self.categories, CATEGORIES, "categories"))
         object.__setattr__(self, "dimensions", parse_selection(self.dimensions, DIMENSIONS, "dimensions"))
         object.__setattr__(self, "num_workers", _parse_workers(self.num_workers))
@@ -624,6 +627,7 @@ PYSERA_KEYS: Dict[str, Tuple[str, Any]] = {
     "radiomics_IVH_DiscCont": ("ivh.continuous", _to_bool),
     "radiomics_IVH_binSize": ("ivh.bin_size", _to_float),
     "radiomics_isROIsCombined": ("rois.combine_rois", _to_bool),
+    "radiomics_SUV": ("pet_suv", _to_bool),  # ours: PySERA has no SUV switch
 }
 
 

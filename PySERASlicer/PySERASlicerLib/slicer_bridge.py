@@ -18,7 +18,7 @@ Works in the Slicer application and with the Qt-free ``slicer-core`` wheel (test
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import slicer
@@ -58,7 +58,36 @@ def image_from_volume(volume_node, modality: str = "OTHER") -> Image:
         raise ValueError(f"{volume_node.GetName()}: only single-component 3D volumes are supported")
     dicom_modality = volume_node.GetAttribute("DICOM.Modality") if hasattr(volume_node, "GetAttribute") else None
     return Image.from_ras_matrix(array, _ijk_to_ras(volume_node), modality=dicom_modality or modality,
-                                 source=volume_node.GetName())
+                                 source=volume_node.GetName(), pet_suv=pet_suv_conversion(volume_node))
+
+
+def pet_suv_conversion(volume_node, file_for_instance: Optional[Callable[[str], str]] = None):
+    """The SUV conversion (:class:`~PySERASlicerLib.io.suv.SuvConversion`) of a PET volume loaded
+    through Slicer's DICOM module, from the tags of its DICOM files; None for other volumes.
+
+    The DICOM module keeps the volume's instance UIDs in the node attribute
+    ``DICOM.instanceUIDs`` (space separated); ``file_for_instance`` maps a UID to its file
+    (default ``slicer.dicomDatabase.fileForInstance``, absent outside the Slicer application).
+    """
+    uids = (volume_node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    if not uids:
+        return None
+    if file_for_instance is None:
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None:
+            return None
+        file_for_instance = database.fileForInstance
+    import pydicom
+
+    from .io.suv import conversion_from_headers
+
+    paths = [path for path in (file_for_instance(uid) for uid in uids) if path]
+    if not paths:
+        return None
+    first = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    if str(first.get("Modality", "")).upper() != "PT":  # a CT/MR series: no need to read the others
+        return None
+    return conversion_from_headers([first] + [pydicom.dcmread(p, stop_before_pixels=True) for p in paths[1:]])
 
 
 def segment_names(segmentation_node, segment_ids: Optional[Sequence[str]] = None) -> Dict[str, str]:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from . import slicer_bridge
 from .image import Image
 from .io.readers import MaskData
+from .io.suv import apply_suv
 from .jobs import Job, JobCancelled, JobError, JobProgress, start_extraction
 from .runlog import ReportEntry
 from .settings import Settings, preset_settings
@@ -85,6 +86,7 @@ class CaseInput:
     case_id: str
     image: Image
     masks: MaskData
+    report: List[Dict[str, str]] = field(default_factory=list)  # rows from reading the nodes (PET SUV)
 
 
 @dataclass
@@ -222,6 +224,7 @@ class RunningExtraction:
                 self._seconds = time.monotonic() - self.started
                 return self._progress("finished")
             case = self.cases[self._index]
+            self._report.extend(case.report)
             try:
                 self._job = self._start_job(case.image, case.masks, self.settings, case_id=case.case_id,
                                             python=self.python)
@@ -336,8 +339,12 @@ class ExtractionLogic:
         cases = []
         for case_id, (volume, mask) in zip(case_ids, pairs):
             image = slicer_bridge.image_from_volume(volume, modality=settings.modality.value)
+            warnings: List[str] = []
+            image, suv_note = apply_suv(image, settings.pet_suv, warnings)
+            notes = ([("INFO", suv_note)] if suv_note else []) + [("WARNING", w) for w in warnings]
+            report = [ReportEntry(case_id, "", level, message).as_row() for level, message in notes]
             masks = slicer_bridge.masks_from_node(mask, volume, segment_ids)
-            cases.append(CaseInput(case_id, image, masks))
+            cases.append(CaseInput(case_id, image, masks, report))
         return cases
 
     def start_pairs(self, pairs: Sequence[Tuple[Any, Any]], settings: Optional[Settings] = None,

@@ -42,17 +42,21 @@ def lloyd_max_thresholds(values: np.ndarray, n_levels: int, max_iterations: int 
 
 def discretise(image: np.ndarray, int_mask: np.ndarray, settings: DiscretisationSettings,
                resegmentation: ResegmentationSettings) -> Tuple[np.ndarray, int]:
-    """Bins 1..n_g inside ``int_mask`` (0 outside) and the number of bins n_g (IBSI 2.7).
+    """Bins 1..n_g inside ``int_mask`` (0 outside) and n_g (IBSI 2.7).
+
+    n_g is the highest bin present in the ROI, for every method: IBSI's N_g is "the number of
+    discretised grey levels", and the digital phantom's reference values (levels 1, 3, 4, 6 ->
+    N_g = 6) fix it as the highest level present, not the count of levels nor the bin of the
+    re-segmentation upper bound. Empty levels below it keep their matrix rows.
 
     * FBS [IBSI Q3RU]: ``floor((x - x_min) / w) + 1``; x_min is the lower bound of the
-      re-segmentation range when a range is set, else the ROI minimum. With a range,
-      ``n_g = floor((upper - x_min) / w) + 1`` (the bin of the upper bound), else the top bin.
+      re-segmentation range when a range is set, else the ROI minimum.
     * FBN [IBSI K15C], uniform quantiser: ``floor(N (x - min) / (max - min)) + 1`` with the ROI
-      maximum put in bin N; min and max over the intensity mask; n_g = N.
+      maximum put in bin N; min and max over the intensity mask.
     * FBN with the Lloyd-Max quantiser (``quantiser = Lloyd``, PySERA ``radiomics_qntz``):
       N bins whose edges minimise the mean squared error (:func:`lloyd_max_thresholds`);
-      bin b holds the values between thresholds b-1 and b; n_g = N.
-    * NONE: intensities are already bin numbers (rounded to integers); n_g = the ROI maximum.
+      bin b holds the values between thresholds b-1 and b.
+    * NONE: intensities are already bin numbers (rounded to integers).
     """
     values = image[int_mask]
     q = np.zeros(image.shape, dtype=np.int32)
@@ -63,24 +67,20 @@ def discretise(image: np.ndarray, int_mask: np.ndarray, settings: Discretisation
         x_min = resegmentation.range_lower if resegmentation.range_enabled else values.min()
         bins = np.floor((values - x_min) / settings.bin_width).astype(np.int64) + 1
         bins = np.maximum(bins, 1)
-        n_g = int(bins.max())
-        if resegmentation.range_enabled:
-            n_g = max(n_g, int(np.floor((resegmentation.range_upper - x_min) / settings.bin_width)) + 1)
     elif method == DiscretisationMethod.FBN:
         lo, hi = values.min(), values.max()
-        n_g = settings.bin_number
+        n_bins = settings.bin_number
         if hi <= lo:
             bins = np.ones(values.shape, dtype=np.int64)
         elif settings.quantiser == Quantiser.LLOYD:
-            thresholds = lloyd_max_thresholds(values.astype(np.float64), n_g)
+            thresholds = lloyd_max_thresholds(values.astype(np.float64), n_bins)
             bins = np.searchsorted(thresholds, values, side="right").astype(np.int64) + 1
         else:
-            bins = np.floor(n_g * (values - lo) / (hi - lo)).astype(np.int64) + 1
-            bins = np.minimum(bins, n_g)
+            bins = np.floor(n_bins * (values - lo) / (hi - lo)).astype(np.int64) + 1
+            bins = np.minimum(bins, n_bins)
     else:
         bins = np.rint(values).astype(np.int64)
         if bins.min() < 1:
             raise ValueError("discretisation NONE needs intensities >= 1 (they are used as bin numbers)")
-        n_g = int(bins.max())
     q[int_mask] = bins
-    return q, n_g
+    return q, int(bins.max())

@@ -260,8 +260,13 @@ def read_volume(slices: Sequence[_Slice], where: str, warnings: Optional[List[st
     origin = tuple(float(v) for v in first.ImagePositionPatient)
     modality = {"MR": "MRI", "PT": "PET"}.get(str(first.get("Modality", "")).upper(),
                                               str(first.get("Modality", "OTHER")).upper() or "OTHER")
-    return Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction,
-                 modality=modality if modality in ("CT", "MRI", "PET") else "OTHER", source=where)
+    image = Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction,
+                  modality=modality if modality in ("CT", "MRI", "PET") else "OTHER", source=where)
+    if image.modality == "PET":  # SUV from the series' tags (io/suv.py); applied per the settings
+        from .suv import conversion_from_headers
+
+        image = image.with_array(image.array, pet_suv=conversion_from_headers([s.header for s in slices]))
+    return image
 
 
 def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,

@@ -85,8 +85,10 @@ def resample_labels_to(labels: Image, reference: Image) -> np.ndarray:
     j, i = np.mgrid[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float64)
     for k in range(lo[2], hi[2]):
         ijk = affine[:3, :3] @ np.stack([i.ravel(), j.ravel(), np.full(i.size, float(k))]) + affine[:3, 3:4]
-        # (k, j, i) order for map_coordinates; order=0 = nearest neighbour, 0 outside the grid
-        values = map_coordinates(labels.array, ijk[::-1], order=0, mode="constant", cval=0, prefilter=False)
+        # (k, j, i) order for map_coordinates; order=0 = nearest neighbour, 0 outside the grid.
+        # "grid-constant" keeps a sample that rounds onto the grid (index 26.02 of 0..26), which
+        # "constant" drops: a mask a hundredth of a voxel off the image grid kept its last slice.
+        values = map_coordinates(labels.array, ijk[::-1], order=0, mode="grid-constant", cval=0, prefilter=False)
         out[k, lo[1]:hi[1], lo[0]:hi[0]] = values.reshape(i.shape)
     return out
 

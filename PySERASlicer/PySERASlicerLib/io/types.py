@@ -28,7 +28,10 @@ class MaskData:
     labels : integer label map (k, j, i) on the image grid (NIfTI/NRRD/NumPy masks), or None.
     named : structure name -> bool mask on the image grid (RTSTRUCT, DICOM SEG, Slicer segments).
         Values may be memory-mapped ``.npy`` files (RTSTRUCT masks cached in the temporary folder).
+    sources : ROI name -> where it was read from (DICOM SEG: file, segment number and label),
+        listed in the Report so that every segment read can be traced.
     """
 
     labels: Optional[np.ndarray] = None
     named: Dict[str, np.ndarray] = field(default_factory=dict)
+    sources: Dict[str, str] = field(default_factory=dict)

@@ -9,12 +9,14 @@ covariance matrix of the mask voxel centres (PCA); :math:`X_{gl}` are the intens
 intensity mask. All distances are in world units (mm); the voxel grid's direction cosines do
 not change any value and are ignored.
 
-Marching cubes here: a binary mask puts every mesh vertex at the midpoint of a cube edge whose
-two corners differ, so the surface inside a cube depends only on the cube's corner pattern
-(256 cases). The per-case triangles are generated (not tabulated) by linking, on each cube
-face, the crossing points so that inside corners on an ambiguous face stay separated (the same
-decision for both cubes sharing the face, hence a watertight mesh), and fanning each resulting
-loop. Area and volume are then sums over the cases: the volume by the divergence theorem,
+Marching cubes here: the mesh is scikit-image's (``skimage.measure.marching_cubes``, Lewiner's
+tables with their resolution of ambiguous and tied faces) without depending on it at run time.
+A binary mask puts every mesh vertex at the midpoint of a cube edge whose two corners differ
+(or, in 24 ambiguous patterns, at the cube centre), and the triangles inside a cube depend only
+on the cube's corner pattern (256 cases), so they are a table
+(:mod:`.marching_cubes_cases`, generated from scikit-image by
+``scripts/generate_marching_cubes_cases.py``; Testing/test_marching_cubes.py compares the
+meshes). Area and volume are then sums over the cases: the volume by the divergence theorem,
 :math:`V = \sum_{t} (a_t \cdot (b_t \times c_t)) / 6`, split into a per-case constant plus a term
 linear in the cube position, so no triangle is ever built per cube.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import cache, lru_cache
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, Tuple
 
 import numpy as np
 from scipy import fft as sfft
@@ -70,7 +72,6 @@ ROWS = (
 SPECS = volume_specs(FAMILY, ROWS)
 
 _NAN = float("nan")
-JOIN_INSIDE = True  # ambiguous faces: inside corners stay connected (closest to scikit-image's Lewiner tables)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,114 +81,17 @@ JOIN_INSIDE = True  # ambiguous faces: inside corners stay connected (closest to
 _CORNERS = np.array([[c & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=float)
 
 
-#: cube edge (corner a < corner b) -> its midpoint, filled by :func:`_case_triangles`
-_MIDPOINTS: Dict[Tuple[int, int], np.ndarray] = {}
-
-
-def _edge_key(a: int, b: int) -> Tuple[int, int]:
-    return (a, b) if a < b else (b, a)
-
-
-def _faces() -> List[Tuple[np.ndarray, List[int]]]:
-    """(outward normal, 4 corners in cyclic order) of the 6 cube faces."""
-    faces = []
-    for axis in range(3):
-        b, c = [a for a in range(3) if a != axis]
-        for side in (0, 1):
-            normal = np.zeros(3)
-            normal[axis] = 1.0 if side else -1.0
-            cycle = []
-            for ub, uc in ((0, 0), (1, 0), (1, 1), (0, 1)):
-                offset = [0, 0, 0]
-                offset[axis], offset[b], offset[c] = side, ub, uc
-                cycle.append(offset[0] + 2 * offset[1] + 4 * offset[2])
-            faces.append((normal, cycle))
-    return faces
-
-
-def _triangle_area(p, q, r) -> float:
-    """Area of a 3D triangle (plain floats: the table below is built from tiny lists)."""
-    u = (q[0] - p[0], q[1] - p[1], q[2] - p[2])
-    v = (r[0] - p[0], r[1] - p[1], r[2] - p[2])
-    cx, cy, cz = u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]
-    return 0.5 * math.sqrt(cx * cx + cy * cy + cz * cz)
-
-
-def _largest_triangulation(points) -> List[Tuple[int, int, int]]:
-    """Triangulation of a closed (possibly non-planar) loop with the largest total area, by dynamic
-    programming over the polygon's diagonals; it keeps the surface bulging like the classic
-    marching-cubes tables do (the same triangles as scikit-image's tables in most cases)."""
-    points = [tuple(float(x) for x in p) for p in points]
-    n = len(points)
-    best = [[0.0] * n for _ in range(n)]
-    split = [[0] * n for _ in range(n)]
-    for gap in range(2, n):
-        for i in range(n - gap):
-            j = i + gap
-            scores = [best[i][k] + best[k][j] + _triangle_area(points[i], points[k], points[j])
-                      for k in range(i + 1, j)]
-            rounded = [round(x, 12) for x in scores]  # ties within float noise: the first wins
-            choice = rounded.index(max(rounded))
-            best[i][j], split[i][j] = scores[choice], i + 1 + choice
-    triangles: List[Tuple[int, int, int]] = []
-    stack = [(0, n - 1)]
-    while stack:
-        i, j = stack.pop()
-        if j - i < 2:
-            continue
-        k = split[i][j]
-        triangles.append((i, k, j))
-        stack.extend([(i, k), (k, j)])
-    return triangles
-
-
 @cache
 def _case_triangles() -> Tuple[np.ndarray, ...]:
     """Triangles (n, 3, 3) in unit-cube coordinates for each of the 256 corner patterns,
     oriented with normals pointing out of the object (right-hand rule)."""
-    faces = _faces()
+    from .marching_cubes_cases import CASES, EDGES
+
+    # vertex codes: 0..11 the midpoints of EDGES, 12 ("c") the cube centre
+    points = np.array([_CORNERS[list(edge)].mean(axis=0) for edge in EDGES] + [[0.5, 0.5, 0.5]])
     cases = []
-    _MIDPOINTS.update({(a, b): _CORNERS[[a, b]].mean(axis=0) for a in range(8) for b in range(a + 1, 8)})
-    for case in range(256):
-        inside = [(case >> c) & 1 for c in range(8)]
-        successor: Dict[Tuple[int, int], Tuple[int, int]] = {}
-        for normal, cycle in faces:
-            crossing = [_edge_key(cycle[t], cycle[(t + 1) % 4]) for t in range(4)
-                        if inside[cycle[t]] != inside[cycle[(t + 1) % 4]]]
-            if not crossing:
-                continue
-            if len(crossing) == 2:
-                reference = next(c for c in cycle if inside[c])
-                segments = [(crossing[0], crossing[1], reference)]
-            else:  # ambiguous face: JOIN_INSIDE decides, the same way for both cubes sharing it
-                segments = []
-                for t in range(4):
-                    corner = cycle[t]
-                    if inside[corner] != JOIN_INSIDE:  # cut off this corner on its own
-                        ref = corner if inside[corner] else cycle[(t + 1) % 4]
-                        segments.append((_edge_key(cycle[t - 1], corner), _edge_key(corner, cycle[(t + 1) % 4]),
-                                         ref))
-            for p, q, reference in segments:
-                mp, mq = _MIDPOINTS[p], _MIDPOINTS[q]
-                d = mq - mp
-                side = float((normal[1] * d[2] - normal[2] * d[1]) * (_CORNERS[reference][0] - 0.5 * (mp[0] + mq[0]))
-                             + (normal[2] * d[0] - normal[0] * d[2]) * (_CORNERS[reference][1] - 0.5 * (mp[1] + mq[1]))
-                             + (normal[0] * d[1] - normal[1] * d[0]) * (_CORNERS[reference][2] - 0.5 * (mp[2] + mq[2])))
-                if side > 0:  # the inside corner must lie to the right of p -> q seen from outside
-                    p, q = q, p
-                successor[p] = q
-        triangles = []
-        remaining = dict(successor)
-        while remaining:
-            start = next(iter(remaining))
-            loop = [start]
-            nxt = remaining.pop(start)
-            while nxt != start:
-                loop.append(nxt)
-                nxt = remaining.pop(nxt)
-            points = np.array([_MIDPOINTS[e] for e in loop])
-            triangles.extend(points[list(t)] for t in _largest_triangulation(points))
-        cases.append(np.array(triangles).reshape(-1, 3, 3))
+    for text in CASES:
+        cases.append(points[[int(digit, 16) for digit in text]].reshape(-1, 3, 3))
     return tuple(cases)
 
 

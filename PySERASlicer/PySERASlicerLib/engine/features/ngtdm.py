@@ -76,9 +76,14 @@ def ngt_stats(n: np.ndarray, s: np.ndarray) -> NgtStats:
                     present.sum(-1), present, present[..., :, None] & present[..., None, :])
 
 
+#: IBSI's coarseness when :math:`\sum_i p_i s_i = 0` (every counted voxel equals its neighbours' mean)
+COARSENESS_WHEN_UNIFORM = 1e6
+
+
 def coarseness(t: NgtStats) -> np.ndarray:
-    r"""Coarseness [IBSI QCDE]: :math:`1 / \sum_i p_i s_i`."""
-    return 1.0 / (t.p * t.s).sum(-1)
+    r"""Coarseness [IBSI QCDE]: :math:`1 / \sum_i p_i s_i`; :math:`10^6` when the sum is 0 (IBSI)."""
+    denominator = (t.p * t.s).sum(-1)
+    return np.where(denominator > 0, 1.0 / np.where(denominator > 0, denominator, 1.0), COARSENESS_WHEN_UNIFORM)
 
 
 def contrast(t: NgtStats) -> np.ndarray:
@@ -106,9 +111,11 @@ def complexity(t: NgtStats) -> np.ndarray:
 
 
 def strength(t: NgtStats) -> np.ndarray:
-    r"""Strength [IBSI 1X9X]: :math:`\sum_{ij} (p_i + p_j)(i-j)^2 / \sum_i s_i` (:math:`p_i, p_j > 0`)."""
+    r"""Strength [IBSI 1X9X]: :math:`\sum_{ij} (p_i + p_j)(i-j)^2 / \sum_i s_i` (:math:`p_i, p_j > 0`);
+    0 when :math:`\sum_i s_i = 0` (IBSI)."""
     term = (t.p[..., :, None] + t.p[..., None, :]) * (t.i[:, None] - t.i[None, :]) ** 2
-    return (term * t.pair).sum((-2, -1)) / t.s.sum(-1)
+    denominator = t.s.sum(-1)
+    return np.where(denominator > 0, (term * t.pair).sum((-2, -1)) / np.where(denominator > 0, denominator, 1.0), 0.0)
 
 
 FEATURES: Dict[str, Callable[[NgtStats], np.ndarray]] = {
