@@ -30,7 +30,7 @@ import numpy as np
 from .image import Image
 from .io.types import MaskData
 from .settings import Settings
-from .worker import read_new_lines, write_json
+from .worker_files import read_new_lines, write_json
 from .worker_process import WorkerProcess, exit_description, worker_python
 
 

@@ -23,7 +23,15 @@ from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
 from .settings import Settings
-from .worker import POOL_FOLDER_PREFIX, STOP_FILE, read_new_lines, read_pickle, result_path, task_path, write_pickle
+from .worker_files import (
+    POOL_FOLDER_PREFIX,
+    STOP_FILE,
+    read_new_lines,
+    read_pickle,
+    result_path,
+    task_path,
+    write_pickle,
+)
 from .worker_process import WorkerProcess, exit_description
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import signal
 import sys
@@ -34,80 +33,23 @@ import numpy as np
 from .image import Image
 from .io.types import MaskData
 from .settings import Settings
-from .worker_process import PID_FILE
+from .worker_files import (
+    PID_FILE,
+    POOL_FOLDER_PREFIX,
+    STOP_FILE,
+    EventWriter,
+    read_pickle,
+    result_path,
+    task_path,
+    write_json,
+    write_pickle,
+)
 
 #: Seconds between two looks for the parent process and for the next task file.
 PARENT_CHECK_INTERVAL = 0.5
 TASK_POLL_INTERVAL = 0.01
 #: Exit status of a worker whose parent died.
 EXIT_ORPHANED = 3
-#: Name start of a pool's temporary folder (it holds one ``worker_<n>`` folder per worker).
-POOL_FOLDER_PREFIX = "pysera_pool_"
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-# ---------------------------------------------------------------------------------------------
-def write_json(path: Path, data: Dict[str, Any]) -> None:
-    """Write through a temporary file: readers never see a half-written file."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, default=_json_value)
-    os.replace(temporary, path)
-
-
-def write_pickle(path: Path, value: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(temporary, path)
-
-
-def read_pickle(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        return pickle.load(handle)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-class EventWriter:
-    """Appends one JSON object per line; flushed at once so the parent sees it while we work."""
-
-    def __init__(self, path: Path):
-        self.handle = open(path, "a", encoding="utf-8")
-        self.done = 0
-        self.total = 0
-
-    def emit(self, **event: Any) -> None:
-        event["time"] = time.time()
-        self.handle.write(json.dumps(event, default=_json_value) + "\n")
-        self.handle.flush()
-
-    def progress(self, **event: Any) -> None:
-        """A job progress event (carries ``done`` / ``total``)."""
-        event.setdefault("done", self.done)
-        event.setdefault("total", self.total)
-        self.emit(**event)
-
-
-def read_new_lines(path: Path, offset: int):
-    """``(events, new offset)``: the complete JSON lines of ``path`` after byte ``offset``; a
-    half-written last line waits for the next call."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    complete = data[: data.rfind(b"\n") + 1]
-    events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
-    return events, offset + len(complete)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,17 +188,6 @@ def run_job(folder: Path, job: Dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Pool workers (pool.run_cases)
 # ---------------------------------------------------------------------------------------------
-def task_path(folder: Path, number: int) -> Path:
-    return folder / f"task_{number}.pkl"
-
-
-def result_path(folder: Path, number: int) -> Path:
-    return folder / f"result_{number}.pkl"
-
-
-STOP_FILE = "stop"
-
-
 def _next_task(folder: Path, number: int) -> Optional[Path]:
     """Wait for task file ``number``; None when the parent asked us to stop."""
     path = task_path(folder, number)

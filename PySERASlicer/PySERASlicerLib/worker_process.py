@@ -36,14 +36,14 @@ import weakref
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .worker_files import PID_FILE
+
 #: Folder that holds the PySERASlicerLib package (put on the worker's PYTHONPATH).
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 #: Environment variable naming the interpreter for workers (default ``sys.executable``).
 PYTHON_VARIABLE = "PYSERA_WORKER_PYTHON"
 #: Environment variable (set for workers) naming the file where nested workers record their group.
 GROUPS_VARIABLE = "PYSERA_WORKER_GROUPS"
-#: Name of the file, in a worker's folder, holding the pid of the real worker process.
-PID_FILE = "pid.txt"
 #: Name of the file, in a worker's folder, receiving its stdout and stderr.
 LOG_FILE = "worker.log"
 
