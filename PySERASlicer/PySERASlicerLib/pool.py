@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections import deque
@@ -53,17 +54,17 @@ class _PoolWorker:
     """The parent's view of one pool worker: its folder, its process, the case it holds."""
 
     def __init__(self, root: Path, number: int, settings_file: Path, max_tasks: Optional[int], threads: int):
+        from .engine.pipeline import ROI_THREADS_ENV
+
         self.folder = root / f"worker_{number:03d}"
         self.folder.mkdir()
         shutil.copyfile(settings_file, self.folder / "settings.pkl")
         with open(self.folder / "job.json", "w", encoding="utf-8") as handle:
             json.dump({"kind": "pool", "max_tasks": max_tasks, "threads": threads}, handle)
         self.max_tasks = max_tasks
-        from .engine.pipeline import ROI_THREADS_ENV
-
-        # one thread per ROI: the other workers use the other cores
+        # threads per ROI: the cores this worker's siblings leave it (the engine uses at most 2)
         environment = dict(os.environ)
-        environment.setdefault(ROI_THREADS_ENV, "1")
+        environment.setdefault(ROI_THREADS_ENV, str(min(2, threads)))
         self.process = WorkerProcess(self.folder, env=environment)
         self.index: Optional[int] = None
         self.started = 0.0
@@ -105,7 +106,7 @@ class _PoolWorker:
         if not kill:
             try:
                 self.process.wait(grace)
-            except Exception:  # subprocess.TimeoutExpired: did not leave after its last case
+            except subprocess.TimeoutExpired:  # did not leave after its last case
                 pass
         self.process.kill_tree()
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -167,7 +168,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     root = Path(tempfile.mkdtemp(prefix=POOL_FOLDER_PREFIX))
     settings_file = root / "settings.pkl"
     write_pickle(settings_file, settings)
-    threads = max(1, (os.cpu_count() or 1) // n_workers)  # torch threads per worker (deep features)
+    threads = max(1, (os.cpu_count() or 1) // n_workers)  # per worker: torch (deep features), ROI threads
     pending: Deque[int] = deque(range(len(cases)))
     workers: List[_PoolWorker] = []
     finished = set()

@@ -6,7 +6,7 @@ masks (:data:`SIDE_FAMILIES`) run in a helper thread while the rest run in the c
 Results do not depend on the split. ``threads`` of :func:`extract_roi` chooses; its default
 (:func:`default_threads`) is ``min(2, cores)``, 1 inside a ``multiprocessing`` child, and the
 environment variable ``PYSERA_ROI_THREADS`` (an integer >= 1) overrides both; the batch pool
-sets it to 1 for its workers, which already run one case per core.
+sets it for its workers to the cores each one has (1 with as many workers as cores).
 """
 
 from __future__ import annotations
