@@ -34,7 +34,7 @@ def _nan_features(frame: pd.DataFrame, row: int):
 def _check_warning_names_the_nan_features(frame, warnings):
     assert len(warnings) == len(frame), "one warning per ROI"
     for row, message in enumerate(warnings["Message"]):
-        named = set(message.split("reported as NaN: ", 1)[1].split(", "))
+        named = set(message.split("APPROXIMATE_VALUE): ", 1)[1].split(", "))
         assert named == _nan_features(frame, row)
 
 

@@ -102,8 +102,8 @@ def undefined_features_warning(values: Dict[str, float], ctx) -> Optional[str]:
         reason = "every voxel of the ROI has the same intensity"
     else:
         reason = "the ROI is too small or too uniform for them"
-    return (f"{len(undefined)} feature(s) undefined for this ROI ({reason}), reported as NaN: "
-            + ", ".join(undefined))
+    return (f"{len(undefined)} feature(s) undefined for this ROI ({reason}; NaN, or 0 with feature_value_mode "
+            f"APPROXIMATE_VALUE): " + ", ".join(undefined))
 
 
 def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
