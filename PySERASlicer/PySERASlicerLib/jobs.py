@@ -18,7 +18,6 @@ Files instead of pipes keep the GUI side free of threads and pipe-buffer dead-lo
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from .image import Image
 from .io.types import MaskData
 from .settings import Settings
 from .worker_files import read_new_lines, write_json
-from .worker_process import WorkerProcess, exit_description, worker_python
+from .worker_process import WorkerProcess, exit_description, remove_folder, worker_python
 
 
 class JobError(RuntimeError):
@@ -177,7 +176,7 @@ class Job:
 
     def _cleanup(self) -> None:
         self.process.kill_tree()  # whatever the worker left (a launcher's child, a pool) ends too
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_folder(self.folder)
 
     def __del__(self):  # never leave a worker running behind a forgotten job
         try:

@@ -33,7 +33,7 @@ from .worker_files import (
     task_path,
     write_pickle,
 )
-from .worker_process import WorkerProcess, exit_description
+from .worker_process import WorkerProcess, exit_description, remove_folder
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.
 ProgressFn = Optional[Callable[[Dict[str, Any]], None]]
@@ -109,7 +109,7 @@ class _PoolWorker:
             except subprocess.TimeoutExpired:  # did not leave after its last case
                 pass
         self.process.kill_tree()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_folder(self.folder)
 
 
 def _failure_result(case: Case, message: str, settings: Settings) -> CaseResult:
@@ -251,4 +251,4 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
         deadline = time.monotonic() + 5
         for worker in list(workers):
             worker.end(kill=not worker.idle, grace=max(0.0, deadline - time.monotonic()))
-        shutil.rmtree(root, ignore_errors=True)
+        remove_folder(root)

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -178,6 +180,16 @@ class WorkerProcess:
                 self.close()
         except Exception:
             pass
+
+
+def remove_folder(folder: Path, attempts: int = 20, delay: float = 0.05) -> None:
+    """Remove a worker's folder after its tree was ended. On Windows a process just terminated
+    may hold its files open for a moment, so the removal is retried for about a second."""
+    for _ in range(attempts):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            return
+        time.sleep(delay)
 
 
 def exit_description(returncode: Optional[int]) -> str:
