@@ -17,7 +17,6 @@ from typing import Annotated, List, Optional, Union
 
 import qt
 import slicer
-import vtk
 from PySERASlicerLib import dependencies, gui_state
 from PySERASlicerLib.settings import PRESET_DESCRIPTIONS
 from PySERASlicerLib.slicer_bridge import numeric_feature_columns, plot_features, show_plot, show_table
@@ -60,8 +59,8 @@ class PySERASlicer(ScriptedLoadableModule):
         self.parent.helpText = _(
             "IBSI-compliant radiomics (PySERA features, deep features) for volumes and segmentations, or for "
             "folders of images and masks. Extraction runs in a background process; results appear as a table, "
-            "plot and Excel/CSV export. See docs/slicer_module.md."
-        )
+            "plot and Excel/CSV export. Documentation: <a href=\"{url}\">{url}</a>"
+        ).format(url=gui_state.HOMEPAGE_URL)
         self.parent.acknowledgementText = _(
             "Reimplements the PySERA library's process_batch (MIT). IBSI reference data: Zwanenburg et al., "
             "Radiology 2020;295:328-338."
@@ -143,6 +142,7 @@ class PySERASlicerParameterNode:
     featureValueMode: Annotated[str, Choice(['REAL_VALUE', 'APPROXIMATE_VALUE'])] = 'REAL_VALUE'
     extractionMode: Annotated[str, Choice(['handcrafted_feature', 'deep_feature'])] = 'handcrafted_feature'
     deepModel: Annotated[str, Choice(['resnet50', 'vgg16', 'densenet121'])] = 'resnet50'
+    deepWeights: pathlib.Path
     numWorkers: Annotated[int, WithinRange(0, 256)] = 0
     enableParallelism: bool = True
     reportLevel: Annotated[str, Choice(['all', 'info', 'warning', 'error', 'none'])] = 'all'
@@ -154,7 +154,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self._binding = None
         self._running = None
         self._timer = None
         self._updatingGUI = False
@@ -167,6 +167,11 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PySERASlicerLogic()
+        # connectGui once per parameter node: on Slicer 5.6/5.8 it returns no tag to undo it with
+        self._binding = gui_state.GuiBinding(
+            connect_gui=lambda wrapper: wrapper.connectGui(self.ui),
+            disconnect_gui=lambda wrapper, tag: wrapper.disconnectGui(tag),
+            on_modified=self.updateGUIFromParameterNode)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -201,35 +206,44 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportExcelButton.connect("clicked()", self.onExportExcel)
         self.ui.exportCsvButton.connect("clicked()", self.onExportCsv)
         self.ui.plotButton.connect("clicked()", self.onPlot)
-        self.ui.plotFilterLineEdit.connect("textChanged(QString)", lambda text: self.updatePlotFeatureList())
-        self.ui.resultTableSelector.connect("currentNodeChanged(vtkMRMLNode*)",
-                                            lambda node: self.updatePlotFeatureList())
+        self.ui.plotFilterLineEdit.connect(
+            "textChanged(QString)", lambda text: self.updatePlotFeatureList(self.ui.resultTableSelector.currentNode()))
+        # the signal's node: the wrapper stores resultTable only after this slot has run
+        self.ui.resultTableSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updatePlotFeatureList)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.onCancelButton()
+        if self._binding:
+            self._binding.release()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        # the widget binding stays (see gui_state.GuiBinding); only our refresh stops
+        if self._binding:
+            self._binding.pause()
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
-        self.setParameterNode(None)
+        # the parameter node is reset now: the hand-wired slots must not write into it
+        self._binding.pause()
+        self._parameterNode = None
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        node = self._parameterNode
+        """Connect the parameter node (once; Slicer keeps the same node across scene closes)."""
+        self._updatingGUI = True  # connectGui writes every widget: not a user edit
+        try:
+            self._binding.bind(self.logic.getParameterNode())
+        finally:
+            self._updatingGUI = False
+        node = self._parameterNode = self._binding.wrapper
         if not list(node.inputVolumes):
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume and not firstVolume.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -237,21 +251,8 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not node.inputMask:
             firstSegmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
             if firstSegmentation:
-                node.inputMask = firstSegmentation
-
-    def setParameterNode(self, inputParameterNode: Optional[PySERASlicerParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._updatingGUI = True  # connectGui writes every widget: not a user edit
-            try:
-                self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            finally:
-                self._updatingGUI = False
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-            self.updateGUIFromParameterNode()
+                gui_state.choose_mask(node, firstSegmentation)
+        self.updateGUIFromParameterNode()
 
     # -- parameter node -> manually wired widgets ---------------------------------------------------
     def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
@@ -274,7 +275,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 selector.setCurrentNode(segmentation)
             selector.enabled = segmentation is not None
             if segmentation is not None:
-                selected = gui_state.selected_segment_ids(node.segmentIds, self._segmentIds(segmentation))
+                selected = gui_state.selected_segment_ids(node.segmentIds, gui_state.segment_ids_of(segmentation))
                 if sorted(selector.selectedSegmentIDs()) != sorted(selected):
                     selector.setSelectedSegmentIDs(selected)
             self.ui.binWidthSpinBox.enabled = node.discretisationMethod == "FBS"
@@ -288,7 +289,13 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.voxelSize2DSpinBox.enabled = node.resamplingMode == "2D"
             self.ui.rangeLowerSpinBox.enabled = self.ui.rangeUpperSpinBox.enabled = node.rangeEnabled
             self.ui.ivhBinSizeSpinBox.enabled = node.ivhContinuous
-            self.ui.deepModelComboBox.enabled = node.extractionMode == "deep_feature"
+            self.ui.deepModelComboBox.enabled = self.ui.deepWeightsPathLineEdit.enabled = (
+                node.extractionMode == "deep_feature")
+            # the wrapper writes an unset path, Path(), as "."; this observer runs after it (priority)
+            for name in gui_state.PATH_FIELDS:
+                pathEdit = getattr(self.ui, name + "PathLineEdit")
+                if not gui_state.path_text(getattr(node, name)) and pathEdit.currentPath:
+                    pathEdit.currentPath = ""
             if self.ui.presetComboBox.currentText != node.preset:
                 self.ui.presetComboBox.setCurrentText(node.preset)
             self.ui.presetComboBox.toolTip = PRESET_DESCRIPTIONS.get(node.preset, _("Custom settings"))
@@ -300,21 +307,17 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._checkCanApply()
 
-    @staticmethod
-    def _segmentIds(segmentation) -> List[str]:
-        segments = segmentation.GetSegmentation()
-        return [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
-
     # -- manually wired widgets -> parameter node ---------------------------------------------------
     def onVolumesChecked(self) -> None:
         if self._parameterNode is None or self._updatingGUI:
             return
         self._parameterNode.inputVolumes = list(self.ui.inputVolumesSelector.checkedNodes())
 
-    def onMaskSelected(self, node) -> None:
+    def onMaskSelected(self, maskNode) -> None:
+        # connected before the wrapper's binding, so inputMask is not stored yet: use the signal's node
         if self._parameterNode is None or self._updatingGUI:
             return
-        self._parameterNode.segmentIds = ""  # a new mask starts with all of its segments
+        gui_state.choose_mask(self._parameterNode, maskNode)
 
     def onSegmentsSelected(self, segmentIds) -> None:
         node = self._parameterNode
@@ -322,7 +325,8 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not node.inputMask.IsA("vtkMRMLSegmentationNode"):
             return
-        node.segmentIds = gui_state.segment_selection_value(list(segmentIds), self._segmentIds(node.inputMask))
+        node.segmentIds = gui_state.segment_selection_value(list(segmentIds),
+                                                            gui_state.segment_ids_of(node.inputMask))
 
     def onPresetActivated(self, index: int) -> None:
         name = self.ui.presetComboBox.itemText(index)
@@ -379,10 +383,11 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = hasTable
 
     # -- dependencies ---------------------------------------------------------------------------
-    def ensureDependencies(self, settings=None, excel: bool = True) -> bool:
-        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils)."""
-        requirements = (dependencies.needed_for_settings(settings, excel) if settings is not None
-                        else dependencies.needed(excel=excel))
+    def ensureDependencies(self, settings=None, excel: bool = True, frame: bool = True) -> bool:
+        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils).
+        Callers must not show a wait cursor around this: it asks first."""
+        requirements = (dependencies.needed_for_settings(settings, excel, frame) if settings is not None
+                        else dependencies.needed(excel=excel, frame=frame))
         items = dependencies.missing(requirements)
         if not items:
             return True
@@ -432,29 +437,30 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     # -- running --------------------------------------------------------------------------------
+    # No wait cursor over ensureDependencies: it may ask before installing.
     def onApplyButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the extraction."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the extraction.")):
             node = self._parameterNode
             settings = gui_state.settings_from_node(node)
-            if not self.ensureDependencies(settings, excel=False):
+            # the table is filled from plain rows: a GUI run needs no pandas, only torch for deep features
+            if not self.ensureDependencies(settings, excel=False, frame=False):
                 return
-            mask = node.inputMask
-            segmentIds = gui_state.split_ids(node.segmentIds) if mask.IsA("vtkMRMLSegmentationNode") else []
-            running = self.logic.start(list(node.inputVolumes), mask, settings, segment_ids=segmentIds or None,
-                                       table_node=node.outputTable)
+            with slicer.util.WaitCursor():
+                running = self.logic.start(list(node.inputVolumes), node.inputMask, settings,
+                                           segment_ids=gui_state.run_segment_ids(node.inputMask, node.segmentIds),
+                                           table_node=node.outputTable)
             self._startPolling(running)
 
     def onBatchRunButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the batch."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the batch.")):
             node = self._parameterNode
             settings = gui_state.settings_from_node(node)
             if not self.ensureDependencies(settings, excel=True):
                 return
-            running = self.logic.start_batch(
-                settings, gui_state.path_value(node.outputFolder),
-                image_folder=gui_state.path_value(node.batchImageFolder),
-                mask_folder=gui_state.path_value(node.batchMaskFolder),
-                cases_csv=gui_state.path_value(node.batchCasesCsv), table_node=node.outputTable)
+            with slicer.util.WaitCursor():
+                running = self.logic.start_batch(settings, gui_state.path_value(node.outputFolder),
+                                                 table_node=node.outputTable,
+                                                 **gui_state.batch_inputs(self._allValues()))
             self._startPolling(running)
 
     def _startPolling(self, running) -> None:
@@ -463,11 +469,6 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(0)
         self.ui.statusLabel.text = _("Starting...")
         self.ui.errorsTextEdit.visible = False
-        # the preset combo box is not bound: choosing a preset overwrites every settings field
-        for index, name in enumerate(gui_state.PRESET_CHOICES):
-            self.ui.presetComboBox.addItem(name)
-            description = PRESET_DESCRIPTIONS.get(name, _("Custom settings (edited or loaded from a file)"))
-            self.ui.presetComboBox.setItemData(index, description, qt.Qt.ToolTipRole)
         self.ui.cancelButton.enabled = True
         self._checkCanApply()
         self._timer.start()
@@ -512,7 +513,7 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelled.")
             return
         try:
-            frame, table, result = running.finish()
+            table, result = running.finish_table()
         except Exception as exc:
             self.ui.statusLabel.text = _("Extraction failed.")
             self._showErrors(str(exc))
@@ -524,15 +525,15 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = result.summary()
         self._showErrors(errors_text(result.report, result.errors))
         show_table(table)
-        self.updatePlotFeatureList()
+        self.updatePlotFeatureList(table)
 
     def _showErrors(self, text: str) -> None:
         self.ui.errorsTextEdit.setPlainText(text)
         self.ui.errorsTextEdit.visible = bool(text)
 
     # -- results --------------------------------------------------------------------------------
-    def updatePlotFeatureList(self) -> None:
-        table = self._parameterNode.resultTable if self._parameterNode else None
+    def updatePlotFeatureList(self, table) -> None:
+        """List the numeric features of ``table`` (the results table selector's node)."""
         listWidget = self.ui.plotFeatureList
         selected = {item.text() for item in listWidget.selectedItems()}
         listWidget.clear()
@@ -553,11 +554,12 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             show_table(self._parameterNode.resultTable)
 
     def onExportExcel(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Excel export failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Excel export failed.")):
             if not self.ensureDependencies(excel=True):
                 return
             folder = self._exportFolder()
-            xlsx, csv = export_table(self._parameterNode.resultTable, folder)
+            with slicer.util.WaitCursor():
+                xlsx, csv = export_table(self._parameterNode.resultTable, folder)
             self.ui.statusLabel.text = _("Saved {xlsx} and {csv}").format(xlsx=xlsx, csv=csv)
 
     def onExportCsv(self) -> None:
@@ -605,16 +607,36 @@ class PySERASlicerLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
 
 
 class PySERASlicerTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Developer mode > Reload and Test): drives the logic and the GUI."""
+    """Runs inside Slicer (Developer mode > Reload and Test; ctest under ``--testing``): the GUI
+    flows through the real widgets and parameterNodeWrapper, and the console API.
+
+    In testing mode dialogs auto-accept and pip may have no network, so what needs a package
+    Slicer does not bundle (pandas, for the console's DataFrame) is skipped when it is missing,
+    and the final message says what was skipped. Outside testing mode the test asks first and
+    installs it. See docs/slicer_module.md, "Self-test inside Slicer".
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_extract_from_console()
-        self.setUp()
-        self.test_gui_end_to_end()
+        self.skipped = []
+        for test in (self.test_module_binds_its_parameter_node_once, self.test_gui_end_to_end,
+                     self.test_cancel_leaves_no_worker_process, self.test_missing_deep_weights_stop_before_any_case,
+                     self.test_extract_from_console):
+            self.setUp()
+            test()
+        message = _("PySERA self-test passed.")
+        if self.skipped:
+            message += " " + _("Skipped: {parts}").format(parts="; ".join(self.skipped))
+        logging.info(message)
+        self.delayDisplay(message)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _widget():
+        slicer.util.selectModule("PySERASlicer")
+        return slicer.modules.pyseraslicer.widgetRepresentation().self()
 
     def _synthetic_case(self, name="CT", seed=0):
         import numpy as np
@@ -626,27 +648,29 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
         masks = {}
         if segmentation is None:
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Seg")
-            segmentation.CreateDefaultDisplayNodes()
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-            for segmentName, box in (("tumor", (slice(5, 12), slice(10, 25), slice(12, 30))),
-                                     ("node", (slice(12, 18), slice(20, 35), slice(5, 15)))):
-                mask = np.zeros(voxels.shape, np.uint8)
-                mask[box] = 1
-                segmentId = segmentation.GetSegmentation().AddEmptySegment("", segmentName)
-                slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segmentId, volume)
-                masks[segmentName] = mask
+            segmentation = self._segmentation(volume, voxels.shape, "Seg", (
+                ("tumor", (slice(5, 12), slice(10, 25), slice(12, 30))),
+                ("node", (slice(12, 18), slice(20, 35), slice(5, 15)))), masks)
         return volume, segmentation, voxels, masks
 
-    def test_extract_from_console(self):
-        self.delayDisplay("Console extraction")
-        volume, segmentation, voxels, masks = self._synthetic_case()
-        frame, table = PySERASlicerLogic().extract(volume, segmentation, categories="stat", dimensions="1st")
-        self.assertEqual(table.GetNumberOfRows(), 2)
-        self.assertAlmostEqual(float(frame["stat_mean"][0]), float(voxels[masks["tumor"] > 0].mean()), places=6)
-        self.delayDisplay("Console extraction passed")
+    @staticmethod
+    def _segmentation(volume, shape, name, boxes, masks=None):
+        import numpy as np
+
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        for segmentName, box in boxes:
+            mask = np.zeros(shape, np.uint8)
+            mask[box] = 1
+            segmentId = segmentation.GetSegmentation().AddEmptySegment("", segmentName)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, segmentId, volume)
+            if masks is not None:
+                masks[segmentName] = mask
+        return segmentation
 
     def _waitForWidget(self, widget, seconds=120):
+        """Process events (the widget's QTimer polls the job) until the run has ended."""
         for _index in range(seconds * 10):
             slicer.app.processEvents()
             if widget._running is None:
@@ -654,19 +678,71 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
             qt.QThread.msleep(100)
         self.fail("the extraction did not finish")
 
+    def _pandasAvailable(self, purpose):
+        """pandas for ``purpose``: installed after asking outside testing mode; in testing mode
+        nothing is installed and the caller skips (recorded in ``self.skipped``)."""
+        if not dependencies.missing([dependencies.PANDAS]):
+            return True
+        if not slicer.app.testingEnabled() and slicer.util.confirmOkCancelDisplay(
+                _("The self-test's {purpose} needs pandas, which Slicer does not bundle. Install it now "
+                  "(pip install {pip})?").format(purpose=purpose, pip=dependencies.PANDAS.pip)):
+            with slicer.util.WaitCursor():
+                slicer.util.pip_install(dependencies.PANDAS.pip)
+            importlib.invalidate_caches()
+            if not dependencies.missing([dependencies.PANDAS]):
+                return True
+        self.skipped.append(_("{purpose} (pandas is not installed)").format(purpose=purpose))
+        logging.warning("PySERASlicerTest: skipped %s: pandas is not installed", purpose)
+        return False
+
+    # -- tests ----------------------------------------------------------------------------------
+    def test_module_binds_its_parameter_node_once(self):
+        """enter()/exit() and a scene close must not stack widget bindings (5.6/5.8's connectGui
+        returns no tag to undo it with)."""
+        self.delayDisplay("Parameter node binding")
+        widget = self._widget()
+        connections = widget._binding.connections
+        for _visit in range(3):
+            slicer.util.selectModule("Data")
+            slicer.util.selectModule("PySERASlicer")
+        slicer.mrmlScene.Clear()
+        self.assertEqual(widget._binding.connections, connections)
+        self.assertIs(widget._parameterNode.parameterNode, widget.logic.getParameterNode().parameterNode)
+        # one edit still reaches the widget (the binding is alive)
+        widget._parameterNode.binWidth = 7.0
+        self.assertEqual(widget.ui.binWidthSpinBox.value, 7.0)
+        widget.ui.binWidthSpinBox.value = 9.0
+        self.assertEqual(widget._parameterNode.binWidth, 9.0)
+
     def test_gui_end_to_end(self):
         self.delayDisplay("GUI extraction")
         volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
         second, _segmentation, _voxels2, _masks2 = self._synthetic_case("CT follow-up", seed=1)
-        slicer.util.selectModule("PySERASlicer")
-        widget = slicer.modules.pyseraslicer.widgetRepresentation().self()
+        other = self._segmentation(volume, _voxels.shape, "Other", (("liver", (slice(2, 9), slice(5, 20),
+                                                                               slice(5, 20))),))
+        widget = self._widget()
         node = widget._parameterNode
-        # inputs: two volumes, one segment
+        segments = segmentation.GetSegmentation()
+        tumorId = segments.GetSegmentIdBySegmentName("tumor")
+        # inputs through the widgets: two volumes, a segmentation, one segment
         node.inputVolumes = [volume, second]
-        node.inputMask = segmentation
-        node.segmentIds = segmentation.GetSegmentation().GetSegmentIdBySegmentName("tumor")
         self.assertEqual(len(widget.ui.inputVolumesSelector.checkedNodes()), 2)
-        self.assertEqual(list(widget.ui.segmentSelector.selectedSegmentIDs()), [node.segmentIds])
+        widget.ui.inputMaskSelector.setCurrentNode(segmentation)
+        self.assertIs(node.inputMask, segmentation)
+        widget.ui.segmentSelector.setSelectedSegmentIDs([tumorId])
+        self.assertEqual(node.segmentIds, tumorId)
+        # another mask: kept (not reverted by the wrapper), with all of its segments
+        widget.ui.inputMaskSelector.setCurrentNode(other)
+        self.assertIs(node.inputMask, other)
+        self.assertIs(widget.ui.inputMaskSelector.currentNode(), other)
+        self.assertEqual(node.segmentIds, "")
+        widget.ui.inputMaskSelector.setCurrentNode(segmentation)
+        self.assertIs(widget.ui.segmentSelector.currentNode(), segmentation)
+        widget.ui.segmentSelector.setSelectedSegmentIDs([tumorId])
+        self.assertEqual(node.segmentIds, tumorId)
+        # unset path fields are blank, not "."
+        for name in gui_state.PATH_FIELDS:
+            self.assertEqual(getattr(widget.ui, name + "PathLineEdit").currentPath, "", name)
         # parameters: preset, then None/All buttons and single families
         widget.ui.presetComboBox.setCurrentText("ibsi_C")
         widget.onPresetActivated(widget.ui.presetComboBox.currentIndex)
@@ -684,9 +760,15 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         self.assertFalse(widget.ui.applyButton.enabled)
         self._waitForWidget(widget)
         table = node.resultTable
-        self.assertIsNotNone(table)
+        self.assertIsNotNone(table, widget.ui.errorsTextEdit.plainText)
         self.assertEqual(table.GetNumberOfRows(), 2)  # two cases x one segment
         self.assertIn("2 ROI(s)", widget.ui.summaryLabel.text)
+        self.assertEqual(widget.ui.presetComboBox.count, len(gui_state.PRESET_CHOICES))  # not re-added per run
+        # the feature list follows the results-table selector at once
+        widget.ui.resultTableSelector.setCurrentNode(None)
+        self.assertEqual(widget.ui.plotFeatureList.count, 0)
+        widget.ui.resultTableSelector.setCurrentNode(table)
+        self.assertEqual(widget.ui.plotFeatureList.count, len(numeric_feature_columns(table)))
         widget.ui.plotFeatureList.setCurrentRow(0)
         widget.ui.plotButton.click()
         self.assertIsNotNone(node.plotChart)
@@ -702,12 +784,78 @@ class PySERASlicerTest(ScriptedLoadableModuleTest):
         node.binWidth = 5.0
         widget.ui.loadSettingsButton.click()
         self.assertEqual(node.binWidth, 25.0)
-        # cancel a running job
-        node.categoryGlcm = True
-        node.dimension3d = True
+        # a segment deleted after it was chosen is dropped from the next run
+        nodeSegmentId = segments.GetSegmentIdBySegmentName("node")
+        node.segmentIds = gui_state.join_ids([tumorId, nodeSegmentId])
+        segments.RemoveSegment(nodeSegmentId)
         widget.ui.applyButton.click()
-        widget.ui.cancelButton.click()
-        self.assertIsNone(widget._running)
-        self.assertIn("Cancelled", widget.ui.statusLabel.text)
+        self._waitForWidget(widget)
+        self.assertEqual(node.resultTable.GetNumberOfRows(), 2, widget.ui.errorsTextEdit.plainText)
         logging.info(widget.ui.summaryLabel.text)
         self.delayDisplay("GUI extraction passed")
+
+    def test_cancel_leaves_no_worker_process(self):
+        self.delayDisplay("Cancel")
+        volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
+        widget = self._widget()
+        node = widget._parameterNode
+        node.inputVolumes = [volume]
+        widget.ui.inputMaskSelector.setCurrentNode(segmentation)
+        with slicer.util.NodeModify(node):  # every family and dimension: the worker is busy for seconds
+            gui_state.write_values(node, gui_state.preset_values("pysera_default"))
+            gui_state.set_all(node, gui_state.CATEGORY_FIELDS, True)
+            gui_state.set_all(node, gui_state.DIMENSION_FIELDS, True)
+        widget.ui.applyButton.click()
+        for _index in range(300):  # the QTimer's first poll starts the worker
+            slicer.app.processEvents()
+            if widget._running is not None and widget._running.job is not None:
+                break
+            qt.QThread.msleep(20)
+        self.assertIsNotNone(widget._running, widget.ui.errorsTextEdit.plainText)
+        process = widget._running.job.process
+        self.assertIsNone(process.poll())  # the worker is running
+        widget.ui.cancelButton.click()
+        self.assertIsNone(widget._running)
+        self.assertIsNotNone(process.poll(), "the worker process is still running after Cancel")
+        self.assertIn("Cancelled", widget.ui.statusLabel.text)
+        self.assertTrue(widget.ui.applyButton.enabled)
+        self.delayDisplay("Cancel passed")
+
+    def test_missing_deep_weights_stop_before_any_case(self):
+        self.delayDisplay("Deep weights check")
+        from PySERASlicerLib.engine.deep import DeepDependencyError, WeightsUnavailableError
+
+        volume, segmentation, _voxels, _masks = self._synthetic_case("CT")
+        widget = self._widget()
+        node = widget._parameterNode
+        node.extractionMode = "deep_feature"
+        self.assertTrue(widget.ui.deepWeightsPathLineEdit.enabled)
+        import tempfile
+
+        missing = pathlib.Path(tempfile.mkdtemp()) / "resnet50-missing.pth"
+        node.deepWeights = missing
+        settings = gui_state.settings_from_node(node)
+        self.assertEqual(settings.deep.weights_path, str(missing))
+        # a fresh Slicer has no torch: then that is what the check names first
+        torchMissing = bool(dependencies.missing([dependencies.TORCH, dependencies.TORCHVISION]))
+        with self.assertRaises(DeepDependencyError if torchMissing else WeightsUnavailableError) as raised:
+            widget.logic.start([volume, volume], segmentation, settings)
+        self.assertIn("PyTorch" if torchMissing else str(missing), str(raised.exception))
+        node.extractionMode = "handcrafted_feature"
+        node.deepWeights = pathlib.Path()
+        self.delayDisplay("Deep weights check passed")
+
+    def test_extract_from_console(self):
+        self.delayDisplay("Console extraction")
+        volume, segmentation, voxels, masks = self._synthetic_case()
+        logic = PySERASlicerLogic()
+        # the non-blocking path needs no extra package
+        table, result = logic.start(volume, segmentation, categories="stat", dimensions="1st").finish_table(120)
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertAlmostEqual(result.rows[0]["stat_mean"], float(voxels[masks["tumor"] > 0].mean()), places=6)
+        if not self._pandasAvailable(_("console extraction returning a DataFrame")):
+            return
+        frame, table = logic.extract(volume, segmentation, categories="stat", dimensions="1st")
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertAlmostEqual(float(frame["stat_mean"][0]), float(voxels[masks["tumor"] > 0].mean()), places=6)
+        self.delayDisplay("Console extraction passed")

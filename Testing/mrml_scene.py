@@ -76,3 +76,58 @@ class SlicerCoreScene:
             self.slicer.util.updateSegmentBinaryLabelmapFromArray(
                 np.asarray(mask, dtype=np.uint8), node, segment_id, reference or reference_volume)
         return node
+
+
+class ParameterView:
+    """Attribute access to a real ``vtkMRMLScriptedModuleNode``, stored the way Slicer's
+    ``parameterNodeWrapper`` stores it (``serializers.py``, 5.6-5.10): a node field as a node
+    reference (plus an empty parameter of the same name), any other field as a string parameter.
+    The wrapper itself needs Slicer's Qt; this gives the Qt-free slot decisions of
+    ``gui_state`` a real parameter node to write into and real ``ModifiedEvent``s to fire.
+    """
+
+    def __init__(self, parameter_node, node_fields=("inputMask",)):
+        object.__setattr__(self, "parameterNode", parameter_node)
+        object.__setattr__(self, "_node_fields", tuple(node_fields))
+
+    def __getattr__(self, name):
+        if name in self._node_fields:
+            return self.parameterNode.GetNodeReference(name)
+        return self.parameterNode.GetParameter(name)
+
+    def __setattr__(self, name, value):
+        if name in self._node_fields:
+            self.parameterNode.SetParameter(name, "")
+            self.parameterNode.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+        else:
+            self.parameterNode.SetParameter(name, str(value))
+
+    def StartModify(self):  # noqa: N802 - the wrapper's (VTK's) names
+        return self.parameterNode.StartModify()
+
+    def EndModify(self, was_modifying):  # noqa: N802
+        return self.parameterNode.EndModify(was_modifying)
+
+
+def module_parameter_node(scene, module_name: str = "PySERASlicer"):
+    """The module's parameter node as ``ScriptedLoadableModuleLogic.getParameterNode`` makes it:
+    the scene's singleton ``vtkMRMLScriptedModuleNode`` tagged with the module name."""
+    import slicer
+
+    node = scene.GetSingletonNode(module_name, "vtkMRMLScriptedModuleNode")
+    if node is None:
+        node = slicer.vtkMRMLScriptedModuleNode()
+        node.SetSingletonTag(module_name)
+        node.SetAttribute("ModuleName", module_name)
+        node = scene.AddNode(node)
+    return node
+
+
+def observer_count(vtk_object) -> int:
+    """How many observers (any event) a VTK object has: VTK numbers observer tags 1, 2, ... per
+    object and ``GetCommand(tag)`` answers None for a removed one."""
+    probe = vtk_object.AddObserver("ModifiedEvent", lambda caller, event: None)
+    try:
+        return sum(vtk_object.GetCommand(tag) is not None for tag in range(1, probe))
+    finally:
+        vtk_object.RemoveObserver(probe)

@@ -29,8 +29,8 @@ def ui_parameter_names():
 
 
 def module_ui_attributes():
-    """Every ``self.ui.<name>`` the module file uses."""
-    return set(re.findall(r"self\.ui\.([A-Za-z_][A-Za-z0-9_]*)", MODULE_FILE.read_text()))
+    """Every ``self.ui.<name>`` (widget) and ``widget.ui.<name>`` (self-test) the module file uses."""
+    return set(re.findall(r"(?:self|widget)\.ui\.([A-Za-z_][A-Za-z0-9_]*)", MODULE_FILE.read_text()))
 
 
 def parameter_node_fields():
@@ -115,7 +115,8 @@ def test_every_gui_setting_is_bound_to_a_widget_of_a_matching_class():
         if parameter.choices:
             expected = "QComboBox"
         else:
-            expected = {bool: "QCheckBox", float: "QDoubleSpinBox", int: "QSpinBox"}[parameter.kind]
+            expected = {bool: "QCheckBox", float: "QDoubleSpinBox", int: "QSpinBox",
+                        Path: "ctkPathLineEdit"}[parameter.kind]
         assert widget_class == expected, (parameter.name, widget_class)
     for name in ("inputMask", "outputTable", "resultTable"):
         assert classes[bound[name]] == "qMRMLNodeComboBox", name
@@ -159,7 +160,54 @@ def test_parameter_node_fields_used_by_the_module_exist():
 
     fields = parameter_node_fields()
     used = set(re.findall(r"(?:node|_parameterNode)\.([a-z][A-Za-z0-9_]*)\b", MODULE_FILE.read_text()))
-    methods = {"connectGui", "disconnectGui", "GetSegmentation", "GetID", "IsA"}
+    methods = {"connectGui", "disconnectGui", "GetSegmentation", "GetID", "IsA",
+               "parameterNode"}  # the wrapper's MRML node
     unknown = sorted(u for u in used - fields - methods if not u[0].isupper())
     assert not unknown, unknown
     assert set(gui_state.SETTINGS_FIELDS) <= fields
+
+
+def test_path_fields_have_a_path_line_edit_named_after_them():
+    """The widget blanks an unset path (the wrapper writes Path() as ".") by the name
+    ``<field>PathLineEdit``; each of those is bound to its field."""
+    from PySERASlicerLib import gui_state
+
+    bound = ui_parameter_names()
+    for name in gui_state.PATH_FIELDS:
+        assert bound.get(name) == name + "PathLineEdit", name
+    assert "gui_state.PATH_FIELDS" in MODULE_FILE.read_text()
+
+
+def _path_filters(name):
+    return set(ui_widget_properties(name)["filters"].split("|"))
+
+
+def test_settings_file_browse_opens_a_save_dialog_and_inputs_open_dialogs():
+    """ctkPathLineEdit::browse uses QFileDialog::getSaveFileName when the Writable filter is set
+    (CTK Libs/Widgets/ctkPathLineEdit.cpp), so Save needs no typing; inputs stay open dialogs."""
+    assert {"ctkPathLineEdit::Files", "ctkPathLineEdit::Writable"} <= _path_filters("settingsFilePathLineEdit")
+    for name in ("batchCasesCsvPathLineEdit", "deepWeightsPathLineEdit", "batchImageFolderPathLineEdit",
+                 "batchMaskFolderPathLineEdit"):
+        assert "ctkPathLineEdit::Writable" not in _path_filters(name), name
+    assert "ctkPathLineEdit::Dirs" in _path_filters("deepWeightsPathLineEdit")  # a file or its folder
+
+
+def test_deep_weights_field_is_in_the_loaded_ui(loaded_ui):
+    from PySide6.QtCore import QObject
+
+    widget = loaded_ui.findChild(QObject, "deepWeightsPathLineEdit")
+    assert widget is not None and widget.property("SlicerParameterName") == "deepWeights"
+
+
+def test_presets_are_added_to_the_combo_box_once_in_setup():
+    """Runs must not re-add the 11 preset entries (they multiplied on every run)."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    adders = []
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for method in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            for call in (n for n in ast.walk(method) if isinstance(n, ast.Call)):
+                target = ast.unparse(call.func)
+                if target.startswith("self.ui.presetComboBox.") and target.endswith(("addItem", "addItems",
+                                                                                      "insertItem")):
+                    adders.append(f"{cls.name}.{method.name}")
+    assert adders == ["PySERASlicerWidget.setup"]

@@ -43,7 +43,7 @@ def test_missing_reports_absent_and_too_old_packages():
     assert deps.pip_requirements(items, include_torch=False) == ["pandas>=1.5"]
     assert [m.requirement.module for m in deps.torch_items(items)] == ["torchvision"]
     text = deps.confirmation_text(items)
-    assert "pandas (feature tables" in text and "pip install pandas>=1.5 torchvision>=0.16" in text
+    assert "pandas (DataFrames, batch runs" in text and "pip install pandas>=1.5 torchvision>=0.16" in text
 
 
 def test_a_module_without_metadata_counts_as_installed():

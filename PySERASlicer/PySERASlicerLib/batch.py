@@ -114,6 +114,8 @@ def process_batch(
         aggregation_lesion=aggregation_lesion, extraction_mode=extraction_mode,
         deep_learning_model=deep_learning_model, report=report,
     )
+    from .engine.deep import DeepDependencyError, WeightsUnavailableError, check_deep_weights
+
     try:
         if settings is None:
             settings = Settings.from_pysera(IBSI_based_parameters=IBSI_based_parameters, **pysera_kwargs)
@@ -122,6 +124,7 @@ def process_batch(
             if changed or IBSI_based_parameters:
                 settings = Settings.from_pysera(base=settings, IBSI_based_parameters=IBSI_based_parameters, **changed)
         log.level = settings.report
+        check_deep_weights(settings)  # once, before any case (else every case fails with the same message)
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
             raise SettingsError(f"case_timeout: {case_timeout!r} is not valid; accepted values: a number of "
                                 "seconds > 0, or None")
@@ -136,7 +139,7 @@ def process_batch(
             cases = read_cases_csv(cases_csv, spacing)
         else:
             cases = build_cases(image_input, mask_input, log, spacing, split_dicom)
-    except (SettingsError, InputError) as exc:
+    except (SettingsError, InputError, DeepDependencyError, WeightsUnavailableError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
 

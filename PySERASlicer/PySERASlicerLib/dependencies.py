@@ -1,7 +1,7 @@
 """Which optional Python packages a run needs, and which are missing, without importing them.
 
 Slicer bundles numpy, scipy, SimpleITK and pydicom (the engine needs nothing else), but not
-pandas and openpyxl (feature tables, Excel export) nor torch/torchvision (deep features).
+pandas and openpyxl (DataFrames, batch runs, Excel export) nor torch/torchvision (deep features).
 Slicer's guidance is to install such packages right before first use, after asking, with
 lower bounds only. This module decides *what* is missing; the widget does the asking
 (``slicer.util.confirmOkCancelDisplay``) and the installing (``slicer.util.pip_install``, or
@@ -42,7 +42,7 @@ class Requirement:
         return f"{self.distribution}>={self.minimum}"
 
 
-PANDAS = Requirement("pandas", "pandas", "1.5", "feature tables and Excel/CSV reports")
+PANDAS = Requirement("pandas", "pandas", "1.5", "DataFrames, batch runs and Excel reports")
 OPENPYXL = Requirement("openpyxl", "openpyxl", "3.0", "Excel export")
 TORCH = Requirement("torch", "torch", "2.1", "deep features", torch=True)
 TORCHVISION = Requirement("torchvision", "torchvision", "0.16", "deep features (pretrained CNNs)", torch=True)
@@ -69,10 +69,11 @@ class Missing:
         return f"{self.requirement.distribution} ({self.requirement.purpose}): {self.reason}"
 
 
-def needed(deep: bool = False, excel: bool = True) -> List[Requirement]:
-    """Requirements of a run: pandas always (results become a DataFrame), openpyxl for Excel
-    output (batch runs and the Excel export), torch/torchvision for deep features."""
-    wanted = [PANDAS]
+def needed(deep: bool = False, excel: bool = True, frame: bool = True) -> List[Requirement]:
+    """Requirements of a run: pandas when the results become a DataFrame (console ``extract``,
+    batch runs, Excel export; ``frame=False`` for the GUI's run, which fills the table node from
+    plain rows), openpyxl for Excel output, torch/torchvision for deep features."""
+    wanted = [PANDAS] if frame or excel else []
     if excel:
         wanted.append(OPENPYXL)
     if deep:
@@ -80,11 +81,11 @@ def needed(deep: bool = False, excel: bool = True) -> List[Requirement]:
     return wanted
 
 
-def needed_for_settings(settings, excel: bool = True) -> List[Requirement]:
+def needed_for_settings(settings, excel: bool = True, frame: bool = True) -> List[Requirement]:
     """Requirements for a :class:`Settings` (deep features when ``extraction_mode`` is deep)."""
     from .settings import ExtractionMode
 
-    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel)
+    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel, frame=frame)
 
 
 def find_spec(module: str):

@@ -18,6 +18,11 @@ validated :class:`Settings`:
 Small helpers for the manually wired widgets live here too: segment ids stored comma-joined
 (empty = all segments), optional paths (``pathlib.Path("")`` is ".", meaning "not set") and
 the "is Run possible" checks of the single-case and batch sections.
+
+The decisions behind the widget's slots are here as well, so they are tested on real MRML
+nodes without Qt: :class:`GuiBinding` (connect a parameter node to the widgets once, Slicer
+5.6-5.10), :func:`choose_mask`, :func:`run_segment_ids`, :func:`batch_inputs`,
+:func:`path_text`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .settings import (
     CATEGORIES,
@@ -45,6 +50,9 @@ from .settings import (
     preset_settings,
     set_path,
 )
+
+#: The project's online documentation (the module's help text links it; EXTENSION_HOMEPAGE).
+HOMEPAGE_URL = "https://github.com/pysera-slicer/PySERASlicer#readme"
 
 #: Preset combo box entry that means "the values below were edited / loaded from a file".
 CUSTOM_PRESET = "custom"
@@ -130,6 +138,7 @@ PARAMETERS: Tuple[GuiParameter, ...] = (
     GuiParameter("featureValueMode", str, "feature_value_mode", _choices(FeatureValueMode), "Feature values"),
     GuiParameter("extractionMode", str, "extraction_mode", _choices(ExtractionMode), "Extraction mode"),
     GuiParameter("deepModel", str, "deep.model", _choices(DeepModel), "Deep model"),
+    GuiParameter("deepWeights", Path, "deep.weights_path", label="Deep model weights"),
     GuiParameter("numWorkers", int, "num_workers", label="Workers (0 = auto)"),
     GuiParameter("enableParallelism", bool, "enable_parallelism", label="Parallel cases"),
     GuiParameter("reportLevel", str, "report", _choices(ReportLevel), "Report level"),
@@ -158,7 +167,7 @@ def settings_to_values(settings: Settings) -> Dict[str, Any]:
             value = 0 if settings.num_workers == "auto" else int(settings.num_workers)
         else:
             value = get_path(plain, path)
-        values[parameter.name] = parameter.kind(value)
+        values[parameter.name] = Path(value or "") if parameter.kind is Path else parameter.kind(value)
     values[BASE_SETTINGS] = json.dumps(plain, sort_keys=True)
     return values
 
@@ -184,6 +193,8 @@ def values_to_settings(values: Mapping[str, Any], base: Optional[Settings] = Non
         value = values[parameter.name]
         if parameter.path == "num_workers":
             value = "auto" if int(value) <= 0 else int(value)
+        elif parameter.kind is Path:  # an unset path field holds Path(), i.e. "."
+            value = "" if path_value(value) is None else str(value)
         set_path(plain, parameter.path, value)
     mode = values.get("resamplingMode")
     if mode is not None:
@@ -313,6 +324,119 @@ def selected_segment_ids(stored: str, all_ids: Sequence[str]) -> List[str]:
     return wanted or list(all_ids)
 
 
+def is_segmentation(node: Any) -> bool:
+    return node is not None and node.IsA("vtkMRMLSegmentationNode")
+
+
+def segment_ids_of(segmentation: Any) -> List[str]:
+    """Every segment id of a segmentation node, in segmentation order."""
+    segments = segmentation.GetSegmentation()
+    return [segments.GetNthSegmentID(i) for i in range(segments.GetNumberOfSegments())]
+
+
+def run_segment_ids(mask: Any, stored: str) -> Optional[List[str]]:
+    """Segment ids a run extracts: the stored ones that still exist, what the selector shows
+    (a segment deleted since it was chosen is dropped, never passed on as an unknown id);
+    None for all segments or a labelmap."""
+    if not is_segmentation(mask):
+        return None
+    all_ids = segment_ids_of(mask)
+    chosen = selected_segment_ids(stored, all_ids)
+    return None if chosen == all_ids else chosen
+
+
+def choose_mask(node: Any, mask: Any) -> bool:
+    """The mask selector chose ``mask`` (the node its signal passes). A new mask starts with all
+    of its segments: ``inputMask`` and ``segmentIds`` change together, under one Modified event,
+    so nothing observing the node (the wrapper's own binding, which writes ``inputMask`` back into
+    the selector) sees the old mask with the new segment list. Returns False, changing nothing,
+    when ``mask`` is already the node's mask (the wrapper echoing a loaded scene into the
+    selector): a saved segment subset survives."""
+    if _same_node(node.inputMask, mask):
+        return False
+    was_modifying = node.StartModify()
+    try:
+        node.inputMask = mask
+        node.segmentIds = ""
+    finally:
+        node.EndModify(was_modifying)
+    return True
+
+
+def _same_node(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or a.GetID() == b.GetID()
+
+
+def batch_inputs(values: Mapping[str, Any]) -> Dict[str, Optional[Path]]:
+    """``image_folder``, ``mask_folder`` and ``cases_csv`` for ``start_batch``: a case CSV, when
+    set, is used instead of the folders (the Run button's tooltip says so), so the folders are
+    passed as None then."""
+    csv_path = path_value(values.get("batchCasesCsv"))
+    if csv_path is not None:
+        return {"image_folder": None, "mask_folder": None, "cases_csv": csv_path}
+    return {"image_folder": path_value(values.get("batchImageFolder")),
+            "mask_folder": path_value(values.get("batchMaskFolder")), "cases_csv": None}
+
+
+class GuiBinding:
+    """Connects one parameter node to the module's widgets once, and observes it.
+
+    Slicer 5.6.0-5.8.1's ``parameterNode.connectGui(...)`` returns None (5.10 returns a tag), so
+    ``disconnectGui`` cannot undo it there, and connecting again on every ``enter()`` would stack
+    full sets of widget bindings and observers (each edit then written and refreshed N times).
+    So: connect when the parameter node differs from the one connected (Slicer keeps its singleton
+    parameter node across scene closes, so that is once per session in practice), disconnect
+    only with a real tag, and observe ``ModifiedEvent`` through a tag of our own, which works on
+    every version. ``connect_gui(wrapper)`` returns connectGui's result; ``disconnect_gui(wrapper,
+    tag)`` undoes it; ``on_modified(caller, event)`` refreshes the hand-wired widgets.
+    """
+
+    def __init__(self, connect_gui: Callable[[Any], Any], disconnect_gui: Callable[[Any, Any], None],
+                 on_modified: Callable[[Any, Any], None]):
+        self._connect_gui = connect_gui
+        self._disconnect_gui = disconnect_gui
+        self._on_modified = on_modified
+        self.wrapper: Any = None  # the connected parameter node wrapper
+        self.connections = 0  # connectGui calls so far
+        self._gui_tag: Any = None
+        self._observer_tag: Optional[int] = None
+
+    @staticmethod
+    def mrml_node(wrapper: Any) -> Any:
+        """The vtkMRMLScriptedModuleNode under a parameterNodeWrapper (or the node itself)."""
+        return getattr(wrapper, "parameterNode", wrapper)
+
+    def bind(self, wrapper: Any) -> bool:
+        """Connect and observe ``wrapper``; nothing new when its node is the connected one.
+        Returns True when connectGui was called."""
+        connected = self.wrapper is not None and self.mrml_node(self.wrapper) is self.mrml_node(wrapper)
+        if not connected:
+            self.release()
+            self._gui_tag = self._connect_gui(wrapper)
+            self.connections += 1
+            self.wrapper = wrapper
+        if self._observer_tag is None:
+            # priority below the wrapper's own observer (0): refresh after it has written the widgets
+            self._observer_tag = self.mrml_node(self.wrapper).AddObserver("ModifiedEvent", self._on_modified, -1.0)
+        return not connected
+
+    def pause(self) -> None:
+        """Stop observing (module left, scene closing); the widget binding stays."""
+        if self._observer_tag is not None and self.wrapper is not None:
+            self.mrml_node(self.wrapper).RemoveObserver(self._observer_tag)
+        self._observer_tag = None
+
+    def release(self) -> None:
+        """Stop observing and disconnect the widgets where Slicer gave a tag (5.10+)."""
+        self.pause()
+        if self.wrapper is not None and self._gui_tag is not None:
+            self._disconnect_gui(self.wrapper, self._gui_tag)
+        self.wrapper = None
+        self._gui_tag = None
+
+
 def path_value(value: Any) -> Optional[Path]:
     """A path parameter as a Path, or None when unset (``Path()`` is ".")."""
     if value is None:
@@ -321,6 +445,17 @@ def path_value(value: Any) -> Optional[Path]:
     if text in ("", "."):
         return None
     return Path(text)
+
+
+def path_text(value: Any) -> str:
+    """What a path field shows: "" for an unset path (the wrapper writes ``Path()`` as ".")."""
+    path = path_value(value)
+    return "" if path is None else str(path)
+
+
+#: Path fields bound to a ctkPathLineEdit (the wrapper shows an unset one as ".").
+PATH_FIELDS: Tuple[str, ...] = ("batchImageFolder", "batchMaskFolder", "batchCasesCsv", "settingsFile",
+                                "deepWeights")
 
 
 def single_case_problems(volumes: Sequence[Any], mask: Any, values: Mapping[str, Any]) -> List[str]:

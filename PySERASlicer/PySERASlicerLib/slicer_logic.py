@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import slicer_bridge
+from .engine.deep import check_deep_weights
 from .image import Image
 from .io.readers import MaskData
 from .io.suv import apply_suv
@@ -304,11 +305,17 @@ class RunningExtraction:
         return RunResult(self._rows, self._report, self._errors, self.elapsed, self.settings, len(self.cases),
                          self._job_errors)
 
-    def finish(self, timeout: Optional[float] = None):
-        """Wait, then fill the table node; returns (DataFrame, table node, RunResult)."""
+    def finish_table(self, timeout: Optional[float] = None):
+        """Wait, then fill the table node; returns (table node, RunResult). Needs no pandas
+        (the GUI's path: Slicer does not bundle pandas)."""
         result = self.wait(timeout=timeout)
         table = results_to_table(result, self.table_node, self.table_name)
         self.table_node = table
+        return table, result
+
+    def finish(self, timeout: Optional[float] = None):
+        """Wait, then fill the table node; returns (DataFrame, table node, RunResult)."""
+        table, result = self.finish_table(timeout)
         return result.frame(), table, result
 
 
@@ -352,6 +359,7 @@ class ExtractionLogic:
                     **params: Any) -> RunningExtraction:
         """Start a run over explicit (volume, mask) pairs."""
         settings = settings_from_params(settings, **params)
+        check_deep_weights(settings)  # once, before any case is copied out of the scene
         cases = self.prepare_cases(pairs, settings, segment_ids)
         if table_name is None:
             table_name = f"{cases[0].case_id} features" if len(cases) == 1 else f"PySERA features ({len(cases)} cases)"
@@ -430,13 +438,18 @@ class RunningBatch:
         cases = int(self.outputs.get("processed_files") or 0) + len(self.outputs.get("failed_files") or [])
         return RunResult(result.rows, report, errors, result.seconds, self.settings, max(cases, 1))
 
-    def finish(self, timeout: Optional[float] = None):
-        """Wait, then fill the table node; returns (DataFrame, table node, RunResult)."""
+    def finish_table(self, timeout: Optional[float] = None):
+        """Wait, then fill the table node; returns (table node, RunResult)."""
         result = self.wait(timeout)
         table = results_to_table(result, self.table_node, self.table_name)
         if self.outputs.get("excel_path"):
             table.SetAttribute("PySERA.Excel", str(self.outputs["excel_path"]))
         self.table_node = table
+        return table, result
+
+    def finish(self, timeout: Optional[float] = None):
+        """Wait, then fill the table node; returns (DataFrame, table node, RunResult)."""
+        table, result = self.finish_table(timeout)
         return result.frame(), table, result
 
 
@@ -448,6 +461,7 @@ def start_batch(settings: Settings, output_folder: Union[str, Path], image_folde
     ``output_folder``. ``options`` go to process_batch unchanged (``case_timeout``, ``resume`` ...)."""
     from .jobs import start_batch as start_batch_job
 
+    check_deep_weights(settings)  # here too: the GUI shows it at once, not after the worker started
     if cases_csv:
         if image_folder or mask_folder:
             raise ValueError("give either a case CSV or image and mask folders, not both")

@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..image import Image
-from ..settings import DeepSettings, Modality, Settings
+from ..settings import DeepSettings, ExtractionMode, Modality, Settings
 
 #: Where torchvision publishes the weight files.
 DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
@@ -217,6 +217,23 @@ def resolve_weights(model: Any, weights_path: str = "") -> Path:
         f"CLI --weights PATH."
     )
     raise WeightsUnavailableError(message, model=spec.name, path=str(path), url=spec.url)
+
+
+def check_deep_weights(settings: Settings) -> None:
+    """Once per run, before any case: raise :class:`DeepDependencyError` when torch/torchvision
+    are not installed (found without importing them) and :class:`WeightsUnavailableError` (the
+    message of :func:`resolve_weights`) when a deep-feature run's weights file is missing,
+    instead of every case failing with it after its work started. Nothing to check for
+    handcrafted features; the explicit random opt-in needs no file. The file is only looked
+    for, not read (a broken file is still reported when the model loads)."""
+    if settings.extraction_mode != ExtractionMode.DEEP:
+        return
+    from .. import dependencies
+
+    if dependencies.missing([dependencies.TORCH, dependencies.TORCHVISION]):
+        raise DeepDependencyError(INSTALL_HINT)
+    if _random_seed(settings.deep.weights_path) is None:
+        resolve_weights(settings.deep.model, settings.deep.weights_path)
 
 
 def _read_state_dict(torch: Any, spec: ModelSpec, path: Path) -> Dict[str, Any]:
