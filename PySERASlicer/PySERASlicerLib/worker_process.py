@@ -268,6 +268,7 @@ def _windows_job_for(process: subprocess.Popen):
 
 
 def _windows_kill_tree(worker: WorkerProcess) -> None:
+    launcher_alive = worker.process.poll() is None  # an exited pid may already belong to another process
     if worker._job is not None:
         import ctypes
         from ctypes import wintypes
@@ -276,7 +277,8 @@ def _windows_kill_tree(worker: WorkerProcess) -> None:
         kernel32.TerminateJobObject.argtypes = [wintypes.HANDLE, wintypes.UINT]
         kernel32.TerminateJobObject(worker._job, 1)
     # a python-real started before the job assignment, or a job that could not be made
-    for pid in (worker.process.pid, worker.reported_pid()):
+    pids = ([worker.process.pid] if launcher_alive else []) + [worker.reported_pid()]
+    for pid in pids:
         if pid is not None:
             subprocess.run(["taskkill", "/PID", str(pid), "/T", "/F"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
