@@ -276,9 +276,10 @@ def _windows_kill_tree(worker: WorkerProcess) -> None:
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         kernel32.TerminateJobObject.argtypes = [wintypes.HANDLE, wintypes.UINT]
         kernel32.TerminateJobObject(worker._job, 1)
+    if not launcher_alive:  # it ended by itself, so did its child (the launcher waits for it)
+        return
     # a python-real started before the job assignment, or a job that could not be made
-    pids = ([worker.process.pid] if launcher_alive else []) + [worker.reported_pid()]
-    for pid in pids:
+    for pid in (worker.process.pid, worker.reported_pid()):
         if pid is not None:
             subprocess.run(["taskkill", "/PID", str(pid), "/T", "/F"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
