@@ -146,6 +146,7 @@ class PySERASlicerParameterNode:
     numWorkers: Annotated[int, WithinRange(0, 256)] = 0
     enableParallelism: bool = True
     reportLevel: Annotated[str, Choice(['all', 'info', 'warning', 'error', 'none'])] = 'all'
+    columnNames: Annotated[str, Choice(['ibsi', 'pysera'])] = 'ibsi'
 
 
 class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

@@ -19,6 +19,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
@@ -68,8 +70,10 @@ def write_series(folder: Path, stored: np.ndarray, spacing=(0.8, 0.8, 2.5), orig
                  iop=(1, 0, 0, 0, 1, 0), slope: float = 1.0, intercept: float = -1024.0, modality: str = "CT",
                  series_uid: Optional[str] = None, study_uid: Optional[str] = None, frame_uid: Optional[str] = None,
                  per_slice: Optional[Callable[[int], Dict]] = None, prefix: str = "slice",
-                 seed: int = 0) -> Dict[str, str]:
-    """Write ``stored`` (k, j, i) int16 stored values as one file per slice, in shuffled file order.
+                 seed: int = 0, dtype=np.int16, positions: Optional[np.ndarray] = None) -> Dict[str, str]:
+    """Write ``stored`` (k, j, i) stored values (``dtype``: int16, uint16, uint32, ...) as one file
+    per slice, in shuffled file order. ``positions`` (k, 3) overrides the slice positions (gantry
+    tilt, gaps); by default slice k lies at origin + k * spacing_k * normal.
 
     Returns the UIDs used ({"series", "study", "frame"}).
     """
@@ -84,8 +88,10 @@ def write_series(folder: Path, stored: np.ndarray, spacing=(0.8, 0.8, 2.5), orig
     for file_number, k in enumerate(order):
         ds = _base(sop, modality, study_uid, series_uid, frame_uid)
         position = affine[:3, :3] @ np.array([0.0, 0.0, float(k)]) + affine[:3, 3]
+        if positions is not None:
+            position = positions[k]
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
         ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]  # (row spacing, column spacing)
         ds.SliceThickness = f"{spacing[2]:.6f}"
         ds.InstanceNumber = file_number + 1  # deliberately not the slice order
@@ -94,13 +100,141 @@ def write_series(folder: Path, stored: np.ndarray, spacing=(0.8, 0.8, 2.5), orig
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = stored.shape[1], stored.shape[2]
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.PixelData = np.ascontiguousarray(stored[k], dtype=np.int16).tobytes()
+        bits = np.dtype(dtype).itemsize * 8
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+        ds.PixelRepresentation = 1 if np.dtype(dtype).kind == "i" else 0
+        ds.PixelData = np.ascontiguousarray(stored[k], dtype=dtype).tobytes()
         if per_slice:
             for key, value in per_slice(k).items():
                 setattr(ds, key, value)
         _save(ds, folder / f"{prefix}_{file_number:03d}.dcm")
     return {"series": series_uid, "study": study_uid, "frame": frame_uid}
+
+
+def _item(**elements) -> DicomSequence:
+    """A one-item sequence (functional-group macros hold one item)."""
+    item = Dataset()
+    for key, value in elements.items():
+        setattr(item, key, value)
+    return DicomSequence([item])
+
+
+def write_enhanced(path: Path, frames: Sequence[Dict], spacing=(0.8, 0.8), iop=(1, 0, 0, 0, 1, 0),
+                   modality: str = "MR", uids: Optional[Dict[str, str]] = None, shared_rescale=None,
+                   dtype=np.int16) -> Dict[str, str]:
+    """An Enhanced MR/CT Image file built from the standard's functional-group macros.
+
+    ``frames`` are dicts with ``stored`` (2D array, (j, i)) and ``position`` (LPS) and
+    optionally ``slope``/``intercept`` (per-frame Pixel Value Transformation), ``echo_time``
+    (MR Echo), ``b_value`` / ``gradient`` (MR Diffusion with a gradient direction),
+    ``temporal_index`` (Frame Content). Frames are written in the given order. Orientation and
+    pixel measures are shared; ``shared_rescale`` = (slope, intercept) puts the rescale in the
+    shared group instead. Returns the UIDs used.
+    """
+    uids = dict(uids or {})
+    uids.setdefault("series", generate_uid())
+    uids.setdefault("study", generate_uid())
+    uids.setdefault("frame", generate_uid())
+    sop = ENHANCED_MR_STORAGE if modality == "MR" else ENHANCED_CT_STORAGE
+    ds = _base(sop, modality, uids["study"], uids["series"], uids["frame"])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    first = np.asarray(frames[0]["stored"])
+    ds.Rows, ds.Columns = first.shape
+    bits = np.dtype(dtype).itemsize * 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = 1 if np.dtype(dtype).kind == "i" else 0
+    ds.NumberOfFrames = len(frames)
+    shared = Dataset()
+    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[f"{v:.6f}" for v in iop])
+    shared.PixelMeasuresSequence = _item(PixelSpacing=[f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"],
+                                         SliceThickness="1.0")
+    if shared_rescale is not None:
+        shared.PixelValueTransformationSequence = _item(RescaleSlope=f"{shared_rescale[0]:g}",
+                                                        RescaleIntercept=f"{shared_rescale[1]:g}",
+                                                        RescaleType="US")
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    per_frame = []
+    for number, frame in enumerate(frames):
+        group = Dataset()
+        group.PlanePositionSequence = _item(ImagePositionPatient=[f"{v:.6f}" for v in frame["position"]])
+        content = {"FrameAcquisitionNumber": number + 1}
+        if "temporal_index" in frame:
+            content["TemporalPositionIndex"] = frame["temporal_index"]
+        group.FrameContentSequence = _item(**content)
+        if "slope" in frame or "intercept" in frame:
+            group.PixelValueTransformationSequence = _item(RescaleSlope=f"{frame.get('slope', 1):g}",
+                                                           RescaleIntercept=f"{frame.get('intercept', 0):g}",
+                                                           RescaleType="US")
+        if "echo_time" in frame:
+            group.MREchoSequence = _item(EffectiveEchoTime=float(frame["echo_time"]))
+        if "b_value" in frame:
+            diffusion = Dataset()
+            diffusion.DiffusionBValue = float(frame["b_value"])
+            diffusion.DiffusionDirectionality = "DIRECTIONAL" if "gradient" in frame else "NONE"
+            if "gradient" in frame:
+                diffusion.DiffusionGradientDirectionSequence = _item(
+                    DiffusionGradientOrientation=[float(v) for v in frame["gradient"]])
+            group.MRDiffusionSequence = DicomSequence([diffusion])
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+    ds.PixelData = np.ascontiguousarray(np.stack([np.asarray(f["stored"]) for f in frames]), dtype=dtype).tobytes()
+    _save(ds, path)
+    return uids
+
+
+def compress_file(path: Path, compressor: str) -> str:
+    """Re-encode a file's pixel data frame by frame with SimpleITK/GDCM ("JPEG" = JPEG Lossless
+    process 14, "JPEG2000" = JPEG 2000 lossless), keeping every other element as written
+    (single- and multi-frame files). Returns the new transfer syntax UID."""
+    import tempfile
+
+    import SimpleITK as sitk
+    from pydicom.encaps import encapsulate
+
+    if _PYDICOM_MAJOR >= 3:
+        from pydicom.encaps import generate_frames
+    else:  # pydicom 2.x
+        from pydicom.encaps import generate_pixel_data_frame as generate_frames
+
+    ds = pydicom.dcmread(str(path))
+    stored = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    fragments = []
+    with tempfile.TemporaryDirectory() as folder:
+        encoded = Path(folder) / "encoded.dcm"
+        for frame in stored:
+            writer = sitk.ImageFileWriter()
+            writer.SetFileName(str(encoded))
+            writer.SetUseCompression(True)
+            writer.SetCompressor(compressor)
+            writer.Execute(sitk.GetImageFromArray(frame[None]))
+            compressed = pydicom.dcmread(str(encoded))
+            syntax = compressed.file_meta.TransferSyntaxUID
+            fragments.append(next(generate_frames(compressed.PixelData)))
+    ds.PixelData = encapsulate(fragments)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    _save(ds, path)
+    return str(syntax)
+
+
+def strip_preamble(path: Path, implicit_vr: bool = False) -> None:
+    """Rewrite a Part 10 file as old scanners write DICOM: no 128-byte preamble, no file meta
+    (the data set starts at byte 0, in explicit or ``implicit_vr`` little endian)."""
+    if implicit_vr:
+        from pydicom.uid import ImplicitVRLittleEndian
+
+        ds = pydicom.dcmread(str(path))
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        if _PYDICOM_MAJOR < 3:  # pydicom 2.x encodes by these flags, 3.x by the transfer syntax
+            ds.is_implicit_VR, ds.is_little_endian = True, True
+        _save(ds, path)
+    data = path.read_bytes()
+    assert data[128:132] == b"DICM" and data[132:134] == b"\x02\x00"
+    group_length = int.from_bytes(data[140:144], "little")
+    path.write_bytes(data[144 + group_length:])
 
 
 def write_rtstruct(path: Path, structures: Dict[str, List[np.ndarray]], uids: Dict[str, str],
@@ -221,5 +355,6 @@ def ct_volume(shape: Tuple[int, int, int] = (8, 24, 20), seed: int = 1) -> np.nd
     return (1000 + 10 * k + rng.integers(0, 5, size=shape)).astype(np.int16)
 
 
-__all__ = ["write_series", "write_rtstruct", "write_seg", "square", "world_geometry", "slow_point_in_polygon",
+__all__ = ["write_series", "write_enhanced", "compress_file", "strip_preamble", "write_rtstruct",
+           "write_seg", "square", "world_geometry", "slow_point_in_polygon",
            "ct_volume", "index_to_world", "pydicom"]

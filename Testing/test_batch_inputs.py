@@ -149,7 +149,7 @@ def test_outputs_sheets_csv_twin_and_provenance(tmp_path):
     image_path, mask_path = write_case(tmp_path, "p1", 0)
     result = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", **STAT)
     sheets = pd.read_excel(result["excel_path"], sheet_name=None)
-    assert list(sheets) == ["Radiomics_Features", "Parameters", "Report"]
+    assert list(sheets) == ["Radiomics_Features", "Parameters", "Report", "Feature_Definitions"]
     features = sheets["Radiomics_Features"]
     pd.testing.assert_frame_equal(features, pd.read_csv(result["csv_path"]))
     np.testing.assert_allclose(features["stat_mean"], result["features_extracted"]["stat_mean"], rtol=1e-14)

@@ -84,8 +84,9 @@ def test_failed_cases_exit_1_and_bad_values_exit_2(tmp_path, capsys):
 
 
 def test_deep_feature_mode_from_the_command_line(tmp_path, capsys, monkeypatch):
-    """--extraction-mode deep_feature with --weights; missing weights give exit 1 and a message naming
-    the expected file instead of random weights."""
+    """--extraction-mode deep_feature with --weights; missing weights stop the run before any case
+    (exit 2: nothing could start, nothing written) with a message naming the expected file instead
+    of random weights."""
     from PySERASlicerLib.engine.deep import DeepDependencyError, import_torch
 
     try:
@@ -96,9 +97,114 @@ def test_deep_feature_mode_from_the_command_line(tmp_path, capsys, monkeypatch):
     write_case(tmp_path, "p1", 0)
     common = ["extract", "--image", str(tmp_path / "images"), "--mask", str(tmp_path / "masks"),
               "--enable-parallelism", "false", "--extraction-mode", "deep_feature", "--deep-learning-model", "resnet50"]
-    assert main(common + ["--output", str(tmp_path / "missing")]) == 1
+    assert main(common + ["--output", str(tmp_path / "missing")]) == 2
     assert "resnet50-0676ba61.pth" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists() or not any((tmp_path / "missing").iterdir())
     # explicit random initialisation is an opt-in for tests and smoke runs only
     assert main(common + ["--output", str(tmp_path / "out"), "--weights", "random:0", "--quiet"]) == 0
     frame = pd.read_csv(next((tmp_path / "out").glob("*.csv")))
     assert [c for c in frame.columns if c.startswith("resnet50_")] == [f"resnet50_{i:04d}" for i in range(2048)]
+
+
+# ---------------------------------------------------------------------------------------------
+# A new user's mistakes, through the console script path (subprocess): one message each, the
+# exit code of the docs, and no output files when nothing could start.
+# ---------------------------------------------------------------------------------------------
+def _run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "PySERASlicerLib.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or ROOT / "PySERASlicer", timeout=300)
+
+
+def _assert_not_started(completed, fragment, output):
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert fragment in completed.stderr
+    assert completed.stderr.count(fragment) == 1, completed.stderr  # each message once
+    assert not Path(output).exists() or not any(Path(output).iterdir())  # nothing written
+
+
+def test_missing_settings_file_is_file_not_found(tmp_path):
+    write_case(tmp_path, "p1", 0)
+    out = tmp_path / "out"
+    done = _run_cli("extract", "--image", tmp_path / "images", "--mask", tmp_path / "masks", "--output", out,
+                    "--settings", tmp_path / "nonexist.json")
+    _assert_not_started(done, "nonexist.json'", out)
+    assert "file not found" in done.stderr and "not valid JSON" not in done.stderr
+
+
+def test_mistyped_option_gets_the_closest_one_and_the_subcommand_usage(tmp_path):
+    done = _run_cli("extract", "--image", "a.nii", "--mask", "b.nii", "--categores", "stat")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --categores (did you mean --categories?)" in done.stderr
+    assert "usage: pysera-slicer extract" in done.stderr
+
+
+def test_pysera_spellings_are_aliases(tmp_path):
+    """--bin_size (PySERA's keyword), --image-input / --mask-input (PySERA's CLI), --IBSI_based_parameters."""
+    write_case(tmp_path, "p1", 0)
+    out = tmp_path / "out"
+    done = _run_cli("extract", "--image-input", tmp_path / "images" / "p1.nii.gz", "--mask_input",
+                    tmp_path / "masks" / "p1.nii.gz", "--output_path", out, "--categories", "ih",
+                    "--bin_size", "7", "--enable_parallelism=false", "--IBSI_based_parameters",
+                    '{"radiomics_DataType": "CT"}')
+    assert done.returncode == 0, done.stderr
+    parameters = pd.read_excel(next(out.glob("*.xlsx")), sheet_name="Parameters")
+    values = dict(zip(parameters["Parameter"], parameters["Value"].astype(str)))
+    assert values["discretisation.bin_width"] == "7.0" and values["modality"] == "CT"
+
+
+def test_bad_paths_header_and_empty_folder_exit_2_without_output(tmp_path):
+    write_case(tmp_path, "p1", 0)
+    out = tmp_path / "out"
+    done = _run_cli("extract", "--image", tmp_path / "nonexist.nii.gz", "--mask", tmp_path / "masks", "--output",
+                    out)
+    _assert_not_started(done, "nonexist.nii.gz: file or folder not found", out)
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("id,img,msk\np1,images/p1.nii.gz,masks/p1.nii.gz\n")
+    done = _run_cli("batch", "--cases", bad_csv, "--output", out)
+    _assert_not_started(done, "missing column(s) case_id, image, mask", out)
+    (tmp_path / "empty").mkdir()
+    done = _run_cli("extract", "--image", tmp_path / "empty", "--mask", tmp_path / "masks", "--output", out)
+    _assert_not_started(done, "holds no image files", out)
+    done = _run_cli("extract", "--image", tmp_path / "images", "--mask", tmp_path / "masks", "--output", out,
+                    "--settings", '{"bin_sise": 25}')
+    _assert_not_started(done, "'bin_sise' (did you mean 'bin_size'?)", out)
+
+
+def test_unmatched_names_exit_2_and_a_failed_case_exit_1_counted(tmp_path):
+    write_case(tmp_path / "a", "p1", 0)
+    write_case(tmp_path / "b", "other", 0)
+    out = tmp_path / "out"
+    done = _run_cli("extract", "--image", tmp_path / "a" / "images", "--mask", tmp_path / "b" / "masks",
+                    "--output", out, "--enable-parallelism", "false")
+    _assert_not_started(done, "p1: No matching mask found", out)
+    assert "cases processed" not in done.stdout
+    # one good case, one image without a mask: exit 1, the orphan counted as failed
+    (tmp_path / "a" / "images" / "orphan.nii.gz").write_bytes((tmp_path / "a" / "images" / "p1.nii.gz").read_bytes())
+    done = _run_cli("extract", "--image", tmp_path / "a" / "images", "--mask", tmp_path / "a" / "masks",
+                    "--output", out, "--enable-parallelism", "false", "--categories", "stat")
+    assert done.returncode == 1, done.stderr
+    assert "cases processed: 1, failed: 1," in done.stdout
+    assert done.stderr.count("orphan: No matching mask found") == 1
+    report = pd.read_excel(next(out.glob("*.xlsx")), sheet_name="Report")
+    assert (report["Level"] == "ERROR").sum() == 1
+
+
+def test_a_run_is_reproduced_from_its_provenance_json(tmp_path):
+    write_case(tmp_path, "p1", 0)
+    first = tmp_path / "first"
+    done = _run_cli("extract", "--image", tmp_path / "images", "--mask", tmp_path / "masks", "--output", first,
+                    "--categories", "stat,ih", "--bin-size", "12", "--enable-parallelism", "false",
+                    "--column-names", "pysera")
+    assert done.returncode == 0, done.stderr
+    provenance = next(first.glob("*.json"))
+    assert f"rerun with the same settings: --settings {provenance}" in done.stdout
+    again = tmp_path / "again"
+    done = _run_cli("extract", "--image", tmp_path / "images", "--mask", tmp_path / "masks", "--output", again,
+                    "--settings", provenance)
+    assert done.returncode == 0, done.stderr
+    sheets = [pd.read_excel(next(folder.glob("*.xlsx")), sheet_name=None) for folder in (first, again)]
+    settings_rows = [s["Parameters"][s["Parameters"]["Section"] == "settings"].reset_index(drop=True)
+                     for s in sheets]
+    pd.testing.assert_frame_equal(settings_rows[0], settings_rows[1])
+    pd.testing.assert_frame_equal(sheets[0]["Radiomics_Features"], sheets[1]["Radiomics_Features"])
+    assert "ih_entropy" in sheets[1]["Radiomics_Features"].columns

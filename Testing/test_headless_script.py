@@ -63,7 +63,7 @@ def features_of(output: Path):
 
     [xlsx] = sorted(output.glob("*.xlsx"))
     sheets = pd.read_excel(xlsx, sheet_name=None)
-    assert list(sheets) == ["Radiomics_Features", "Parameters", "Report"]
+    assert list(sheets) == ["Radiomics_Features", "Parameters", "Report", "Feature_Definitions"]
     return sheets["Radiomics_Features"]
 
 

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from dicom_fixtures import ct_volume, write_series
 from PySERASlicerLib.io.dicom import list_volumes, read_dicom_series
 from PySERASlicerLib.io.readers import InputError, read_image
+from PySERASlicerLib.settings import DicomSettings
 
 DATA = Path(__file__).parent / "Data" / "ibsi" / "ibsi_1_ct_radiomics_phantom"
 
@@ -97,23 +98,30 @@ def test_repeated_positions_without_separating_tag_is_an_error(tmp_path):
     uids = write_series(tmp_path, stored, prefix="a")
     write_series(tmp_path, stored, prefix="b", series_uid=uids["series"], study_uid=uids["study"],
                  frame_uid=uids["frame"])
-    with pytest.raises(InputError, match="2 images per slice position and no tag"):
+    with pytest.raises(InputError, match="2 images per slice position and no value"):
         read_image(tmp_path)
 
 
-def test_missing_slice_reported(tmp_path):
-    write_series(tmp_path, ct_volume((6, 5, 5)))
+def test_missing_slice_refused_with_the_gap_or_interpolated(tmp_path):
+    stored = ct_volume((6, 5, 5))
+    write_series(tmp_path, stored)  # slices at z = 30 + 2.5 k
     files = sorted(tmp_path.iterdir())
     import pydicom
 
-    # remove the slice in the middle of the stack
+    # remove the slice in the middle of the stack (z = 37.5)
     positions = {f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in files}
     middle = sorted(files, key=positions.get)[3]
     middle.unlink()
+    with pytest.raises(InputError, match=r"5 mm instead of 2.5 mm between slice positions 35 and 40 mm.*"
+                                         r"1 missing slice.*missing_slices"):
+        read_image(tmp_path)
     warnings = []
-    image = read_image(tmp_path, warnings=warnings)
-    assert image.array.shape[0] == 5
-    assert any("slice spacing is not uniform" in w for w in warnings)
+    image = read_image(tmp_path, warnings=warnings, dicom=DicomSettings(missing_slices="interpolate"))
+    assert image.array.shape[0] == 6 and image.spacing[2] == pytest.approx(2.5)
+    expected = (stored.astype(float) - 1024)
+    expected[3] = (expected[2] + expected[4]) / 2  # the gap, linear between its neighbours
+    np.testing.assert_allclose(image.array, expected)
+    assert any("Resampled along the normal onto 6 slices 2.5 mm apart" in w for w in warnings)
 
 
 def test_truncated_slice_names_the_file(tmp_path):

@@ -28,6 +28,7 @@ EXAMPLES = {
     "extraction_mode": ("deep_feature", "deep_feature"),
     "deep_learning_model": ("VGG16", "vgg16"),
     "report": ("Warning", "warning"),
+    "column_names": ("PySERA", "pysera"),
     "num_workers": ("3", 3),
     "enable_parallelism": (False, False),
     "radiomics_DataType": ("PET", "PET"),
@@ -84,7 +85,8 @@ def test_bin_size_is_a_width_for_fbs_and_a_count_for_fbn():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"bin_sz": 3}, "unknown parameter 'bin_sz'; accepted: categories, dimensions, bin_size"),
+    ({"bin_sz": 3}, "unknown parameter 'bin_sz' \\(did you mean 'bin_size'\\?\\); accepted: categories, dimensions, "
+                    "bin_size"),
     ({"IBSI_based_parameters": {"radiomics_Foo": 1}}, "unknown key 'radiomics_Foo'; accepted keys: radiomics_DataType"),
     ({"IBSI_based_parameters": {"radiomics_DiscType": "XX"}},
      "radiomics_DiscType: 'XX' is not valid; accepted values: FBS, FBN, NONE"),
@@ -109,7 +111,8 @@ def test_bad_keys_and_values_name_the_key_and_what_is_accepted(kwargs, message):
 def test_our_own_dict_rejects_unknown_and_bad_fields():
     plain = Settings().to_dict()
     plain["discretisation"]["bin_wdth"] = 3
-    with pytest.raises(SettingsError, match="unknown settings key\\(s\\) discretisation.bin_wdth; accepted keys: "
+    with pytest.raises(SettingsError, match="unknown settings key\\(s\\) 'discretisation.bin_wdth' \\(did you mean "
+                                            "'discretisation.bin_width'\\?\\); accepted keys: "
                                             "discretisation.bin_number, discretisation.bin_width"):
         Settings.from_dict(plain)
     with pytest.raises(SettingsError, match="texture.glcm_distance: 0 is not valid; accepted values: an integer >= 1"):
@@ -153,3 +156,61 @@ def test_pysera_defaults_are_the_documented_ones():
     assert ibsi["radiomics_DiscType"] == "FBS" and ibsi["radiomics_isScale"] == 0 and ibsi["radiomics_ROI_PV"] == 0.5
     assert ibsi["radiomics_IVH_Type"] == 3 and ibsi["radiomics_IVH_DiscCont"] == 1
     assert ibsi["radiomics_IVH_binSize"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings files as users write them (issue: reproducible settings)
+# ---------------------------------------------------------------------------------------------
+def test_a_keyword_the_caller_wrote_wins_over_settings_even_at_its_default():
+    """PySERA's convention: None = not given. bin_size=25 and the default categories are written
+    by the caller, so they replace the file's 50 and stat."""
+    from_file = Settings.from_json('{"bin_size": 50, "categories": "stat"}')
+    assert from_file.discretisation.bin_width == 50
+    called = Settings.from_call(from_file, bin_size=25, categories="diag,morph,glcm,glrlm,glszm,ngtdm,ngldm",
+                                dimensions=None, roi_num=None)
+    assert called.discretisation.bin_width == 25
+    assert called.categories == ("diag", "morph", "glcm", "glrlm", "glszm", "ngtdm", "ngldm")
+    assert Settings.from_call(from_file, bin_size=None) == from_file  # nothing given: the file's values
+    assert Settings.from_call() == Settings()  # nothing at all: PySERA's defaults
+    with pytest.raises(SettingsError, match="settings: expected a Settings object, got str"):
+        Settings.from_call("s.json")
+
+
+def test_a_run_provenance_json_is_a_settings_file(tmp_path):
+    from PySERASlicerLib.export import features_frame, write_outputs
+
+    settings = preset_settings("ibsi_B").replace(column_names="pysera")
+    rows = [{"PatientID": "p1", "ROI": "r1", "stat_mean": 1.0}]
+    _, _, json_path = write_outputs(str(tmp_path), features_frame(rows), settings, [], {"cases": 1})
+    record = json.loads(open(json_path, encoding="utf-8").read())
+    assert set(record) == {"settings", "pysera_parameters", "provenance", "outputs"}
+    assert Settings.from_json(json_path) == settings
+
+
+def test_a_missing_settings_file_says_file_not_found(tmp_path):
+    with pytest.raises(SettingsError, match="settings file 'nonexist.json': file not found"):
+        Settings.from_json("nonexist.json")
+    with pytest.raises(SettingsError, match="is a folder, not a JSON file"):
+        Settings.from_json(str(tmp_path))
+
+
+def test_a_key_typo_suggests_the_key_and_lists_every_accepted_key_pysera_forms_included():
+    with pytest.raises(SettingsError) as info:
+        Settings.from_json('{"bin_sise": 25}')
+    message = str(info.value)
+    assert message.startswith("unknown settings key(s) 'bin_sise' (did you mean 'bin_size'?); accepted keys: ")
+    accepted = set(message.split("accepted keys: ")[1].split(", "))
+    assert {"bin_size", "IBSI_based_parameters", "radiomics_DiscType", "min_roi_volume", "preset",
+            "discretisation", "resampling", "column_names"} <= accepted
+    for key in accepted - {"preset"}:  # every key listed is accepted
+        value = {"IBSI_based_parameters": {}, "categories": "stat", "dimensions": "1st"}.get(key)
+        if value is not None:
+            Settings.from_any({key: value})
+
+
+def test_our_keys_and_pysera_keys_mix_in_one_file():
+    mixed = Settings.from_json('{"resampling": {"enabled": true, "voxel_size_mm": 1.5}, "bin_size": 16, '
+                               '"radiomics_DiscType": "FBN", "categories": "stat,ih"}')
+    assert mixed.resampling.enabled and mixed.resampling.voxel_size_mm == 1.5
+    assert mixed.discretisation.method.value == "FBN" and mixed.discretisation.bin_number == 16
+    assert mixed.categories == ("stat", "ih")

@@ -130,6 +130,21 @@ def test_table_node_has_string_and_numeric_columns(scene):
     assert specs_by_tag()["stat_mean"].name == "Mean intensity"
 
 
+def test_table_in_pysera_names_keeps_ibsi_descriptions(scene):
+    """column_names="pysera": PySERA's column names in the table, each still described with its
+    IBSI name and code."""
+    from PySERASlicerLib.slicer_bridge import table_from_rows
+
+    rows = [{"PatientID": "p1", "ROI": "tumor", "cm_joint_max_3D_comb": 0.5, "morph_volume": 10.0}]
+    table = table_from_rows(rows, name="pysera names", column_names="pysera")
+    names = [table.GetTable().GetColumn(c).GetName() for c in range(table.GetNumberOfColumns())]
+    assert names == ["PatientID", "ROI", "glcm_joint_max_3D_comb", "morph_volume_mesh"]
+    assert table.GetColumnDescription("glcm_joint_max_3D_comb") == "Joint maximum [GYBY] (3D, merged)"
+    assert "RNU0" in table.GetColumnDescription("morph_volume_mesh")
+    ibsi = table_from_rows(rows, name="ibsi names")
+    assert ibsi.GetColumnDescription("cm_joint_max_3D_comb") == "Joint maximum [GYBY] (3D, merged)"
+
+
 def test_image_geometry_round_trip_through_ras():
     image = Image(np.zeros((2, 3, 4)), (0.5, 0.7, 2.0), (1, 2, 3), np.eye(3))
     again = Image.from_ras_matrix(image.array, image.ijk_to_ras())

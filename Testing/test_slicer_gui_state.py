@@ -286,3 +286,15 @@ def test_parameter_node_annotations_are_python39_safe():
     tree = ast.parse(MODULE_FILE.read_text(), feature_version=(3, 9))  # Slicer 5.6/5.8 syntax
     futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     assert not futures, "hints of the parameter node must stay real objects"
+
+
+def test_loading_a_run_provenance_json_shows_its_settings(tmp_path):
+    """The GUI's Load takes the JSON a run wrote beside its Excel report (issue: reproducible runs)."""
+    from PySERASlicerLib.export import features_frame, write_outputs
+
+    settings = Settings(categories="stat,ih", column_names="pysera").replace(
+        discretisation=DiscretisationSettings(method="FBN", bin_number=12))
+    _, _, provenance = write_outputs(str(tmp_path), features_frame([{"PatientID": "p", "ROI": "r"}]), settings, [])
+    node = node_with_defaults()
+    assert gui_state.load_settings_file(node, provenance) == settings
+    assert node.columnNames == "pysera" and node.binNumber == 12

@@ -191,7 +191,7 @@ def test_export_table_writes_three_sheets_and_csv(scene, tmp_path):
     frame, table = ExtractionLogic().extract(volume, seg, categories="stat", dimensions="1st")
     xlsx, csv = export_table(table, tmp_path / "out")
     sheets = pd.read_excel(xlsx, sheet_name=None)
-    assert list(sheets) == ["Radiomics_Features", "Parameters", "Report"]
+    assert list(sheets) == ["Radiomics_Features", "Parameters", "Report", "Feature_Definitions"]
     features = sheets["Radiomics_Features"]
     assert list(features["ROI"]) == ["lesion A"]
     assert features["stat_mean"][0] == pytest.approx(voxels[a].mean())
@@ -242,7 +242,7 @@ def test_batch_from_folders_and_from_a_case_csv(scene, tmp_path):
     assert running.outputs["excel_path"].endswith(".xlsx")
     assert table.GetAttribute("PySERA.Excel") == running.outputs["excel_path"]
     assert list(pd.read_excel(running.outputs["excel_path"], sheet_name=None)) == [
-        "Radiomics_Features", "Parameters", "Report"]
+        "Radiomics_Features", "Parameters", "Report", "Feature_Definitions"]
 
     cases_csv = tmp_path / "cases.csv"
     cases_csv.write_text("case_id,image,mask\nfirst,images/p2.nrrd,masks/p2.nrrd\n")

@@ -306,7 +306,7 @@ def test_process_batch_and_the_cli_report_missing_weights_once_before_any_case(t
                  str(tmp_path / "cli"), "--extraction-mode", "deep_feature", "--weights", str(missing),
                  "--enable-parallelism", "false"])
     error = capsys.readouterr().err
-    assert code == 1 and error.count(str(missing)) == 1, error
+    assert code == 2 and error.count(str(missing)) == 1, error
 
 
 def test_weights_check_names_a_missing_torch_first():

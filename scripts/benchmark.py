@@ -72,7 +72,6 @@ from PySERASlicerLib.settings import CATEGORIES, Settings  # noqa: E402
 #: Reference figures to beat: (what, seconds, number of features, source). They are the figures
 #: the project was given (not measured here, other machines and cases).
 REFERENCES = (
-    ("PySERA (original)", 20.0, 557, "project brief: PySERA ~20 s for 557 features of a ~32k-voxel lesion"),
     ("pyradiomics", 0.7, 107, "project brief: pyradiomics 0.7 s for 107 features"),
     ("pictologics", 0.13, None, "project brief: pictologics 0.13 s"),
 )
@@ -276,7 +275,25 @@ import time
 snippet_start = time.perf_counter()
 import json, statistics, sys
 tool, image_path, mask_path, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-if tool == "pyradiomics":
+if tool == "pysera":
+    # PySERA 2.1.5's own entry point (it reads the files itself: "read" is 0, reading is in the
+    # figures); all 557 features, FBS 25 HU, range [-1000, 400], one process, no resampling
+    import tempfile
+    import pysera
+    from importlib.metadata import version as _version
+    version = _version("pysera")
+    read = 0.0
+    out_folder = tempfile.mkdtemp(prefix="pysera_bench_out_")
+    ibsi = {"radiomics_DataType": "CT", "radiomics_isReSegRng": 1, "radiomics_ReSegIntrvl01": -1000,
+            "radiomics_ReSegIntrvl02": 400}
+    def prepare():
+        return image_path, mask_path
+    def run(data):
+        result = pysera.process_batch(image_input=data[0], mask_input=data[1], output_path=out_folder,
+                                      categories="all", dimensions="all", bin_size=25, enable_parallelism=False,
+                                      num_workers="1", report="error", IBSI_based_parameters=ibsi)
+        return int(result["features_extracted"].shape[1]) - 2  # minus PatientID, ROI
+elif tool == "pyradiomics":
     import logging
     import radiomics
     from radiomics import featureextractor
@@ -442,6 +459,8 @@ def reference_rows(rows: List[Dict[str, object]], others: List[Dict[str, object]
     for other in others:
         # pictologics: also against the same feature families and aggregations (apples to apples)
         mine_sets = ["full 3D set"] + ([COMPARABLE_NAME] if "pictologics" in other["tool"] else [])
+        if other["tool"].startswith("pysera"):  # PySERA computes all 557: compare with the same set
+            mine_sets = ["all 557"]
         for set_name in mine_sets:
             if set_name not in ours:
                 continue
@@ -545,6 +564,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="a Python (>= 3.12) with pictologics installed: time it on the same case")
     parser.add_argument("--pyradiomics-python", metavar="PATH",
                         help="a Python with pyradiomics installed: time it on the same case")
+    parser.add_argument("--pysera-python", metavar="PATH",
+                        help="a Python with pysera 2.1.5 installed: time it on the same case (all 557 features)")
     parser.add_argument("--roi-threads", type=int, metavar="N",
                         help="threads per ROI (sets PYSERA_ROI_THREADS; default: the engine's, min(2, cores))")
     parser.add_argument("--first-ever-cold", action="store_true",
@@ -588,11 +609,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                         "total (s)": cold, "engine imports (s)": imports, "first extract_roi call (s)": first_call,
                         "peak memory (MB)": f"{cold_peak:.0f}"})
     others, notes = section_others(image, labels, args.repeats, {"pictologics": args.pictologics_python,
-                                                                   "pyradiomics": args.pyradiomics_python},
+                                                                   "pyradiomics": args.pyradiomics_python,
+                                                                   "pysera": args.pysera_python},
                                    args.first_ever_cold)
     colds: Dict[str, float] = {}
     if others:
-        for name in ["full 3D set"] + ([COMPARABLE_NAME] if any("pictologics" in o["tool"] for o in others) else []):
+        for name in (["full 3D set"] + ([COMPARABLE_NAME] if any("pictologics" in o["tool"] for o in others) else [])
+                     + (["all 557"] if any(o["tool"].startswith("pysera") for o in others) else [])):
             colds[name] = section_cold(name)[0]
             summary.append({"set": f"cold: fresh process, {name}, lesion 1", "total (s)": colds[name]})
     summary.append({"set": "this benchmark process (case building and every run above)",

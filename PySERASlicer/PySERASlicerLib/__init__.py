@@ -5,22 +5,26 @@ Public API (PySERA-compatible)::
     from PySERASlicerLib import process_batch
     result = process_batch("image.nii.gz", "mask.nii.gz", "./results")
 
-Runs without Slicer; the Slicer module is a thin layer on top.
+Runs without Slicer; the Slicer module is a thin layer on top. Importing the package is cheap:
+numpy, pandas and the engine load on first use (``Image`` on first access, the engine on the
+first ``process_batch`` call).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .image import Image  # noqa: E402
+from .api import process_batch  # noqa: E402  (light: the signature and docs; the work is imported on call)
 from .settings import Settings, SettingsError, preset_settings  # noqa: E402
 
 
-def process_batch(*args, **kwargs):
-    """PySERA's ``process_batch``; see :func:`PySERASlicerLib.batch.process_batch`."""
-    from .batch import process_batch as _process_batch
+def __getattr__(name: str):
+    # PEP 562: Image needs numpy, which `import PySERASlicerLib` must not pay for.
+    if name == "Image":
+        from .image import Image
 
-    return _process_batch(*args, **kwargs)
+        return Image
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Image", "Settings", "SettingsError", "preset_settings", "process_batch", "__version__"]

@@ -7,8 +7,9 @@ the cases run in a pool of worker processes (:mod:`.pool`) where a case that rai
 ``case_timeout`` or kills its worker becomes Report rows while the others finish. Each finished
 case is appended to ``batch_progress.jsonl`` in the output folder as it completes
 (:mod:`.progress`), so an interrupted run keeps its work and ``resume=True`` skips it next
-time. Results go to an Excel file with the sheets ``Radiomics_Features``, ``Parameters`` and
-``Report``, a CSV twin and a provenance JSON (see docs/batch.md and docs/parameters.md).
+time. Results go to an Excel file with the sheets ``Radiomics_Features``, ``Parameters``,
+``Report`` and ``Feature_Definitions``, a CSV twin and a provenance JSON (see docs/batch.md and
+docs/parameters.md). The public signature and its docs are in :mod:`.api` (light to import).
 """
 
 
@@ -18,8 +19,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
+from .api import SETTINGS_KEYWORDS, process_batch  # noqa: F401  (process_batch re-exported: batch.process_batch)
 from .case_extraction import (  # noqa: F401  (re-exported: the batch API in one place)
     Callback,
     CaseResult,
@@ -29,100 +31,34 @@ from .case_extraction import (  # noqa: F401  (re-exported: the batch API in one
     sha256_of,
 )
 from .cases import CSV_COLUMNS, Case, build_cases, read_cases_csv  # noqa: F401
-from .io.readers import Source, is_dicom_file
-from .io.types import InputError, MaskData
+from .export import ID_COLUMNS
+from .io.readers import is_dicom_file
+from .io.types import InputError
 from .pool import DEFAULT_MAX_TASKS_PER_CHILD, ProgressFn, run_cases, worker_count  # noqa: F401
 from .progress import PROGRESS_FILE, ProgressStore, case_key  # noqa: F401
 from .rois import aggregate_lesions
 from .runlog import RunLog
 from .settings import ExtractionMode, RoiSelectionMode, Settings, SettingsError
 
-#: Non-feature columns of the Radiomics_Features sheet.
-ID_COLUMNS = ("PatientID", "ROI")
 
-
-_PYSERA_DEFAULTS = {
-    "apply_preprocessing": False, "min_roi_volume": 10, "num_workers": "auto", "enable_parallelism": True,
-    "categories": "diag,morph,glcm,glrlm,glszm,ngtdm,ngldm", "dimensions": "1st,2d", "bin_size": 25, "roi_num": 10,
-    "roi_selection_mode": "per_Img", "feature_value_mode": "REAL_VALUE", "aggregation_lesion": False,
-    "extraction_mode": "handcrafted_feature", "deep_learning_model": "resnet50", "report": "all",
-}
-
-
-def process_batch(
-    image_input: Union[Source, MaskData, None] = None,
-    mask_input: Union[Source, MaskData, None] = None,
-    output_path: Optional[str] = "./output_result",
-    temporary_files_path: Optional[str] = "./temporary_files_path",
-    apply_preprocessing: bool = False,
-    min_roi_volume: float = 10,
-    num_workers: Union[str, int] = "auto",
-    enable_parallelism: bool = True,
-    categories: str = "diag,morph,glcm,glrlm,glszm,ngtdm,ngldm",
-    dimensions: str = "1st,2d",
-    bin_size: float = 25,
-    roi_num: int = 10,
-    roi_selection_mode: str = "per_Img",
-    feature_value_mode: str = "REAL_VALUE",
-    aggregation_lesion: bool = False,
-    callback_fn: Callback = None,
-    extraction_mode: str = "handcrafted_feature",
-    deep_learning_model: str = "resnet50",
-    report: str = "all",
-    IBSI_based_parameters: Optional[Dict[str, Any]] = None,
-    *,
-    settings: Optional[Settings] = None,
-    spacing: Optional[Sequence[float]] = None,
-    cases_csv: Optional[str] = None,
-    case_timeout: Optional[float] = None,
-    resume: bool = False,
-    split_dicom: bool = False,
-    max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
-    progress_fn: ProgressFn = None,
-) -> Dict[str, Any]:
-    """Extract radiomics features for one case or a batch (PySERA-compatible).
-
-    Parameters follow PySERA 2.1; docs/parameters.md lists each with its meaning and default.
-    Keyword-only extras (docs/batch.md):
-
-    settings : a full :class:`Settings` (e.g. ``Settings.from_json``); PySERA keywords that
-        differ from their defaults override it.
-    spacing : voxel size (i, j, k) in mm for array / ``.npy`` inputs (default 1 mm, with a warning).
-    cases_csv : a CSV with columns ``case_id, image, mask[, roi_label]`` instead of
-        ``image_input``/``mask_input``.
-    case_timeout : seconds one case may run; a case past it is stopped (its worker process is
-        killed) and reported. Setting it runs cases in worker processes even with one worker.
-    resume : reuse the finished cases of an interrupted run in the same ``output_path``.
-    split_dicom : one case per series / volume of DICOM folders holding several.
-    max_tasks_per_child : cases a pool worker runs before a fresh process replaces it.
-    progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
-
-    Returns
-    -------
-    dict with ``success``, ``output_path`` (results folder), ``excel_path``, ``csv_path``,
-    ``provenance_path``, ``processed_files`` (cases with at least one ROI extracted),
-    ``failed_files``, ``features_extracted`` (DataFrame: PatientID, ROI, features),
-    ``processing_time`` (s), ``logs``, ``error`` (None, or one message per failed case).
-    """
+def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
+    """The work behind :func:`PySERASlicerLib.process_batch`; ``call`` holds its arguments by name
+    (documented there). ``settings`` with the PySERA keywords the caller gave (``None`` = not
+    given) on top, then the cases. Nothing is written when nothing can start (bad settings or
+    paths, no image/mask pair)."""
+    image_input, mask_input, output_path = call["image_input"], call["mask_input"], call["output_path"]
+    temporary_files_path, cases_csv, spacing = call["temporary_files_path"], call["cases_csv"], call["spacing"]
+    case_timeout, max_tasks_per_child = call["case_timeout"], call["max_tasks_per_child"]
+    resume, split_dicom, callback_fn, progress_fn = call["resume"], call["split_dicom"], call["callback_fn"], \
+        call["progress_fn"]
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     log = RunLog()
-    pysera_kwargs = dict(
-        apply_preprocessing=apply_preprocessing, min_roi_volume=min_roi_volume, num_workers=num_workers,
-        enable_parallelism=enable_parallelism, categories=categories, dimensions=dimensions, bin_size=bin_size,
-        roi_num=roi_num, roi_selection_mode=roi_selection_mode, feature_value_mode=feature_value_mode,
-        aggregation_lesion=aggregation_lesion, extraction_mode=extraction_mode,
-        deep_learning_model=deep_learning_model, report=report,
-    )
     from .engine.deep import DeepDependencyError, WeightsUnavailableError, check_deep_weights
 
     try:
-        if settings is None:
-            settings = Settings.from_pysera(IBSI_based_parameters=IBSI_based_parameters, **pysera_kwargs)
-        else:
-            changed = {k: v for k, v in pysera_kwargs.items() if v != _PYSERA_DEFAULTS[k]}
-            if changed or IBSI_based_parameters:
-                settings = Settings.from_pysera(base=settings, IBSI_based_parameters=IBSI_based_parameters, **changed)
+        settings = Settings.from_call(call["settings"], call["IBSI_based_parameters"],
+                                      **{key: call[key] for key in SETTINGS_KEYWORDS})
         log.level = settings.report
         check_deep_weights(settings)  # once, before any case (else every case fails with the same message)
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
@@ -139,12 +75,15 @@ def process_batch(
             cases = read_cases_csv(cases_csv, spacing)
         else:
             cases = build_cases(image_input, mask_input, log, spacing, split_dicom)
+        # images without a usable mask: failed cases (they count, and are named in `error`)
+        build_errors = [f"{e.patient_id}: {e.message}" if e.patient_id else e.message
+                        for e in log.entries if e.level == "ERROR"]
+        if not cases:
+            raise InputError("no image/mask pair to process" + (": " + "; ".join(build_errors) if build_errors
+                                                                 else ""))
     except (SettingsError, InputError, DeepDependencyError, WeightsUnavailableError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
-
-    build_errors = [f"{e.patient_id}: {e.message}" if e.patient_id else e.message
-                    for e in log.entries if e.level == "ERROR"]
     temp_root = _temp_root(temporary_files_path, cases)
     for index, case in enumerate(cases):
         if temp_root is not None and case.temp_dir is None:
@@ -202,15 +141,17 @@ def process_batch(
 
     from .export import features_frame, write_outputs
 
-    frame = features_frame(rows)
+    frame = features_frame(rows, settings.column_names)
     processed = sum(1 for r in done_results if r.rows)
     failed = [r for r in done_results if r.error]
+    n_failed = len(failed) + len(build_errors)
     excel_path = csv_path = json_path = None
     finished_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     if output_path is not None:
         run_info = {
-            "started": started_at, "finished": finished_at, "cases": len(cases), "processed_files": processed,
-            "failed_cases": len(failed), "interrupted": interrupted,
+            "started": started_at, "finished": finished_at, "seconds": round(time.perf_counter() - start, 3),
+            "cases": len(cases) + len(build_errors), "processed_files": processed,
+            "failed_cases": n_failed, "interrupted": interrupted,
             "inputs": {r.case_id: r.inputs for r in done_results if r.inputs},
         }
         if cases_csv is not None:
@@ -228,7 +169,7 @@ def process_batch(
         "csv_path": csv_path,
         "provenance_path": json_path,
         "processed_files": processed,
-        "failed_files": len(failed),
+        "failed_files": n_failed,
         "features_extracted": frame,
         "processing_time": time.perf_counter() - start,
         "logs": list(log.lines),

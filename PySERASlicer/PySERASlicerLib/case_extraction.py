@@ -111,14 +111,14 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
     result = CaseResult(case.case_id)
     log = RunLog(settings.report)
     roi_name = ""
+    warnings: List[str] = []  # reading warnings; logged even when the case then fails
     try:
         for key, source in (("image", case.image), ("mask", case.mask)):
             record = _input_record(source)
             if record:
                 result.inputs[key] = record
-        warnings: List[str] = []
         image = read_image(case.image, spacing=case.spacing, warnings=warnings, series_uid=case.series_uid,
-                           volume=case.volume)
+                           volume=case.volume, dicom=settings.dicom)
         if image.modality == "OTHER" and settings.modality.value != "OTHER":
             image = image.with_array(image.array, modality=settings.modality.value)
         image, suv_note = apply_suv(image, settings.pet_suv, warnings)  # PET DICOM -> SUV (io/suv.py)
@@ -131,9 +131,9 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
         if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
             bad = int(np.count_nonzero(~np.isfinite(image.array)))
             raise InputError(f"{source}: image contains {bad} NaN or infinite voxel value(s)")
-        mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir)
-        for message in warnings:
-            log.warning(message, patient_id=case.case_id)
+        mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir,
+                              dicom=settings.dicom)
+        _log_warnings(log, warnings, case.case_id)
         for name, origin in mask_data.sources.items():  # every DICOM SEG segment read, by number
             voxels = int(np.count_nonzero(mask_data.named[name]))
             log.log("INFO", f"{origin} read as ROI {name!r} ({voxels} voxels)", patient_id=case.case_id, roi=name,
@@ -169,6 +169,7 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
                 callback("END", case.case_id, roi.name)
             roi_name = ""
     except (InputError, SettingsError, ValueError) as exc:
+        _log_warnings(log, warnings, case.case_id)
         message = str(exc)
         # ``error`` always starts with the case id; the Report row names it in its own column
         result.error = f"{case.case_id}: {message}{' (ROI ' + roi_name + ')' if roi_name else ''}"
@@ -186,6 +187,13 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
     result.entries = log.entries + [ReportEntry(case.case_id, "", "LOG", line) for line in log.lines]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _log_warnings(log: RunLog, warnings: List[str], case_id: str) -> None:
+    """Move the reading warnings into the log (once: the list is emptied)."""
+    for message in warnings:
+        log.warning(message, patient_id=case_id)
+    warnings.clear()
 
 
 def _mask_name(case: Case) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .image import Image
+from .io.files import holds_dicom_below
 from .io.readers import case_name, is_dicom_file, is_dicom_folder, is_image_file
 from .io.types import InputError, MaskData
 from .runlog import RunLog
@@ -49,9 +50,12 @@ def build_cases(image_input: Any, mask_input: Any, log: RunLog, spacing: Optiona
     """Pair images with masks.
 
     * arrays / :class:`Image` / :class:`MaskData`: one case;
-    * an image file or a DICOM series folder with a mask file/folder: one case;
+    * an image file or a DICOM series folder with a mask file/folder: one case (also a folder
+      whose DICOM files lie in subfolders, e.g. patient/study/series or a DICOMDIR tree, when
+      the mask is a file);
     * two folders: entries matched by name. An entry is an image file (name without suffix) or a
-      patient subfolder (its name) holding one DICOM series or one image file; the mask folder
+      patient subfolder (its name) holding one DICOM series (directly or in study/series
+      subfolders) or one image file; the mask folder
       mirrors it (a mask file with the same name, or a subfolder with an RTSTRUCT, SEG or mask
       file). Unmatched names become Report rows.
 
@@ -68,7 +72,7 @@ def build_cases(image_input: Any, mask_input: Any, log: RunLog, spacing: Optiona
         raise InputError(f"image_input {image_path}: file or folder not found")
     if not mask_path.exists():
         raise InputError(f"mask_input {mask_path}: file or folder not found")
-    if image_path.is_file() or is_dicom_folder(image_path):
+    if image_path.is_file() or is_dicom_folder(image_path) or (mask_path.is_file() and holds_dicom_below(image_path)):
         name = case_name(image_path) if image_path.is_file() else image_path.name
         return _split(Case(name, image_path, mask_path, spacing), split_dicom, log)
     if not mask_path.is_dir():
@@ -120,6 +124,8 @@ def _patient_entry(path: Path, kind: str) -> Path:
     files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
     if len(files) == 1:
         return files[0]
+    if not files and holds_dicom_below(path):  # study/series subfolders: the DICOM reader walks down
+        return path
     if not files:
         subfolders = [p.name for p in path.iterdir() if p.is_dir()]
         extra = f" (it has subfolders {', '.join(subfolders[:3])}: one folder level per patient)" if subfolders else ""
@@ -129,7 +135,7 @@ def _patient_entry(path: Path, kind: str) -> Path:
 
 
 def _split(case: Case, split_dicom: bool, log: RunLog) -> List[Case]:
-    if not split_dicom or not isinstance(case.image, Path) or not case.image.is_dir():
+    if not split_dicom or not isinstance(case.image, Path) or not (case.image.is_dir() or is_dicom_file(case.image)):
         return [case]
     from .io.dicom import list_volumes
 
@@ -150,7 +156,9 @@ def _split(case: Case, split_dicom: bool, log: RunLog) -> List[Case]:
 
 
 def read_cases_csv(path: Union[str, os.PathLike], spacing: Optional[Sequence[float]] = None) -> List[Case]:
-    """Cases from a CSV with columns ``case_id, image, mask`` and optional ``roi_label``.
+    """Cases from a CSV with columns ``case_id, image, mask`` and optional ``roi_label``,
+    ``series_uid`` (which series of a DICOM folder) and ``volume`` (which volume of a
+    multi-volume series, from 0).
 
     Relative paths are relative to the CSV file's folder. A row whose files are missing still
     becomes a case (it fails with a Report row naming the file; the other cases run).
@@ -165,7 +173,8 @@ def read_cases_csv(path: Union[str, os.PathLike], spacing: Optional[Sequence[flo
         if missing:
             found = ", ".join(columns) or "none"
             raise InputError(f"cases_csv {path}: missing column(s) {', '.join(missing)}; expected columns "
-                             f"{', '.join(CSV_COLUMNS)} and optionally roi_label (found: {found})")
+                             f"{', '.join(CSV_COLUMNS)} and optionally roi_label, series_uid, volume "
+                             f"(found: {found})")
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     cases = []
     for number, row in enumerate(rows, start=2):  # line 1 is the header
@@ -175,7 +184,11 @@ def read_cases_csv(path: Union[str, os.PathLike], spacing: Optional[Sequence[flo
         image = image if image.is_absolute() else path.parent / image
         mask = mask if mask.is_absolute() else path.parent / mask
         case_id = row.get("case_id") or case_name(image)
-        cases.append(Case(case_id, image, mask, spacing, row.get("roi_label") or None))
+        volume = row.get("volume") or None
+        if volume is not None and not volume.isdigit():
+            raise InputError(f"cases_csv {path}, line {number}: volume must be a whole number from 0, got {volume!r}")
+        cases.append(Case(case_id, image, mask, spacing, row.get("roi_label") or None, row.get("series_uid") or None,
+                          None if volume is None else int(volume)))
     if not cases:
         raise InputError(f"cases_csv {path}: no cases (the file has a header but no rows)")
     return cases

@@ -5,22 +5,33 @@
 ``batch``    the MEDimage-style batch: ``--cases cases.csv --settings s.json --output DIR``
              (the same options may override the settings file).
 
-Writes the Excel report (and CSV twin, provenance JSON) and prints a short summary. Exit code
-0 when at least one case was extracted and none failed, 1 when some or all cases failed, 2 on
-bad arguments or settings.
+Writes the Excel report (and CSV twin, provenance JSON) and prints a short summary. Exit codes:
+
+* 0: every case was extracted;
+* 1: some case failed (counted in ``failed_files`` and in the summary; the Report says why);
+* 2: nothing could start: bad arguments, settings, paths, cases-CSV header, no image/mask pair.
+  No output file is written then.
+
+Options are spelled with dashes (``--bin-size``); PySERA's keyword spellings (``--bin_size``,
+``--image_input``, ``--IBSI_based_parameters``) and its CLI's (``--image-input``) are accepted
+too, and a mistyped option gets the closest one suggested.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
+from .api import SETTINGS_KEYWORDS
 from .settings import (
     CATEGORIES,
     DIMENSIONS,
     PRESET_DESCRIPTIONS,
+    ColumnNames,
     DeepModel,
     ExtractionMode,
     FeatureValueMode,
@@ -75,6 +86,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--report", default=None, choices=[m.value for m in ReportLevel],
                      help="report: log detail level (each level keeps the more severe ones)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--column-names", default=None, choices=[m.value for m in ColumnNames],
+                     help="column_names: feature columns named by their IBSI tags (ibsi, default: cm_joint_max_2D_avg) "
+                          "or as PySERA 2.1.5 names them (pysera: glcm_joint_max_2D_avg), for PySERA's spreadsheets "
+                          "and scripts")
 
     features = parser.add_argument_group("features (PySERA parameters)")
     features.add_argument("--categories", default=None,
@@ -105,6 +120,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                                "e.g. '{\"radiomics_DiscType\": \"FBN\"}'")
 
 
+EPILOG = ("PySERA's spellings work too (--bin_size, --image_input, --IBSI_based_parameters, --image-input). "
+          "--settings also takes a run's provenance JSON (rerun with the same settings). Exit codes: 0 every "
+          "case extracted, 1 some case failed, 2 nothing could start (no output written). Examples: examples/.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pysera-slicer",
@@ -115,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "extract",
         help="extract features for an image/mask pair, two folders of them, or a cases CSV",
         description="Extract radiomics features and write an Excel report (sheets Radiomics_Features, "
-                    "Parameters, Report) plus a CSV twin and a provenance JSON into --output.",
+                    "Parameters, Report, Feature_Definitions) plus a CSV twin and a provenance JSON into --output.",
+        epilog=EPILOG,
     )
     extract.add_argument("--image", default=None,
                          help="image_input: image file (NIfTI, NRRD, MHA, .npy, DICOM), DICOM series folder, or a "
@@ -131,16 +152,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch from a cases CSV and a settings file",
         description="Batch extraction: a cases CSV (columns case_id, image, mask and optionally roi_label; "
                     "paths relative to the CSV), a settings JSON and an output folder.",
+        epilog=EPILOG,
     )
     batch.add_argument("--cases", required=True, help="cases CSV")
     _add_common(batch)
     return parser
 
 
-#: CLI option -> PySERA keyword.
-_PYSERA_OPTIONS = ("categories", "dimensions", "bin_size", "min_roi_volume", "roi_num", "roi_selection_mode",
-                   "feature_value_mode", "aggregation_lesion", "apply_preprocessing", "extraction_mode",
-                   "deep_learning_model", "num_workers", "enable_parallelism", "report")
+#: Other spellings of options: PySERA's keyword names and its own CLI's (after the dashes-for-
+#: underscores and lower-case normalisation of :func:`normalise_options`).
+ALIASES = {"--image-input": "--image", "--mask-input": "--mask", "--output-path": "--output",
+           "--cases-csv": "--cases", "--ibsi-based-parameters": "--ibsi-parameters"}
+
+
+def subcommand(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (``extract`` / ``batch``)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+
+
+def command_options(sub: argparse.ArgumentParser) -> List[str]:
+    """The option strings of a subcommand's parser."""
+    return [option for action in sub._actions for option in action.option_strings]
+
+
+def normalise_options(argv: Sequence[str], options: Sequence[str]) -> List[str]:
+    """PySERA spellings -> ours: ``--bin_size`` -> ``--bin-size``, ``--image-input`` -> ``--image``
+    (``--name=value`` too). Known options and values are left alone."""
+    known = set(options)
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name.startswith("--") and name not in known:
+            dashed = "--" + name[2:].replace("_", "-").lower()
+            dashed = ALIASES.get(dashed, dashed)
+            if dashed in known:
+                arg = dashed + eq + value
+        out.append(arg)
+    return out
+
+
+def unknown_options_message(unknown: Sequence[str], options: Sequence[str]) -> str:
+    """``unrecognized arguments: --categores (did you mean --categories?)``."""
+    parts = []
+    for arg in unknown:
+        name = arg.partition("=")[0]
+        close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) if name.startswith("-") else []
+        parts.append(f"{arg} (did you mean {close[0]}?)" if close else arg)
+    return "unrecognized arguments: " + " ".join(parts)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -153,10 +211,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         settings = preset_settings(args.preset)
     else:
         settings = Settings()
-    overrides = {key: getattr(args, key) for key in _PYSERA_OPTIONS if getattr(args, key, None) is not None}
     ibsi = read_json_object(args.ibsi_parameters, "--ibsi-parameters") if args.ibsi_parameters else None
-    if overrides or ibsi:
-        settings = Settings.from_pysera(base=settings, IBSI_based_parameters=ibsi, **overrides)
+    # an option not given is None: process_batch's convention, so only what was typed overrides
+    settings = Settings.from_call(settings, ibsi, **{key: getattr(args, key) for key in SETTINGS_KEYWORDS})
     if args.weights:
         settings = settings.replace(deep=dataclasses.replace(settings.deep, weights_path=args.weights))
     return settings
@@ -164,18 +221,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    from .batch import process_batch
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    sub = subcommand(parser, command) if command in ("extract", "batch") else None
+    options = command_options(sub) if sub else []
+    argv = normalise_options(argv, options)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        (sub or parser).error(unknown_options_message(unknown, options))
     if args.command == "extract" and not args.cases and not (args.image and args.mask):
-        parser.error("extract: give --image and --mask, or --cases")
+        sub.error("give --image and --mask, or --cases")
     if args.command == "extract" and args.cases and (args.image or args.mask):
-        parser.error("extract: give --image/--mask or --cases, not both")
+        sub.error("give --image/--mask or --cases, not both")
+    for option in ("image", "mask", "cases"):
+        path = getattr(args, option, None)
+        if path and not os.path.exists(path):
+            return not_started(f"--{option} {path}: file or folder not found")
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
-        print(f"pysera-slicer: error: {exc}", file=sys.stderr)
-        return 2
+        return not_started(str(exc))
+    from .api import process_batch
+
     options: Dict[str, Any] = dict(
         settings=settings, spacing=args.spacing, case_timeout=args.case_timeout, resume=args.resume,
         split_dicom=args.split_dicom, temporary_files_path=args.temporary_files_path,
@@ -186,24 +253,43 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = process_batch(output_path=args.output, cases_csv=args.cases, **options)
     else:
         result = process_batch(args.image, args.mask, args.output, **options)
-    if not result["success"] and result["processed_files"] == 0 and result["excel_path"] is None:
-        print(f"pysera-slicer: error: {result['error']}", file=sys.stderr)
-        return 2 if "not valid" in str(result["error"]) else 1
     return report_result(result, print if not args.quiet else (lambda _line: None))
 
 
+EXIT_OK, EXIT_FAILED, EXIT_NOT_STARTED = 0, 1, 2
+
+
+def exit_code(result: Dict[str, Any]) -> int:
+    """0 every case extracted, 1 some case failed, 2 nothing could start (no case ran)."""
+    if result["failed_files"]:
+        return EXIT_FAILED
+    if not result["processed_files"]:
+        return EXIT_NOT_STARTED
+    return EXIT_OK if not result["error"] else EXIT_FAILED
+
+
+def not_started(message: str) -> int:
+    """Say why nothing could start (once, on stderr); the exit code 2."""
+    print(f"pysera-slicer: error: {message}", file=sys.stderr)
+    return EXIT_NOT_STARTED
+
+
 def report_result(result: Dict[str, Any], say) -> int:
-    """Summary of a process_batch result through ``say``, errors on stderr; the exit code
-    (0 all cases extracted, 1 some failed). Shared by the CLI and the headless script."""
+    """Summary of a process_batch result through ``say``, errors on stderr (each once); the
+    exit code of :func:`exit_code`. Shared by the CLI and the headless script."""
+    code = exit_code(result)
+    if code == EXIT_NOT_STARTED:
+        return not_started(result["error"])
     frame = result["features_extracted"]
     n_features = max(frame.shape[1] - 2, 0)
     say(f"cases processed: {result['processed_files']}, failed: {result['failed_files']}, ROIs: {len(frame)}, "
         f"features per ROI: {n_features}, time: {result['processing_time']:.2f} s")
     if result["excel_path"]:
         say(f"Excel: {result['excel_path']}\nCSV:   {result['csv_path']}\nJSON:  {result['provenance_path']}")
+        say(f"rerun with the same settings: --settings {result['provenance_path']}")
     if result["error"]:
         print(f"errors: {result['error']}", file=sys.stderr)
-    return 0 if result["success"] and not result["error"] else 1
+    return code
 
 
 if __name__ == "__main__":

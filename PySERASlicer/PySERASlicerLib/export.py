@@ -1,4 +1,11 @@
-"""Excel and CSV output: sheets ``Radiomics_Features``, ``Parameters``, ``Report``.
+"""Excel and CSV output: sheets ``Radiomics_Features``, ``Parameters``, ``Report`` (PySERA's
+three) and ``Feature_Definitions`` (each feature column with its IBSI name, code, family and
+aggregation, so a reader can look a column up).
+
+The sheets are made for reading: columns sized to their content, the header row (and the
+``PatientID``/``ROI`` columns of the features) frozen, and the Report closing with an INFO row
+(cases, ROIs, features, seconds), so a clean run's Report says that nothing went wrong.
+Feature columns are named in the run's ``column_names`` style (IBSI tags or PySERA's names).
 
 File names sort by time and never overwrite: ``extracted_radiomics_features_<YYYYmmdd_HHMMSS>``
 plus ``_2``, ``_3``... when a file of that name exists (the name is reserved atomically by
@@ -19,24 +26,30 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .runlog import ReportEntry
-from .settings import Settings
+from .settings import ColumnNames, Settings
 
 FEATURES_SHEET = "Radiomics_Features"
 PARAMETERS_SHEET = "Parameters"
 REPORT_SHEET = "Report"
+DEFINITIONS_SHEET = "Feature_Definitions"
 REPORT_COLUMNS = ("PatientID", "ROI", "Level", "Message")
+DEFINITION_COLUMNS = ("Column", "IBSI tag", "PySERA name", "IBSI name", "IBSI code", "Family", "Aggregation")
+#: Non-feature columns of the Radiomics_Features sheet (frozen beside the header).
+ID_COLUMNS = ("PatientID", "ROI")
+#: Column widths (characters) are kept within these bounds.
+MIN_WIDTH, MAX_WIDTH = 8, 80
 
 
-def features_frame(rows: Sequence[Dict[str, Any]]):
+def features_frame(rows: Sequence[Dict[str, Any]], column_names: Union[ColumnNames, str] = ColumnNames.IBSI):
     """DataFrame with PatientID, ROI, then the features in the order the rows give them
-    (registry order: the engine emits them so)."""
+    (registry order: the engine emits them so), named in the ``column_names`` style."""
     import pandas as pd
 
     if not rows:
-        return pd.DataFrame(columns=["PatientID", "ROI"])
+        return pd.DataFrame(columns=list(ID_COLUMNS))
     columns: List[str] = []
     seen = set()
     for row in rows:
@@ -44,7 +57,49 @@ def features_frame(rows: Sequence[Dict[str, Any]]):
             if key not in seen:
                 seen.add(key)
                 columns.append(key)
-    return pd.DataFrame(list(rows), columns=columns)
+    frame = pd.DataFrame(list(rows), columns=columns)
+    return named_columns(frame, column_names)
+
+
+def named_columns(frame, column_names: Union[ColumnNames, str]):
+    """The frame with its feature columns in the ``column_names`` style (either style in)."""
+    from .engine.registry import rename_columns
+
+    renamed = rename_columns(frame.columns, column_names)
+    return frame if renamed == list(frame.columns) else frame.set_axis(renamed, axis=1)
+
+
+def definitions_rows(columns: Iterable[str]) -> List[Dict[str, str]]:
+    """One row per feature column: its IBSI tag and PySERA name, IBSI name and code, family
+    and aggregation (the Feature_Definitions sheet)."""
+    from .engine.registry import spec_for_column
+
+    rows = []
+    for column in columns:
+        if column in ID_COLUMNS:
+            continue
+        spec = spec_for_column(column)
+        if spec is None:  # deep features are not IBSI features
+            rows.append(dict(zip(DEFINITION_COLUMNS, (column, "", "", "deep feature (no IBSI definition)", "",
+                                                      "deep", ""))))
+            continue
+        rows.append(dict(zip(DEFINITION_COLUMNS, (column, spec.tag, spec.pysera_tag, spec.name, spec.code,
+                                                  spec.family, spec.aggregation_name))))
+    return rows
+
+
+def closing_entry(frame, run_info: Optional[Dict[str, Any]]) -> ReportEntry:
+    """The Report's last row: what the run did (so an empty Report never looks like a lost log)."""
+    info = run_info or {}
+    cases = info.get("cases", frame["PatientID"].nunique() if "PatientID" in frame else 0)
+    n_features = len([c for c in frame.columns if c not in ID_COLUMNS])
+    parts = [f"{cases} case(s)"]
+    if info.get("failed_cases"):
+        parts.append(f"{info['failed_cases']} failed")
+    parts += [f"{len(frame)} ROI(s)", f"{n_features} feature(s) per ROI"]
+    if info.get("seconds") is not None:
+        parts.append(f"{float(info['seconds']):.2f} s")
+    return ReportEntry("", "", "INFO", "run finished: " + ", ".join(parts))
 
 
 def read_provenance(json_path: str) -> Dict[str, Any]:
@@ -120,12 +175,22 @@ def write_outputs(output_path: str, frame, settings: Settings, entries: Sequence
     folder.mkdir(parents=True, exist_ok=True)
     stem = unique_stem(folder)
     xlsx, csv = stem.with_suffix(".xlsx"), stem.with_suffix(".csv")
+    frame = named_columns(frame, settings.column_names)
+    entries = [*entries, closing_entry(frame, run_info)]
     report = pd.DataFrame([e.as_row() for e in entries], columns=list(REPORT_COLUMNS))
     parameters = pd.DataFrame(parameters_rows(settings, run_info), columns=["Section", "Parameter", "Value"])
+    definitions = pd.DataFrame(definitions_rows(frame.columns), columns=list(DEFINITION_COLUMNS))
+    # sheet -> (data, cell below the frozen header / left of the frozen id columns)
+    sheets = {
+        FEATURES_SHEET: (frame, "C2" if all(c in frame.columns for c in ID_COLUMNS) else "A2"),
+        PARAMETERS_SHEET: (parameters, "A2"),
+        REPORT_SHEET: (report, "A2"),
+        DEFINITIONS_SHEET: (definitions, "B2"),
+    }
     with pd.ExcelWriter(xlsx, engine="openpyxl") as writer:
-        frame.to_excel(writer, sheet_name=FEATURES_SHEET, index=False)
-        parameters.to_excel(writer, sheet_name=PARAMETERS_SHEET, index=False)
-        report.to_excel(writer, sheet_name=REPORT_SHEET, index=False)
+        for name, (data, freeze) in sheets.items():
+            data.to_excel(writer, sheet_name=name, index=False)
+            _format_sheet(writer.sheets[name], data, freeze)
     frame.to_csv(csv, index=False)
     json_path = stem.with_suffix(".json")
     outputs = {str(p): _sha256(p) for p in (xlsx, csv)}
@@ -133,6 +198,20 @@ def write_outputs(output_path: str, frame, settings: Settings, entries: Sequence
         json.dump({"settings": settings.to_dict(), "pysera_parameters": settings.to_pysera(),
                    "provenance": provenance(settings, run_info), "outputs": outputs}, handle, indent=2, default=str)
     return str(xlsx), str(csv), str(json_path)
+
+
+def _format_sheet(sheet, data, freeze: str) -> None:
+    """Freeze the header (and id columns) and size each column to its longest entry."""
+    from openpyxl.utils import get_column_letter
+
+    sheet.freeze_panes = freeze
+    sample = data.head(200)  # widths from the first rows: a batch of thousands need not be scanned
+    for index, column in enumerate(data.columns, start=1):
+        lengths = [len(str(column))] + [len(str(v)) for v in sample[column].tolist() if not isinstance(v, float)]
+        if any(isinstance(v, float) for v in sample[column].tolist()):
+            lengths.append(12)  # a float as Excel shows it by default
+        width = min(max(max(lengths) + 2, MIN_WIDTH), MAX_WIDTH)
+        sheet.column_dimensions[get_column_letter(index)].width = width
 
 
 def _sha256(path: Path) -> str:

@@ -36,6 +36,7 @@ from .settings import (
     CATEGORIES,
     DIMENSIONS,
     PRESET_DESCRIPTIONS,
+    ColumnNames,
     DeepModel,
     DiscretisationMethod,
     ExtractionMode,
@@ -142,6 +143,7 @@ PARAMETERS: Tuple[GuiParameter, ...] = (
     GuiParameter("numWorkers", int, "num_workers", label="Workers (0 = auto)"),
     GuiParameter("enableParallelism", bool, "enable_parallelism", label="Parallel cases"),
     GuiParameter("reportLevel", str, "report", _choices(ReportLevel), "Report level"),
+    GuiParameter("columnNames", str, "column_names", _choices(ColumnNames), "Column names"),
 )
 
 PARAMETERS_BY_NAME: Dict[str, GuiParameter] = {p.name: p for p in PARAMETERS}

@@ -20,6 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
+from .api import DEFAULT_MAX_TASKS_PER_CHILD  # noqa: F401  (process_batch's default, defined with its signature)
 from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
@@ -37,8 +38,6 @@ from .worker_process import WorkerProcess, exit_description, remove_folder
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.
 ProgressFn = Optional[Callable[[Dict[str, Any]], None]]
-#: Default number of cases a pool worker runs before it is replaced by a fresh process.
-DEFAULT_MAX_TASKS_PER_CHILD = 10
 #: Seconds the parent sleeps between two looks at its workers' event files.
 POLL_INTERVAL = 0.02
 

@@ -10,6 +10,9 @@ from typing import Dict, List, Optional
 from .settings import ReportLevel
 
 LOGGER = logging.getLogger("PySERASlicerLib")
+# A library never prints on its own: without this, Python's last-resort handler writes each
+# WARNING/ERROR to stderr, and the CLI, which reports errors itself, showed each one twice.
+LOGGER.addHandler(logging.NullHandler())
 
 #: Severity order; "all" and "info" both keep INFO and above (PySERA maps both to INFO).
 _SEVERITY = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}

@@ -152,6 +152,37 @@ class ReportLevel(_Choice):
     NONE = "none"
 
 
+class ColumnNames(_Choice):
+    """Feature column names: IBSI compliance tags (``cm_joint_max_2D_avg``, the default) or the
+    names PySERA 2.1.5 writes (``glcm_joint_max_2D_avg``), for spreadsheets and scripts made for
+    PySERA. Values are the same; only the names differ (engine/registry.py maps them)."""
+
+    IBSI = "ibsi"
+    PYSERA = "pysera"
+
+
+class GantryTiltPolicy(_Choice):
+    """A DICOM series whose slice positions are not along the slice normal (gantry tilt)."""
+
+    REGULARIZE = "regularize"
+    ERROR = "error"
+
+    @classmethod
+    def _aliases(cls):
+        return {"regularise": "regularize", "resample": "regularize", "refuse": "error"}
+
+
+class MissingSlicePolicy(_Choice):
+    """A DICOM series with a gap or uneven spacing between its slices."""
+
+    ERROR = "error"
+    INTERPOLATE = "interpolate"
+
+    @classmethod
+    def _aliases(cls):
+        return {"refuse": "error", "regularize": "interpolate", "regularise": "interpolate"}
+
+
 #: PySERA feature categories, in PySERA's order.
 CATEGORIES: Tuple[str, ...] = (
     "diag", "morph", "ip", "stat", "ih", "ivh", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm", "mi",
@@ -387,6 +418,25 @@ class DeepSettings:
 
 
 @dataclass(frozen=True)
+class DicomSettings:
+    """How DICOM series with irregular geometry are read (see docs/batch.md, "DICOM").
+
+    gantry_tilt : "regularize" (resample each slice in its plane onto an orthogonal grid, with a
+        Report warning) or "error" (refuse the case).
+    missing_slices : "error" (refuse the case, naming the gap) or "interpolate" (resample onto a
+        uniform slice spacing, with a Report warning).
+    """
+
+    gantry_tilt: GantryTiltPolicy = GantryTiltPolicy.REGULARIZE
+    missing_slices: MissingSlicePolicy = MissingSlicePolicy.ERROR
+
+    def __post_init__(self):
+        object.__setattr__(self, "gantry_tilt", GantryTiltPolicy.parse(self.gantry_tilt, "dicom.gantry_tilt"))
+        object.__setattr__(self, "missing_slices",
+                           MissingSlicePolicy.parse(self.missing_slices, "dicom.missing_slices"))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything that describes one run. Build with keyword arguments, :meth:`from_pysera`,
     :meth:`from_dict` or :meth:`from_json`; never mutate (use :meth:`replace`)."""
@@ -398,6 +448,7 @@ class Settings:
     feature_value_mode: FeatureValueMode = FeatureValueMode.REAL_VALUE
     aggregation_lesion: bool = False
     report: ReportLevel = ReportLevel.ALL
+    column_names: ColumnNames = ColumnNames.IBSI
     num_workers: Union[int, str] = "auto"
     enable_parallelism: bool = True
     resampling: ResamplingSettings = field(default_factory=ResamplingSettings)
@@ -407,6 +458,7 @@ class Settings:
     texture: TextureSettings = field(default_factory=TextureSettings)
     rois: RoiSettings = field(default_factory=RoiSettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
+    dicom: DicomSettings = field(default_factory=DicomSettings)
     #: PET DICOM series: convert to SUV body weight from their tags (PySERA-style ``radiomics_SUV``)
     pet_suv: bool = True
 
@@ -440,22 +492,45 @@ class Settings:
     def from_json(cls, text_or_path: str) -> Settings:
         """From a JSON string or file. The JSON may be our own dict, a PySERA parameter dict
         (keys like ``bin_size`` / ``radiomics_DiscType``, optionally under
-        ``IBSI_based_parameters``), or ``{"preset": "ibsi_B", ...overrides}``."""
+        ``IBSI_based_parameters``), ``{"preset": "ibsi_B", ...overrides}``, or the provenance
+        JSON a run wrote beside its Excel report (its ``settings`` are taken, so a run can be
+        repeated from its own output)."""
         return cls.from_any(read_json_object(text_or_path, f"settings file {text_or_path!r}"))
 
     @classmethod
     def from_any(cls, data: Dict[str, Any]) -> Settings:
-        """Accept our own dict, PySERA keys, or a preset name plus overrides."""
+        """Accept our own dict, PySERA keys, both mixed, a preset name plus overrides, or a
+        run's provenance JSON. Unknown keys are errors listing every accepted key."""
+        if is_provenance(data):
+            return cls.from_dict(data["settings"])
         data = dict(data)
         preset = data.pop("preset", None)
         base = preset_settings(preset) if preset else cls()
-        pysera_keys = set(PYSERA_KEYS) | {"IBSI_based_parameters"}
-        if any(key in pysera_keys for key in data) and not any(
-            key in {f.name for f in fields(cls)} - pysera_keys for key in data
-        ):
-            return cls.from_pysera(base=base, **data)
-        merged = _merge(base.to_dict(), data)
-        return cls.from_dict(merged)
+        own_keys = {f.name for f in fields(cls)}
+        pysera_only = (set(PYSERA_KEYS) | {"IBSI_based_parameters"}) - own_keys
+        unknown = [key for key in data if key not in own_keys | pysera_only]
+        if unknown:
+            accepted = sorted(own_keys | pysera_only | {"preset"}, key=str.lower)
+            raise SettingsError(f"unknown settings key(s) {_with_suggestions(unknown, accepted)}; accepted keys: "
+                                f"{', '.join(accepted)}")
+        pysera = {key: data.pop(key) for key in list(data) if key in pysera_only}
+        settings = cls.from_dict(_merge(base.to_dict(), data)) if data else base
+        return cls.from_pysera(base=settings, **pysera) if pysera else settings
+
+    @classmethod
+    def from_call(cls, settings: Optional[Settings] = None, IBSI_based_parameters: Optional[Dict] = None,
+                  **keywords) -> Settings:
+        """The settings of a ``process_batch`` call: ``settings`` (default: PySERA's defaults),
+        then every PySERA keyword the caller gave on top. As in PySERA, ``None`` means "not
+        given" (the default, or the value in ``settings``), so a keyword the caller wrote
+        always wins, even when it equals PySERA's default."""
+        given = {key: value for key, value in keywords.items() if value is not None}
+        if settings is None and not given and not IBSI_based_parameters:
+            return cls()
+        if settings is not None and not isinstance(settings, Settings):
+            raise SettingsError(f"settings: expected a Settings object, got {type(settings).__name__} "
+                                "(use Settings.from_json for a file)")
+        return cls.from_pysera(base=settings, IBSI_based_parameters=IBSI_based_parameters, **given)
 
     @classmethod
     def from_pysera(cls, base: Optional[Settings] = None, IBSI_based_parameters: Optional[Dict] = None,
@@ -468,8 +543,9 @@ class Settings:
         params: Dict[str, Any] = {}
         for key, value in kwargs.items():
             if key not in PYSERA_KEYS:  # radiomics_* keys may also sit at the top level of a settings file
-                accepted = ", ".join(k for k in PYSERA_KEYS if not k.startswith("radiomics_"))
-                raise SettingsError(f"unknown parameter {key!r}; accepted: {accepted}")
+                accepted = [k for k in PYSERA_KEYS if not k.startswith("radiomics_")]
+                raise SettingsError(f"unknown parameter {_with_suggestions([key], accepted)}; accepted: "
+                                    f"{', '.join(accepted)}")
             params[key] = value
         if IBSI_based_parameters:
             if not isinstance(IBSI_based_parameters, dict):
@@ -478,8 +554,9 @@ class Settings:
                 )
             for key, value in IBSI_based_parameters.items():
                 if not key.startswith("radiomics_") or key not in PYSERA_KEYS:
-                    accepted = ", ".join(k for k in PYSERA_KEYS if k.startswith("radiomics_"))
-                    raise SettingsError(f"IBSI_based_parameters: unknown key {key!r}; accepted keys: {accepted}")
+                    accepted = [k for k in PYSERA_KEYS if k.startswith("radiomics_")]
+                    raise SettingsError(f"IBSI_based_parameters: unknown key {_with_suggestions([key], accepted)}; "
+                                        f"accepted keys: {', '.join(accepted)}")
                 params[key] = value
         plain = (base or cls()).to_dict()
         bin_size = params.pop("bin_size", params.pop("radiomics_BinSize", None))
@@ -531,9 +608,12 @@ class Settings:
 
 
 def read_json_object(text_or_path: str, what: str) -> Dict[str, Any]:
-    """A JSON object from a string that starts with ``{`` or from a file; ``what`` names it in errors."""
+    """A JSON object from JSON text (starting with ``{``) or from a file; ``what`` names it in errors."""
     source = text_or_path
-    if not text_or_path.lstrip().startswith("{") and os.path.exists(text_or_path):
+    if not text_or_path.lstrip().startswith("{"):
+        if not os.path.isfile(text_or_path):
+            problem = "is a folder, not a JSON file" if os.path.isdir(text_or_path) else "file not found"
+            raise SettingsError(f"{what}: {problem}")
         with open(text_or_path, encoding="utf-8") as handle:
             source = handle.read()
     try:
@@ -543,6 +623,28 @@ def read_json_object(text_or_path: str, what: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError(f"{what}: expected a JSON object at the top level")
     return data
+
+
+#: Top-level keys of the provenance JSON that :func:`export.write_outputs` writes beside a report.
+PROVENANCE_KEYS = ("settings", "pysera_parameters", "provenance", "outputs")
+
+
+def is_provenance(data: Dict[str, Any]) -> bool:
+    """Whether a JSON object is a run's provenance record (its ``settings`` describe the run)."""
+    return isinstance(data.get("settings"), dict) and "provenance" in data and set(data) <= set(PROVENANCE_KEYS)
+
+
+def _with_suggestions(keys: typing.Iterable[str], accepted: typing.Iterable[str]) -> str:
+    """``'bin_sise' (did you mean 'bin_size'?)`` for each key, for unknown-key errors."""
+    import difflib  # only on this error path: it costs import time (heapq)
+
+    accepted = list(accepted)
+    lowered = {a.lower(): a for a in accepted}
+    parts = []
+    for key in keys:
+        close = difflib.get_close_matches(str(key).lower(), list(lowered), n=1, cutoff=0.8)
+        parts.append(f"{key!r} (did you mean {lowered[close[0]]!r}?)" if close else repr(key))
+    return ", ".join(parts)
 
 
 def _parse_workers(value: Union[int, str]) -> Union[int, str]:
@@ -603,6 +705,7 @@ PYSERA_KEYS: Dict[str, Tuple[str, Any]] = {
     "extraction_mode": ("extraction_mode", _choice(ExtractionMode)),
     "deep_learning_model": ("deep.model", _choice(DeepModel)),
     "report": ("report", _choice(ReportLevel)),
+    "column_names": ("column_names", _choice(ColumnNames)),
     "num_workers": ("num_workers", _parse_workers),
     "enable_parallelism": ("enable_parallelism", _to_bool),
     # IBSI_based_parameters
@@ -653,8 +756,8 @@ def _from_plain(cls, data: Any, prefix: str):
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise SettingsError(
-            f"unknown settings key(s) {', '.join(where + k for k in unknown)}; accepted keys: "
-            f"{', '.join(where + k for k in sorted(known))}"
+            f"unknown settings key(s) {_with_suggestions([where + k for k in unknown], [where + k for k in known])}; "
+            f"accepted keys: {', '.join(where + k for k in sorted(known))}"
         )
     kwargs = {}
     for name, value in data.items():

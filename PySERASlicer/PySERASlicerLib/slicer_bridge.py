@@ -145,19 +145,24 @@ def masks_from_node(mask_node, volume_node, segment_ids: Optional[Sequence[str]]
     raise ValueError(f"{mask_node.GetName()}: expected a segmentation or labelmap node, got {mask_node.GetClassName()}")
 
 
-def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "PySERA features"):
-    """Fill (or create) a vtkMRMLTableNode: one row per ROI, string id columns, double features."""
+def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "PySERA features",
+                    column_names: str = "ibsi"):
+    """Fill (or create) a vtkMRMLTableNode: one row per ROI, string id columns, double features.
+    Feature columns are named in the ``column_names`` style (IBSI tags or PySERA's names); each
+    is described with its IBSI name, code and aggregation in both styles."""
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonCore import vtkStringArray
 
-    from .engine.registry import specs_by_tag
+    from .engine.registry import rename_columns, spec_for_column
 
     if table_node is None:
         table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    columns: List[str] = []
+    keys: List[str] = []
     for row in rows:
-        columns.extend(c for c in row if c not in columns)
-    specs = specs_by_tag()
+        keys.extend(c for c in row if c not in keys)
+    names = dict(zip(keys, rename_columns(keys, column_names)))
+    rows = [{names[key]: value for key, value in row.items()} for row in rows]
+    columns = [names[key] for key in keys]
     was_modifying = table_node.StartModify()
     table_node.RemoveAllColumns()
     table = table_node.GetTable()
@@ -172,7 +177,7 @@ def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "Py
             array = numpy_support.numpy_to_vtk(numbers, deep=True)
         array.SetName(column)
         table.AddColumn(array)
-        spec = specs.get(column)
+        spec = spec_for_column(column)
         if spec is not None:
             table_node.SetColumnDescription(column, f"{spec.name} [{spec.code}] ({spec.aggregation_name})")
     table_node.Modified()

@@ -321,7 +321,7 @@ class RunningExtraction:
 
 def results_to_table(result: RunResult, table_node=None, name: str = "PySERA features"):
     """The run's rows as a vtkMRMLTableNode carrying its settings, Report and summary."""
-    table = slicer_bridge.table_from_rows(result.rows, table_node, name)
+    table = slicer_bridge.table_from_rows(result.rows, table_node, name, result.settings.column_names.value)
     table.SetAttribute(SETTINGS_ATTRIBUTE, json.dumps(result.settings.to_dict()))
     table.SetAttribute(REPORT_ATTRIBUTE, json.dumps(result.report))
     table.SetAttribute(SUMMARY_ATTRIBUTE, result.summary())

@@ -7,8 +7,9 @@ Every family module in :mod:`PySERASlicerLib.engine.features` declares
 * ``compute(ctx, tags) -> dict[str, float]``: the values of the requested tags for one ROI
   (``ctx`` is a :class:`~PySERASlicerLib.engine.context.RoiContext`).
 
-Selection (PySERA ``categories`` x ``dimensions``), column order, documentation and the
-conformance tests are all derived from this registry.
+Selection (PySERA ``categories`` x ``dimensions``), column order, documentation, the
+conformance tests and PySERA's own column names (:attr:`FeatureSpec.pysera_tag`,
+``column_names="pysera"``) are all derived from this registry.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cache
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..settings import CATEGORIES, DIMENSIONS, parse_selection
+from ..settings import CATEGORIES, DIMENSIONS, ColumnNames, parse_selection
 
 #: Family modules in PySERA category order (module name == category).
 FAMILY_MODULES: Tuple[str, ...] = CATEGORIES
@@ -39,6 +40,37 @@ AGGREGATIONS: Dict[str, Tuple[str, str, str]] = {
 MATRIX_AGGREGATIONS = ("2D_avg", "2D_comb", "2_5D_avg", "2_5D_comb", "3D_avg", "3D_comb")
 #: Aggregations of GLSZM, GLDZM, NGTDM and NGLDM.
 ZONE_AGGREGATIONS = ("2D", "2_5D", "3D")
+
+# PySERA 2.1.5 names its columns after the IBSI tags with three kinds of difference, checked
+# name by name against the columns PySERA writes (Testing/Data/pysera/, test_column_names.py):
+#: texture family prefixes,
+PYSERA_PREFIXES: Dict[str, str] = {"cm_": "glcm_", "rlm_": "glrlm_", "ngt_": "ngtdm_"}
+#: texture stems (IBSI stem -> PySERA stem, before the aggregation suffix),
+PYSERA_STEMS: Dict[str, str] = {
+    "rlm_rl_entr": "glrlm_rl_entropy",
+    "szm_szlge": "szm_sdlge", "szm_szhge": "szm_sdhge", "szm_lzlge": "szm_ldlge", "szm_lzhge": "szm_ldhge",
+    "ngl_dc_perc": "ngl_dcperc",
+}
+#: and whole tags of morphology and moment invariants.
+PYSERA_TAGS: Dict[str, str] = {
+    "morph_volume": "morph_volume_mesh", "morph_vol_approx": "morph_volume_count",
+    "morph_area_mesh": "morph_surface_area", "morph_av": "morph_sv_ratio",
+    "morph_comp_1": "morph_compactness1", "morph_comp_2": "morph_compactness2",
+    "morph_sph_dispr": "morph_spherical_disproportion", "morph_com": "morph_com_shift",
+    "morph_diam": "morph_max_3d_diameter", "morph_pca_maj_axis": "morph_major_axis_length",
+    "morph_pca_min_axis": "morph_minor_axis_length", "morph_pca_least_axis": "morph_least_axis_length",
+    "morph_pca_elongation": "morph_elongation", "morph_pca_flatness": "morph_flatness",
+    "morph_vol_dens_aabb": "morph_volume_density_aabb", "morph_area_dens_aabb": "morph_area_density_aabb",
+    "morph_vol_dens_ombb": "morph_volume_density_ombb", "morph_area_dens_ombb": "morph_area_density_ombb",
+    "morph_vol_dens_aee": "morph_volume_density_aee", "morph_area_dens_aee": "morph_area_density_aee",
+    "morph_vol_dens_mvee": "morph_volume_density_mvee", "morph_area_dens_mvee": "morph_area_density_mvee",
+    "morph_vol_dens_conv_hull": "morph_solidity", "morph_area_dens_conv_hull": "morph_area_density_convex_hull",
+    "morph_integ_int": "morph_integrated_intensity",
+    "mi_int_j1": "moment_i1_intensity", "mi_int_q": "moment_f2_intensity", "mi_int_j2": "moment_i2_intensity",
+    "mi_int_j3": "moment_i3_intensity", "mi_int_b3": "moment_f3_intensity",
+    "mi_shape_j1": "moment_i1_shape", "mi_shape_q": "moment_f2_shape", "mi_shape_j2": "moment_i2_shape",
+    "mi_shape_j3": "moment_i3_shape", "mi_shape_b3": "moment_f3_shape",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,24 @@ class FeatureSpec:
     @property
     def aggregation_name(self) -> str:
         return AGGREGATIONS[self.aggregation][0] if self.aggregation else "3D (volume)"
+
+    @property
+    def pysera_tag(self) -> str:
+        """The column name PySERA 2.1.5 writes for this feature (``glcm_joint_max_2D_avg``)."""
+        if not self.aggregation:
+            return PYSERA_TAGS.get(self.tag, self.tag)
+        stem = self.tag[: -len(self.aggregation) - 1]
+        if stem in PYSERA_STEMS:
+            stem = PYSERA_STEMS[stem]
+        else:
+            prefix = next((p for p in PYSERA_PREFIXES if stem.startswith(p)), None)
+            if prefix:
+                stem = PYSERA_PREFIXES[prefix] + stem[len(prefix):]
+        return f"{stem}_{self.aggregation}"
+
+    def column(self, style: Union[ColumnNames, str] = ColumnNames.IBSI) -> str:
+        """This feature's column name in the ``column_names`` style (``ibsi`` or ``pysera``)."""
+        return self.pysera_tag if ColumnNames.parse(style, "column_names") == ColumnNames.PYSERA else self.tag
 
 
 def volume_specs(family: str, rows: Iterable[Tuple[str, str, str]]) -> Tuple[FeatureSpec, ...]:
@@ -107,6 +157,28 @@ def all_specs() -> Tuple[FeatureSpec, ...]:
 @cache
 def specs_by_tag() -> Dict[str, FeatureSpec]:
     return {s.tag: s for s in all_specs()}
+
+
+@cache
+def _specs_by_column() -> Dict[str, FeatureSpec]:
+    by_column = {s.pysera_tag: s for s in all_specs()}
+    by_column.update(specs_by_tag())  # where the two styles share a name it is the same feature (tested)
+    return by_column
+
+
+def spec_for_column(column: str) -> Optional[FeatureSpec]:
+    """The feature behind a column named in either style (IBSI tag or PySERA name); None for
+    id columns, deep features and anything else outside the registry."""
+    return _specs_by_column().get(column)
+
+
+def rename_columns(columns: Iterable[str], style: Union[ColumnNames, str]) -> List[str]:
+    """Column names in the ``column_names`` style; names outside the registry stay as they are."""
+    renamed = []
+    for column in columns:
+        spec = spec_for_column(column)
+        renamed.append(spec.column(style) if spec is not None else column)
+    return renamed
 
 
 def select(categories="all", dimensions="all") -> Tuple[FeatureSpec, ...]:

@@ -1,157 +1,175 @@
 """DICOM readers written with pydicom: image series folders, single files, RTSTRUCT/SEG masks.
 
-Series folders
-    Files are grouped by ``SeriesInstanceUID``; non-image objects (RTSTRUCT, SEG, reports) are
-    set aside. When a folder holds several image series, the one with the most images is read
-    (or the one named by ``series_uid``) and the choice is reported. Within a series, slices
-    are sorted by their position along the slice normal, ``n = row_cosine x column_cosine``,
-    i.e. by ``ImagePositionPatient . n``; ``RescaleSlope``/``RescaleIntercept`` are applied per
-    slice.
+Files
+    Anything pydicom reads is a candidate, with or without the 128-byte preamble. Files that
+    cannot be read are skipped and named in the Report. A folder without DICOM files of its own
+    (a patient folder with study/series subfolders, a CD root with a DICOMDIR) is walked down,
+    and the series found below it are treated as if they lay in one folder.
+Frames
+    Single-frame files and each frame of an enhanced multi-frame file (position, orientation,
+    rescale and acquisition values from its functional groups) become the same frame records
+    (:mod:`.dicom_frames`); two enhanced files of one series are one series of frames. Decoding
+    goes through pydicom, or SimpleITK/GDCM for JPEG, JPEG-LS and JPEG 2000.
+Series
+    Frames are grouped by ``SeriesInstanceUID``; non-image objects (RTSTRUCT, SEG, reports) are
+    set aside. Within a series, frames whose ImageType says LOCALIZER are left out, a frame seen
+    twice (same SOPInstanceUID, e.g. a copied file) is read once, and frames are sorted by their
+    position along the slice normal ``n = row cosine x column cosine``. A series that cannot be
+    stacked (no positions, mixed sizes or orientations, positions repeating unevenly) is skipped
+    with its reason; of the readable ones the series with the most frames is read (or the one
+    named by ``series_uid``) and the choice is reported.
 Multi-volume series
-    When several images share a slice position (multi-echo, diffusion, dynamic series), the
-    series is split into volumes by the first tag that separates them into equal, complete
-    volumes: echo time, b-value, trigger/acquisition/content time, flip angle, temporal
-    position, acquisition number, echo number (as imagedata sorts by 'te', 'b', 'time', 'fa').
-    Volume 0 (lowest tag value) is read unless ``volume`` says otherwise; the split is reported.
-    :func:`list_volumes` lets the batch make one case per series and volume.
-
-Geometry: origin = position of the first slice after sorting, direction columns = (row cosine,
-column cosine, normal), spacing = (column spacing, row spacing, median slice distance), all in
-DICOM's LPS frame, as :class:`~PySERASlicerLib.image.Image` expects.
+    When several frames share a slice position (multi-echo, diffusion, dynamic series), the
+    series is split into volumes by the first value that separates them into equal, complete
+    volumes (:data:`.dicom_frames.SPLIT_LABELS`: echo time, b-value, b-value and gradient
+    direction, trigger/acquisition/content time, flip angle, temporal position, acquisition
+    number, echo number, stack). Volume 0 (lowest value) is read unless ``volume`` says
+    otherwise; the split is reported. :func:`list_volumes` lets the batch make one case per
+    series and volume.
+Geometry
+    Rescale slope/intercept are applied per frame. Origin = position of the first frame after
+    sorting, direction columns = (row cosine, column cosine, normal), spacing = (column spacing,
+    row spacing, slice distance), all in DICOM's LPS frame. Gantry tilt and missing slices are
+    handled by :mod:`.slice_geometry` as the ``dicom`` settings say.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..image import Image
 from .conversion import image_from_sitk, mask_from_image, sitk_message
-from .files import is_dicom_file
+from .conversion import warn as _warn
+from .dicom_frames import (
+    SPLIT_LABELS,
+    Frame,
+    frames_of,
+    is_enhanced,
+    is_localizer,
+    read_header,
+    rescaled,
+    stored_values,
+)
+from .files import MAX_FOLDER_DEPTH, is_dicom_file
 from .types import InputError, MaskData
 
-#: SOP classes / modalities that are not image slices.
+#: Modalities that are not image slices.
 NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "RTRECORD")
-
-#: Tags that split a multi-volume series, in the order they are tried: (keyword or tag, label).
-SPLIT_TAGS: Tuple[Tuple[object, str], ...] = (
-    ("EchoTime", "echo time"),
-    ((0x0018, 0x9087), "b-value"),  # DiffusionBValue
-    ((0x0043, 0x1039), "b-value"),  # GE private b-value
-    ((0x0019, 0x100C), "b-value"),  # Siemens private b-value
-    ("TriggerTime", "trigger time"),
-    ("AcquisitionTime", "acquisition time"),
-    ("ContentTime", "content time"),
-    ("FlipAngle", "flip angle"),
-    ("TemporalPositionIdentifier", "temporal position"),
-    ("AcquisitionNumber", "acquisition number"),
-    ("EchoNumbers", "echo number"),
-)
-
-
-@dataclass
-class _Slice:
-    path: Path
-    header: object  # pydicom Dataset without pixel data
-    position: float  # along the slice normal
 
 
 @dataclass
 class DicomSeries:
-    """One image series of a folder, already split into volumes (lists of sorted slices)."""
+    """One image series, split into volumes of sorted frames, or the reason it cannot be read."""
 
     uid: str
     modality: str
     description: str
-    volumes: List[List[_Slice]]
+    volumes: List[List[Frame]] = field(default_factory=list)
     split_label: str = ""
     split_values: Tuple[str, ...] = ()
+    problem: str = ""  # why the series cannot be read ("" = readable)
+    notes: List[str] = field(default_factory=list)  # what was left out, for the Report
+    n_frames: int = 0
+    legacy_file: Optional[Path] = None  # one multi-frame file without functional groups (NM, US)
 
-    @property
-    def n_files(self) -> int:
-        return sum(len(v) for v in self.volumes)
 
-
-def _dcmread(path: Path, headers_only: bool = True):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
+def _dicomdir_files(folder: Path) -> List[Path]:
+    """The files a DICOMDIR references (its directory records), that exist."""
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=headers_only)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read DICOM file ({type(exc).__name__}: {exc})") from None
+        import pydicom
+        from pydicom.fileset import FileSet
+
+        file_set = FileSet(pydicom.dcmread(str(folder / "DICOMDIR")))
+        return sorted(p for p in (Path(instance.path) for instance in file_set) if p.is_file())
+    except Exception:  # a damaged DICOMDIR: fall back to walking the folders
+        return []
 
 
-def scan_folder(folder: Path, warnings: Optional[List[str]] = None) -> Tuple[Dict[str, List[Tuple[Path, object]]],
-                                                                              List[Tuple[Path, object]]]:
-    """Headers of the DICOM files directly in ``folder``: ({series uid: [(path, header)]} of
-    image files, [(path, header)] of non-image objects)."""
+def dicom_files(source: Path, warnings: Optional[List[str]] = None) -> List[Path]:
+    """The DICOM files of a folder; a folder without any of its own gives the files its
+    DICOMDIR references, or else those of its subfolders (:data:`.files.MAX_FOLDER_DEPTH`
+    levels, e.g. patient/study/series)."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    files = sorted(p for p in source.iterdir() if p.is_file() and is_dicom_file(p) and p.name.upper() != "DICOMDIR")
+    if files:
+        return files
+    found = _dicomdir_files(source) if (source / "DICOMDIR").is_file() else []
+    how = "the DICOMDIR references" if found else ""
+    if not found:
+        base_depth = len(source.parts)
+        for root, directories, names in os.walk(source):
+            directories[:] = sorted(d for d in directories if not d.startswith("."))
+            if len(Path(root).parts) - base_depth >= MAX_FOLDER_DEPTH:
+                directories[:] = []
+            found.extend(Path(root) / name for name in sorted(names)
+                         if name.upper() != "DICOMDIR" and is_dicom_file(Path(root) / name))
+    if found:
+        folders = sorted({f.parent for f in found})
+        shown = ", ".join(str(f.relative_to(source)) for f in folders[:4])
+        how = how or ("the DICOMDIR is unreadable; " if (source / "DICOMDIR").is_file() else "") + "read"
+        _warn(warnings, f"{source}: no DICOM files directly in this folder; {how} {len(found)} file(s) in "
+                        f"{len(folders)} subfolder(s) ({shown}{', ...' if len(folders) > 4 else ''})")
+    return found
+
+
+def scan_folder(source: Path, warnings: Optional[List[str]] = None, unreadable: Optional[List[str]] = None
+                ) -> Tuple[Dict[str, List[Tuple[Path, object]]], List[Tuple[Path, object]]]:
+    """Headers of the DICOM files of a folder (or one file): ({series uid: [(path, header)]} of
+    image files, [(path, header)] of non-image objects). Names of unreadable files are reported
+    and added to ``unreadable``."""
     series: Dict[str, List[Tuple[Path, object]]] = {}
     others: List[Tuple[Path, object]] = []
-    unreadable = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p)):
+    unreadable = [] if unreadable is None else unreadable
+    for path in dicom_files(source, warnings):
         try:
-            header = _dcmread(path)
+            header = read_header(path)
         except InputError:
             unreadable.append(path.name)
             continue
         modality = str(header.get("Modality", "")).upper()
-        if modality in NON_IMAGE_MODALITIES or "ImagePositionPatient" not in header and "NumberOfFrames" not in header:
+        if modality in NON_IMAGE_MODALITIES or "Rows" not in header:
             others.append((path, header))
             continue
         series.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
-    if unreadable and warnings is not None:
-        warnings.append(f"{folder}: {len(unreadable)} unreadable DICOM file(s) skipped "
+    if unreadable:
+        _warn(warnings, f"{source}: {len(unreadable)} unreadable DICOM file(s) skipped "
                         f"({', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})")
     return series, others
 
 
-def _normal(header) -> np.ndarray:
-    iop = np.asarray([float(v) for v in header.ImageOrientationPatient], dtype=float)
-    return np.cross(iop[:3], iop[3:])
-
-
-def _tag_value(header, tag) -> Optional[str]:
-    element = header.get(tag) if isinstance(tag, tuple) else header.get(tag, None)
-    if element is None:
-        return None
-    value = element.value if hasattr(element, "value") else element
-    if value is None or value == "":
-        return None
-    if isinstance(value, bytes):  # private tags read as raw bytes
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else None
-    return None if value is None else str(value).strip()
-
-
 def _sort_key(text: str):
-    try:
-        return (0, float(text), "")
-    except ValueError:
-        return (1, 0.0, text)
+    """Numbers by value, text alphabetically; "1000 (0,0,1)" sorts by b-value, then direction."""
+    parts = []
+    for part in str(text).split(" "):
+        try:
+            parts.append((0, float(part), ""))
+        except ValueError:
+            parts.append((1, 0.0, part))
+    return tuple(parts)
 
 
-def split_volumes(files: List[Tuple[Path, object]], where: str) -> Tuple[List[List[_Slice]], str, Tuple[str, ...]]:
-    """Sort a series' slices along the normal and split it into volumes when positions repeat."""
-    if any("ImagePositionPatient" not in h or "ImageOrientationPatient" not in h for _, h in files):
-        raise InputError(f"{where}: DICOM images without ImagePositionPatient/ImageOrientationPatient "
-                         "cannot be stacked into a volume")
-    normal = _normal(files[0][1])
-    slices = [_Slice(p, h, float(np.dot([float(v) for v in h.ImagePositionPatient], normal))) for p, h in files]
-    positions = np.round([s.position for s in slices], 3)
+def split_volumes(frames: List[Frame], where: str) -> Tuple[List[List[Frame]], str, Tuple[str, ...]]:
+    """Sort frames along the slice normal and split them into volumes when positions repeat."""
+    normal = np.cross(frames[0].orientation[:3], frames[0].orientation[3:])
+    for frame in frames:
+        frame.distance = float(np.dot(frame.position, normal))
+    positions = np.round([f.distance for f in frames], 3)
     unique, counts = np.unique(positions, return_counts=True)
     if counts.max() == 1:
-        return [sorted(slices, key=lambda s: s.position)], "", ()
+        return [sorted(frames, key=lambda f: f.distance)], "", ()
     if counts.min() != counts.max():
         raise InputError(f"{where}: slice positions repeat unevenly ({counts.min()} to {counts.max()} images per "
                          "position); cannot split the series into complete volumes")
     per_position = int(counts[0])
-    for tag, label in SPLIT_TAGS:
-        values = [_tag_value(s.header, tag) for s in slices]
+    for label in SPLIT_LABELS:
+        values = [f.values.get(label) for f in frames]
         if any(v is None for v in values):
             continue
         distinct = sorted(set(values), key=_sort_key)
@@ -159,180 +177,262 @@ def split_volumes(files: List[Tuple[Path, object]], where: str) -> Tuple[List[Li
             continue
         volumes = []
         for value in distinct:
-            members = [s for s, v in zip(slices, values) if v == value]
-            if len(np.unique(np.round([m.position for m in members], 3))) != len(unique):
+            members = [f for f, v in zip(frames, values) if v == value]
+            if len(np.unique(np.round([m.distance for m in members], 3))) != len(unique):
                 break
-            volumes.append(sorted(members, key=lambda s: s.position))
+            volumes.append(sorted(members, key=lambda f: f.distance))
         else:
             return volumes, label, tuple(distinct)
-    raise InputError(f"{where}: {per_position} images per slice position and no tag (echo time, b-value, "
-                     "time, flip angle, temporal position, acquisition/echo number) separates them into volumes")
+    raise InputError(f"{where}: {per_position} images per slice position and no value ({', '.join(SPLIT_LABELS)}) "
+                     "separates them into volumes")
 
 
-def list_series(folder: Path, warnings: Optional[List[str]] = None) -> List[DicomSeries]:
-    """The image series of a folder, most images first, each split into volumes."""
-    groups, _ = scan_folder(folder, warnings)
+def _names(frames: List[Frame], limit: int = 4) -> str:
+    return ", ".join(f.name for f in frames[:limit]) + (", ..." if len(frames) > limit else "")
+
+
+def _prepare(uid: str, frames: List[Frame], where: str) -> DicomSeries:
+    """Filter, check and split the frames of one series (problems go into ``problem``)."""
+    header = frames[0].header
+    series = DicomSeries(uid, str(header.get("Modality", "")), str(header.get("SeriesDescription", "")))
+    legacy = [f for f in frames if f.number is None and int(f.header.get("NumberOfFrames", 1) or 1) > 1]
+    if legacy:  # frames without per-frame geometry: SimpleITK reads such a file as it is
+        if len(frames) > 1:
+            series.problem = f"multi-frame files without per-frame functional groups ({_names(legacy)}) mixed " \
+                             "with other images"
+            return series
+        series.legacy_file, series.volumes = frames[0].path, [frames]
+        series.n_frames = int(header.get("NumberOfFrames"))
+        return series
+    seen, unique = set(), []
+    for frame in frames:
+        if frame.identity in seen:
+            series.notes.append(f"{where}: {frame.name} repeats an image already read (same SOPInstanceUID); "
+                                "read once")
+            continue
+        seen.add(frame.identity)
+        unique.append(frame)
+    localizers = [f for f in unique if is_localizer(f.header)]
+    frames = [f for f in unique if not is_localizer(f.header)]
+    if localizers:
+        series.notes.append(f"{where}: {len(localizers)} LOCALIZER image(s) left out ({_names(localizers)})")
+    if not frames:
+        series.problem = "only LOCALIZER images"
+        return series
+    incomplete = [f for f in frames if f.position is None or f.orientation is None
+                  or len(f.position) != 3 or len(f.orientation) != 6]
+    if len(incomplete) == len(frames):
+        series.problem = ("images without ImagePositionPatient/ImageOrientationPatient cannot be stacked into a "
+                          "volume")
+        return series
+    if incomplete:
+        series.notes.append(f"{where}: {len(incomplete)} image(s) without ImagePositionPatient/"
+                            f"ImageOrientationPatient (truncated or incomplete header?) left out: {_names(incomplete)}")
+        frames = [f for f in frames if f not in incomplete]
+    sizes = {(int(f.header.get("Rows", 0)), int(f.header.get("Columns", 0))) for f in frames}
+    if len(sizes) > 1:
+        series.problem = f"images have different sizes ({', '.join(f'{r}x{c}' for r, c in sorted(sizes))})"
+        return series
+    if any(not np.allclose(f.orientation, frames[0].orientation, atol=1e-4) for f in frames):
+        series.problem = "images have different orientations (ImageOrientationPatient)"
+        return series
+    series.n_frames = len(frames)
+    try:
+        series.volumes, series.split_label, series.split_values = split_volumes(frames, where)
+    except InputError as exc:
+        series.problem = str(exc).split(": ", 1)[-1]
+    return series
+
+
+def list_series(source: Path, warnings: Optional[List[str]] = None,
+                unreadable: Optional[List[str]] = None) -> List[DicomSeries]:
+    """The image series of a folder (or one file), readable ones first, most frames first."""
+    groups, _ = scan_folder(source, warnings, unreadable)
     result = []
     for uid, files in groups.items():
-        header = files[0][1]
-        if len(files) == 1 and int(header.get("NumberOfFrames", 1) or 1) > 1:
-            volumes = [[_Slice(files[0][0], header, 0.0)]]
-            label, values = "", ()
-        else:
-            volumes, label, values = split_volumes(files, f"{folder} (series {uid})")
-        result.append(DicomSeries(uid, str(header.get("Modality", "")), str(header.get("SeriesDescription", "")),
-                                  volumes, label, values))
-    return sorted(result, key=lambda s: -s.n_files)
+        frames: List[Frame] = []
+        where = f"{source} (series {uid})"
+        for path, header in files:
+            try:
+                frames.extend(frames_of(path, header))
+            except InputError as exc:
+                _warn(warnings, str(exc) + "; file skipped")
+        if frames:
+            result.append(_prepare(uid, frames, where))
+    return sorted(result, key=lambda s: (bool(s.problem), -s.n_frames))
+
+
+def _label(series: DicomSeries, index: int) -> str:
+    label = series.description or series.modality or series.uid[-8:]
+    if series.split_label:
+        label += f" {series.split_label} {series.split_values[index]}"
+    return label
 
 
 def list_volumes(folder: Path) -> List[Tuple[str, int, str]]:
-    """(series uid, volume index, short label) for every volume of every image series in a folder."""
-    items = []
-    for series in list_series(folder):
-        for index in range(len(series.volumes)):
-            label = series.description or series.modality or series.uid[-8:]
-            if series.split_label:
-                label += f" {series.split_label} {series.split_values[index]}"
-            items.append((series.uid, index, label))
-    return items
+    """(series uid, volume index, short label) for every volume of every readable image series."""
+    return [(s.uid, index, _label(s, index)) for s in list_series(folder) if not s.problem
+            for index in range(len(s.volumes))]
 
 
 def _describe(series: DicomSeries) -> str:
     text = f"{series.uid} ({series.modality or '?'}"
     if series.description:
         text += f" '{series.description}'"
-    return text + f", {series.n_files} images)"
+    return text + f", {series.n_frames} images)"
 
 
-def _pixel_data(path: Path):
-    dataset = _dcmread(path, headers_only=False)
-    try:
-        pixels = dataset.pixel_array
-    except Exception as exc:  # pydicom raises many types for missing handlers / truncated data
-        raise InputError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
-    return dataset, pixels
+def _image_modality(dicom_modality) -> str:
+    """DICOM's Modality -> the Image's ("CT", "MRI", "PET" or "OTHER")."""
+    return {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(str(dicom_modality).strip().upper(), "OTHER")
 
 
-def read_volume(slices: Sequence[_Slice], where: str, warnings: Optional[List[str]] = None) -> Image:
-    """Stack sorted slices into an Image (rescale applied, LPS geometry)."""
-    first = slices[0].header
-    if len(slices) == 1 and int(first.get("NumberOfFrames", 1) or 1) > 1:
-        return read_dicom_file(slices[0].path, warnings)
-    rows, columns = int(first.Rows), int(first.Columns)
-    iop = np.asarray([float(v) for v in first.ImageOrientationPatient], dtype=float)
-    for s in slices[1:]:
-        if int(s.header.Rows) != rows or int(s.header.Columns) != columns:
-            raise InputError(f"{where}: slices have different sizes ({rows}x{columns} and "
-                             f"{s.header.Rows}x{s.header.Columns})")
-        if not np.allclose([float(v) for v in s.header.ImageOrientationPatient], iop, atol=1e-4):
-            raise InputError(f"{where}: slices have different orientations (ImageOrientationPatient)")
-    planes = []
-    slopes, intercepts = [], []
-    for s in slices:
-        dataset, pixels = _pixel_data(s.path)
-        if pixels.ndim != 2:
-            raise InputError(f"{s.path}: expected one 2D frame per file, got pixel data of shape {pixels.shape}")
-        planes.append(pixels)
-        slopes.append(float(dataset.get("RescaleSlope", 1) or 1))
-        intercepts.append(float(dataset.get("RescaleIntercept", 0) or 0))
-    slopes_a, intercepts_a = np.asarray(slopes), np.asarray(intercepts)
-    stack = np.stack(planes)
-    integral = np.all(slopes_a == np.rint(slopes_a)) and np.all(intercepts_a == np.rint(intercepts_a))
-    dtype = np.int32 if integral and stack.dtype.kind in "iu" else np.float64
-    array = stack.astype(dtype) * slopes_a.astype(dtype)[:, None, None] + intercepts_a.astype(dtype)[:, None, None]
+def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] = None, dicom=None,
+                labels: bool = False) -> Image:
+    """Stack sorted frames into an Image (rescale applied per frame, LPS geometry)."""
+    from ..settings import DicomSettings
+    from .slice_geometry import regular_grid
 
-    pixel_spacing = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
-    if "PixelSpacing" not in first and warnings is not None:
-        warnings.append(f"{where}: no PixelSpacing; assuming 1 mm in-plane")
-    positions = np.array([s.position for s in slices])
-    if len(slices) > 1:
-        steps = np.diff(positions)
-        k_spacing = float(np.median(steps))
-        if k_spacing <= 0:
-            raise InputError(f"{where}: slices share one position; cannot build a volume")
-        if np.max(np.abs(steps - k_spacing)) > 0.01 * k_spacing + 1e-3 and warnings is not None:
-            warnings.append(f"{where}: slice spacing is not uniform ({steps.min():.4g} to {steps.max():.4g} mm; "
-                            f"missing slices?); using the median {k_spacing:.4g} mm")
+    dicom = dicom or DicomSettings()
+    first = frames[0]
+    array = rescaled(stored_values(frames), np.array([f.slope for f in frames]),
+                     np.array([f.intercept for f in frames]))
+    pixel_spacing = first.pixel_spacing
+    if pixel_spacing is None:
+        _warn(warnings, f"{where}: no PixelSpacing; assuming 1 mm in-plane")
+        pixel_spacing = (1.0, 1.0)
     else:
-        k_spacing = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)) or 1.0)
-    normal = np.cross(iop[:3], iop[3:])
-    direction = np.column_stack([iop[:3], iop[3:], normal])
-    origin = tuple(float(v) for v in first.ImagePositionPatient)
-    modality = {"MR": "MRI", "PT": "PET"}.get(str(first.get("Modality", "")).upper(),
-                                              str(first.get("Modality", "OTHER")).upper() or "OTHER")
+        other = [f for f in frames if f.pixel_spacing is None or not np.allclose(f.pixel_spacing, pixel_spacing,
+                                                                               rtol=1e-4, atol=1e-6)]
+        if other:
+            raise InputError(f"{where}: images have different PixelSpacing ({first.name}: {pixel_spacing}, "
+                             f"{other[0].name}: {other[0].pixel_spacing})")
+    row, column = first.orientation[:3], first.orientation[3:]
+    try:
+        tilt_tag = float(first.header.get("GantryDetectorTilt", None) or 0) or None
+    except (TypeError, ValueError):
+        tilt_tag = None
+    array, origin, k_spacing = regular_grid(
+        array, np.array([f.position for f in frames]), [f.name for f in frames], row, column, pixel_spacing, where,
+        gantry_tilt=dicom.gantry_tilt.value, missing_slices=dicom.missing_slices.value, labels=labels,
+        tilt_tag=tilt_tag, warnings=warnings)
+    if k_spacing is None:  # one slice
+        k_spacing = float(first.header.get("SpacingBetweenSlices", first.header.get("SliceThickness", 1.0)) or 1.0)
+    direction = np.column_stack([row, column, np.cross(row, column)])
     image = Image(array, (pixel_spacing[1], pixel_spacing[0], k_spacing), origin, direction,
-                  modality=modality if modality in ("CT", "MRI", "PET") else "OTHER", source=where)
+                  modality=_image_modality(first.header.get("Modality", "")), source=where)
     if image.modality == "PET":  # SUV from the series' tags (io/suv.py); applied per the settings
         from .suv import conversion_from_headers
 
-        image = image.with_array(image.array, pet_suv=conversion_from_headers([s.header for s in slices]))
+        headers = list({id(f.header): f.header for f in frames}.values())  # one per file
+        image = image.with_array(image.array, pet_suv=conversion_from_headers(headers))
     return image
 
 
-def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
-                      volume: Optional[int] = None) -> Image:
-    """Read one image volume from a DICOM folder (see the module docstring for the choices)."""
-    folder = Path(folder)
-    all_series = list_series(folder, warnings)
+def _choose(source: Path, all_series: List[DicomSeries], series_uid: Optional[str],
+            warnings: Optional[List[str]]) -> DicomSeries:
     if not all_series:
-        raise InputError(f"{folder}: no DICOM image series found in this folder")
+        raise InputError(f"{source}: no DICOM image series found here")
     if series_uid:
         chosen = [s for s in all_series if s.uid == series_uid]
         if not chosen:
-            raise InputError(f"{folder}: no series {series_uid}; series present: "
+            raise InputError(f"{source}: no series {series_uid}; series present: "
                              f"{', '.join(_describe(s) for s in all_series)}")
-        series = chosen[0]
-    else:
-        series = all_series[0]
-        if len(all_series) > 1 and warnings is not None:
-            warnings.append(f"{folder}: {len(all_series)} image series in this folder "
-                            f"({'; '.join(_describe(s) for s in all_series)}); using {series.uid} (most images)")
+        if chosen[0].problem:
+            raise InputError(f"{source}: series {series_uid} cannot be read: {chosen[0].problem}")
+        return chosen[0]
+    readable = [s for s in all_series if not s.problem]
+    if len(all_series) == 1 and not readable:
+        raise InputError(f"{source} (series {all_series[0].uid}): {all_series[0].problem}")
+    if not readable:
+        reasons = "; ".join(f"{_describe(s)}: {s.problem}" for s in all_series)
+        raise InputError(f"{source}: no readable DICOM image series ({reasons})")
+    series = readable[0]
+    if len(readable) > 1:
+        _warn(warnings, f"{source}: {len(readable)} image series ({'; '.join(_describe(s) for s in readable)}); "
+                        f"using {series.uid} (most images; pick another with series_uid)")
+    for skipped in all_series:
+        if skipped.problem:
+            _warn(warnings, f"{source}: series {_describe(skipped)} skipped: {skipped.problem}")
+    return series
+
+
+def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
+                      volume: Optional[int] = None, dicom=None, labels: bool = False) -> Image:
+    """Read one image volume from a DICOM folder or file (see the module docstring for the choices).
+
+    ``dicom`` is a :class:`~PySERASlicerLib.settings.DicomSettings` (gantry tilt, missing
+    slices); ``labels`` reads a label-map series (nearest neighbour if it must be regularised).
+    """
+    folder = Path(folder)
+    unreadable: List[str] = []
+    all_series = list_series(folder, warnings, unreadable)
+    series = _choose(folder, all_series, series_uid, warnings)
+    for note in series.notes:
+        _warn(warnings, note)
     index = 0 if volume is None else int(volume)
     if not 0 <= index < len(series.volumes):
         raise InputError(f"{folder}: series {series.uid} has {len(series.volumes)} volume(s); volume {index} "
                          "does not exist")
-    if len(series.volumes) > 1 and warnings is not None and volume is None:
-        warnings.append(f"{folder}: series {series.uid} holds {len(series.volumes)} volumes split by "
+    if len(series.volumes) > 1 and volume is None:
+        _warn(warnings, f"{folder}: series {series.uid} holds {len(series.volumes)} volumes split by "
                         f"{series.split_label} ({', '.join(series.split_values)}); using volume 0 "
                         f"({series.split_label} {series.split_values[0]})")
+    if series.legacy_file is not None:
+        return _read_with_sitk(series.legacy_file, series.modality)
     where = str(folder)
     if len(series.volumes) > 1:
         where += f" [{series.split_label} {series.split_values[index]}]"
-    return read_volume(series.volumes[index], where, warnings)
+    try:
+        return read_volume(series.volumes[index], where, warnings, dicom, labels)
+    except InputError as exc:
+        if not unreadable:
+            raise
+        raise InputError(f"{exc} ({len(unreadable)} unreadable file(s) in this folder were skipped: "
+                         f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})") from None
 
 
-def read_dicom_file(path: Path, warnings: Optional[List[str]] = None) -> Image:
-    """A single DICOM image file (one slice, or an enhanced multi-frame volume) via SimpleITK."""
-    import SimpleITK as sitk
-
-    header = _dcmread(Path(path))
+def read_dicom_file(path: Path, warnings: Optional[List[str]] = None, dicom=None, volume: Optional[int] = None,
+                    labels: bool = False) -> Image:
+    """A single DICOM image file: one slice, or an enhanced multi-frame file read frame by frame
+    like a series. Files without plane geometry (legacy multi-frame NM/US, secondary capture)
+    are read by SimpleITK."""
+    header = read_header(Path(path))
     modality = str(header.get("Modality", "")).upper()
     if modality in NON_IMAGE_MODALITIES:
         raise InputError(f"{path}: a DICOM {modality} object is not an image (give it as the mask)")
+    if is_enhanced(header) or "ImagePositionPatient" in header:
+        return read_dicom_series(Path(path), warnings, volume=volume, dicom=dicom, labels=labels)
+    return _read_with_sitk(Path(path), modality)
+
+
+def _read_with_sitk(path: Path, modality: str) -> Image:
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
-    return image_from_sitk(image, str(path), {"MR": "MRI", "PT": "PET", "CT": "CT"}.get(modality, "OTHER"))
+    return image_from_sitk(image, str(path), _image_modality(modality))
 
 
 def read_dicom_mask(path: Path, reference: Image, apply_preprocessing: bool = False,
-                    warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None) -> MaskData:
+                    warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None, dicom=None) -> MaskData:
     """A DICOM mask: an RTSTRUCT or SEG file (or a folder holding one), or a label-map series."""
     path = Path(path)
     if path.is_dir():
         series, others = scan_folder(path, warnings)
         masks = [(p, h) for p, h in others if str(h.get("Modality", "")).upper() in ("RTSTRUCT", "SEG")]
         if masks:
-            if len(masks) > 1 and warnings is not None:
-                warnings.append(f"{path}: {len(masks)} RTSTRUCT/SEG files; using {masks[0][0].name}")
+            if len(masks) > 1:
+                _warn(warnings, f"{path}: {len(masks)} RTSTRUCT/SEG files; using {masks[0][0].name}")
             path = masks[0][0]
         elif series:
-            labels = read_dicom_series(path, warnings)
+            labels = read_dicom_series(path, warnings, dicom=dicom, labels=True)
             return mask_from_image(labels, reference, apply_preprocessing, warnings)
         else:
             raise InputError(f"{path}: no RTSTRUCT, SEG or DICOM label series found in this mask folder")
-    header = _dcmread(path)
+    header = read_header(path)
     modality = str(header.get("Modality", "")).upper()
     if modality == "RTSTRUCT":
         from .rtstruct import read_rtstruct
@@ -342,5 +442,5 @@ def read_dicom_mask(path: Path, reference: Image, apply_preprocessing: bool = Fa
         from .seg import read_seg
 
         return read_seg(path, reference, warnings=warnings)
-    labels = read_dicom_file(path, warnings)
+    labels = read_dicom_file(path, warnings, dicom=dicom, labels=True)
     return mask_from_image(labels, reference, apply_preprocessing, warnings)

@@ -93,6 +93,27 @@ def resample_labels_to(labels: Image, reference: Image) -> np.ndarray:
     return out
 
 
+def grid_differences(grid: Image, reference: Image) -> str:
+    """What differs between two grids, in words (shape, spacing, direction, origin)."""
+    parts = []
+    if grid.array.shape != reference.array.shape:
+        parts.append(f"shape {grid.array.shape} vs {reference.array.shape}")
+    if not np.allclose(grid.spacing, reference.spacing, rtol=1e-3, atol=1e-3):
+        parts.append(f"spacing {tuple(round(s, 4) for s in grid.spacing)} vs "
+                     f"{tuple(round(s, 4) for s in reference.spacing)} mm")
+    if not np.allclose(grid.direction, reference.direction, atol=1e-3):
+        cosine = np.clip(np.abs(np.sum(grid.direction * reference.direction, axis=0)), 0, 1)
+        parts.append(f"direction: axes turned by up to {np.degrees(np.arccos(cosine.min())):.3g} deg")
+    shift = np.asarray(grid.origin, float) - np.asarray(reference.origin, float)
+    if np.linalg.norm(shift) > 1e-3:
+        text = f"origin shifted by {tuple(round(float(v), 3) for v in shift)} mm"
+        if not parts:  # same lattice otherwise: say how far off the voxel centres are
+            offset = _world_to_index(reference) @ np.append(np.asarray(grid.origin, float), 1.0)
+            text += f" = {tuple(round(float(v), 3) for v in offset[:3])} voxels, not a whole number"
+        parts.append(text)
+    return "; ".join(parts) or "below 0.001 mm / 0.1 %"
+
+
 def place_labels(labels: Image, reference: Image) -> Tuple[np.ndarray, str]:
     """Put a label image onto ``reference``'s grid; returns (labels on the reference grid, a
     sentence describing what was done, for the Report)."""
@@ -102,15 +123,16 @@ def place_labels(labels: Image, reference: Image) -> Tuple[np.ndarray, str]:
     offset = crop_offset(labels, reference)
     if offset is not None:
         out, outside = _paste(labels.array, reference.array.shape, offset)
-        message = (f"mask grid {labels.array.shape} is part of the image grid {reference.array.shape}; "
-                   f"placed at voxel offset (i, j, k) = {tuple(int(v) for v in offset)} by world coordinates")
+        inside = np.all(offset >= 0) and np.all(offset + np.array(labels.size_ijk) <= np.array(reference.size_ijk))
+        relation = "lies inside" if inside else "overlaps"
+        message = (f"mask grid {labels.array.shape} {relation} the image grid {reference.array.shape} (same spacing "
+                   f"and direction); placed at voxel offset (i, j, k) = {tuple(int(v) for v in offset)} by world "
+                   "coordinates")
     else:
         out = resample_labels_to(labels, reference)
         outside = n_labelled - int(np.count_nonzero(out)) if n_labelled else 0
-        message = (f"mask grid (shape {labels.array.shape}, spacing {tuple(round(s, 4) for s in labels.spacing)}) "
-                   f"differs from the image grid (shape {reference.array.shape}, spacing "
-                   f"{tuple(round(s, 4) for s in reference.spacing)}); resampled onto the image grid "
-                   "(nearest neighbour)")
+        message = (f"mask grid differs from the image grid ({grid_differences(labels, reference)}); resampled onto "
+                   "the image grid (nearest neighbour)")
         outside = max(outside, 0)
     if n_labelled and not np.any(out):
         raise InputError(f"{labels.source or 'mask'}: the mask does not overlap the image "

@@ -48,11 +48,13 @@ def image_from_array(array: np.ndarray, spacing: Optional[Sequence[float]] = Non
 
 def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
                warnings: Optional[List[str]] = None, modality: Optional[str] = None,
-               series_uid: Optional[str] = None, volume: Optional[int] = None) -> Image:
+               series_uid: Optional[str] = None, volume: Optional[int] = None, dicom=None) -> Image:
     """Read one image from a path (file or DICOM folder), a ``.npy`` file, an array or an Image.
 
     ``series_uid`` / ``volume`` pick one series / one volume of a DICOM folder holding several
-    (default: the series with the most images, its first volume; the choice is reported).
+    (default: the readable series with the most images, its first volume; the choice is
+    reported). ``dicom`` (:class:`~PySERASlicerLib.settings.DicomSettings`) says what to do with
+    gantry tilt and missing slices.
     """
     if isinstance(source, Image):
         return source
@@ -64,7 +66,7 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     if path.is_dir():
         from .dicom import read_dicom_series
 
-        return read_dicom_series(path, warnings=warnings, series_uid=series_uid, volume=volume)
+        return read_dicom_series(path, warnings=warnings, series_uid=series_uid, volume=volume, dicom=dicom)
     if path.name.lower().endswith(".npy"):
         try:
             array = np.load(path, allow_pickle=False)
@@ -74,7 +76,7 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     if is_dicom_file(path):
         from .dicom import read_dicom_file
 
-        return read_dicom_file(path, warnings=warnings)
+        return read_dicom_file(path, warnings=warnings, volume=volume, dicom=dicom)
     import SimpleITK as sitk
 
     if path.name.lower().endswith((".nii", ".nii.gz")):
@@ -175,7 +177,7 @@ def check_nifti_complete(path: Path) -> None:
 
 
 def read_mask(source: Union[Source, MaskData], reference: Image, apply_preprocessing: bool = False,
-              warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None) -> MaskData:
+              warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None, dicom=None) -> MaskData:
     """Read a mask and put it on ``reference``'s grid.
 
     * DICOM RTSTRUCT / SEG (a file, or a folder holding one): one named ROI per structure /
@@ -195,7 +197,8 @@ def read_mask(source: Union[Source, MaskData], reference: Image, apply_preproces
         if path.is_dir() or is_dicom_file(path):
             from .dicom import read_dicom_mask
 
-            return read_dicom_mask(path, reference, apply_preprocessing, warnings=warnings, temp_dir=temp_dir)
+            return read_dicom_mask(path, reference, apply_preprocessing, warnings=warnings, temp_dir=temp_dir,
+                                   dicom=dicom)
     is_array = isinstance(source, np.ndarray)
     mask_image = read_image(source, spacing=reference.spacing if is_array else None, warnings=None)
     name = "mask array" if is_array else (mask_image.source or "mask")
