@@ -38,8 +38,9 @@ from .worker_process import WorkerProcess, exit_description, remove_folder
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.
 ProgressFn = Optional[Callable[[Dict[str, Any]], None]]
-#: Seconds the parent sleeps between two looks at its workers' event files.
-POLL_INTERVAL = 0.02
+#: Seconds the parent sleeps between two looks at its workers' event files: short right after
+#: something happened (a finished case is answered at once), growing to the longest when quiet.
+POLL_INTERVALS = (0.002, 0.02)
 
 
 def worker_count(settings: Settings, n_cases: int) -> int:
@@ -207,6 +208,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
             worker.index = None
             complete(index, worker.result(event["number"]))
 
+    pause = POLL_INTERVALS[0]
     try:
         for _ in range(n_workers):
             spawn()
@@ -221,10 +223,12 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
             if pending and len(workers) < n_workers:  # replace a retired or dead worker
                 spawn()
                 continue
-            time.sleep(POLL_INTERVAL)
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_INTERVALS[1])
             for worker in list(workers):
                 for event in worker.events():
                     handle(worker, event)
+                    pause = POLL_INTERVALS[0]
                 if not worker.idle and case_timeout and time.monotonic() - worker.started > case_timeout:
                     index = worker.index
                     retire(worker, kill=True)

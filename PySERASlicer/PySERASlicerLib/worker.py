@@ -47,7 +47,7 @@ from .worker_files import (
 
 #: Seconds between two looks for the parent process and for the next task file.
 PARENT_CHECK_INTERVAL = 0.5
-TASK_POLL_INTERVAL = 0.01
+TASK_POLL_INTERVAL = 0.002
 #: Exit status of a worker whose parent died.
 EXIT_ORPHANED = 3
 
@@ -199,7 +199,7 @@ def _next_task(folder: Path, number: int) -> Optional[Path]:
         if stop.exists():
             return None
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.1)  # an idle worker looks less often
+        delay = min(delay * 1.5, 0.05)  # an idle worker looks less often
 
 
 def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
