@@ -220,7 +220,9 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
                         continue
                     index = pending.popleft()
                     worker.send(index, cases[index])
-            if pending and len(workers) < n_workers:  # replace a retired or dead worker
+            # replace a retired or dead worker, and one running its last case at once: the
+            # successor starts up (imports) while its predecessor finishes
+            if pending and sum(not w.exhausted for w in workers) < n_workers:
                 spawn()
                 continue
             time.sleep(pause)
