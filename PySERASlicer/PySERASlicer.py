@@ -26,6 +26,7 @@ from PySERASlicerLib.slicer_logic import (
     errors_text,
     export_table,
     export_table_csv,
+    show_response_maps,
 )
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
@@ -147,6 +148,7 @@ class PySERASlicerParameterNode:
     enableParallelism: bool = True
     reportLevel: Annotated[str, Choice(['all', 'info', 'warning', 'error', 'none'])] = 'all'
     columnNames: Annotated[str, Choice(['ibsi', 'pysera'])] = 'ibsi'
+    filtersText: str = ''  # IBSI-2 filter list (JSON), wired by hand to filtersTextEdit
 
 
 class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -207,6 +209,12 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportExcelButton.connect("clicked()", self.onExportExcel)
         self.ui.exportCsvButton.connect("clicked()", self.onExportCsv)
         self.ui.plotButton.connect("clicked()", self.onPlot)
+        self.ui.addFilterComboBox.addItem(_("Add a filter..."))
+        for name in gui_state.FILTER_EXAMPLES:
+            self.ui.addFilterComboBox.addItem(name)
+        self.ui.addFilterComboBox.connect("activated(int)", self.onAddFilter)
+        self.ui.filtersTextEdit.connect("textChanged()", self.onFiltersEdited)
+        self.ui.showResponseMapButton.connect("clicked()", self.onShowResponseMaps)
         self.ui.plotFilterLineEdit.connect(
             "textChanged(QString)", lambda text: self.updatePlotFeatureList(self.ui.resultTableSelector.currentNode()))
         # the signal's node: the wrapper stores resultTable only after this slot has run
@@ -297,6 +305,9 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 pathEdit = getattr(self.ui, name + "PathLineEdit")
                 if not gui_state.path_text(getattr(node, name)) and pathEdit.currentPath:
                     pathEdit.currentPath = ""
+            if self.ui.filtersTextEdit.toPlainText() != node.filtersText:
+                self.ui.filtersTextEdit.setPlainText(node.filtersText)
+            self.ui.showResponseMapButton.enabled = bool(node.filtersText.strip()) and bool(list(node.inputVolumes))
             if self.ui.presetComboBox.currentText != node.preset:
                 self.ui.presetComboBox.setCurrentText(node.preset)
             self.ui.presetComboBox.toolTip = PRESET_DESCRIPTIONS.get(node.preset, _("Custom settings"))
@@ -335,6 +346,29 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.NodeModify(self._parameterNode):
             gui_state.write_values(self._parameterNode, gui_state.preset_values(name))
+
+    def onAddFilter(self, index: int) -> None:
+        if index <= 0 or self._parameterNode is None:
+            return
+        name = self.ui.addFilterComboBox.itemText(index)
+        self.ui.addFilterComboBox.setCurrentIndex(0)
+        with slicer.util.tryWithErrorDisplay(_("Fix the filter list first."), waitCursor=False):
+            self._parameterNode.filtersText = gui_state.add_filter_text(self._parameterNode.filtersText, name)
+
+    def onFiltersEdited(self) -> None:
+        if self._parameterNode is None or self._updatingGUI:
+            return
+        self._parameterNode.filtersText = self.ui.filtersTextEdit.toPlainText()
+
+    def onShowResponseMaps(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not compute the response maps."), waitCursor=True):
+            volumes = [v for v in self._parameterNode.inputVolumes if v is not None]
+            if not volumes:
+                raise ValueError(_("Choose an input volume first."))
+            settings = gui_state.settings_from_node(self._parameterNode)
+            nodes = self.logic.showResponseMaps(volumes[0], settings)
+            self.ui.statusLabel.text = _("Response maps added: {names}").format(
+                names=", ".join(n.GetName() for n in nodes))
 
     def setAll(self, names, checked: bool) -> None:
         if self._parameterNode:
@@ -600,6 +634,11 @@ class PySERASlicerLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
 
     def getParameterNode(self):
         return PySERASlicerParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def showResponseMaps(volumeNode, settings):
+        """One new volume node per filter of ``settings`` (``slicer_logic.show_response_maps``)."""
+        return show_response_maps(volumeNode, settings)
 
     @staticmethod
     def settingsFromParameterNode(parameterNode):

@@ -27,4 +27,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Image", "Settings", "SettingsError", "preset_settings", "process_batch", "__version__"]
+def apply_filter(image, filter):
+    """The IBSI-2 response map (an :class:`Image`, float64, same grid) of ``image`` (a path, an
+    array or an Image) for one filter entry such as ``{"filter": "log", "sigma_mm": 1.5}``;
+    see docs/filters.md and :func:`PySERASlicerLib.engine.filters.apply_filter`."""
+    from .engine.filters import apply_filter as _apply_filter
+    from .io.readers import read_image
+
+    return _apply_filter(read_image(image), filter)
+
+
+__all__ = ["Image", "apply_filter", "Settings", "SettingsError", "preset_settings", "process_batch", "__version__"]

@@ -60,6 +60,7 @@ def process_batch(
     split_dicom: bool = False,
     max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
     progress_fn: Optional[Callable[[Dict[str, Any]], None]] = None,
+    filters: Optional[Sequence[Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
     """Extract radiomics features for one case or a batch (PySERA-compatible).
 
@@ -83,6 +84,8 @@ def process_batch(
     split_dicom : one case per series / volume of DICOM folders holding several.
     max_tasks_per_child : cases a pool worker runs before a fresh process replaces it.
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
+    filters : IBSI-2 filter entries (docs/filters.md), e.g. ``[{"filter": "log", "sigma_mm": 1.5}]``;
+        replace the filters of ``settings``; each response map adds ``<feature>_<label>`` columns.
 
     Returns
     -------

@@ -15,6 +15,7 @@ docs/parameters.md). The public signature and its docs are in :mod:`.api` (light
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -59,7 +60,13 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
     try:
         settings = Settings.from_call(call["settings"], call["IBSI_based_parameters"],
                                       **{key: call[key] for key in SETTINGS_KEYWORDS})
+        if call.get("filters") is not None:
+            settings = settings.replace(filters=call["filters"])
         log.level = settings.report
+        for spec in settings.filters:  # the Report names every filter with its parameters
+            log.log("INFO", f"filter {spec.label}: {json.dumps(dict(spec))}", report=True)
+        if settings.filters and settings.extraction_mode == ExtractionMode.DEEP:
+            log.warning("filters are ignored by extraction_mode deep_feature (they add handcrafted features)")
         check_deep_weights(settings)  # once, before any case (else every case fails with the same message)
         if case_timeout is not None and not (isinstance(case_timeout, (int, float)) and case_timeout > 0):
             raise SettingsError(f"case_timeout: {case_timeout!r} is not valid; accepted values: a number of "

@@ -1,9 +1,11 @@
-"""Command line: ``pysera-slicer extract ...`` and ``pysera-slicer batch ...``.
+"""Command line: ``pysera-slicer extract ...``, ``pysera-slicer batch ...`` and ``pysera-slicer filter ...``.
 
 ``extract``  one image/mask pair, two folders of them (flat or patient subfolders), or a cases
              CSV; every ``process_batch`` parameter is an option.
 ``batch``    the MEDimage-style batch: ``--cases cases.csv --settings s.json --output DIR``
              (the same options may override the settings file).
+``filter``   one IBSI-2 filter on one image: ``--image CT.nii.gz --filter '{"filter": "log", "sigma_mm": 1.5}'
+             --output map.nii.gz`` writes the response map (docs/filters.md).
 
 Writes the Excel report (and CSV twin, provenance JSON) and prints a short summary. Exit codes:
 
@@ -115,6 +117,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     features.add_argument("--weights", default=None, metavar="PATH",
                           help="deep features: ImageNet weights file (or a folder holding torchvision's file); "
                                "default: torchvision's file in the torch cache ($TORCH_HOME/hub/checkpoints)")
+    features.add_argument("--filters", default=None, metavar="FILE",
+                          help="IBSI-2 filters: a JSON file holding a list of filter entries, or an object with "
+                               "'filters' (and optionally 'filter_categories'); adds <feature>_<filter label> columns "
+                               "(docs/filters.md)")
     features.add_argument("--ibsi-parameters", default=None, metavar="JSON",
                           help="IBSI_based_parameters as a JSON object or a JSON file, "
                                "e.g. '{\"radiomics_DiscType\": \"FBN\"}'")
@@ -156,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--cases", required=True, help="cases CSV")
     _add_common(batch)
+    filter_parser = sub.add_parser(
+        "filter",
+        help="write the IBSI-2 response map of one filter on one image",
+        description="Filter one image with one IBSI-2 filter (docs/filters.md) and write the response map "
+                    "(float, same grid as the image).",
+    )
+    filter_parser.add_argument("--image", required=True, help="image file (NIfTI, NRRD, MHA, .npy, DICOM) or "
+                                                              "DICOM series folder")
+    filter_parser.add_argument("--filter", required=True, metavar="JSON",
+                               help="one filter entry as a JSON object or a JSON file, e.g. "
+                                    "'{\"filter\": \"log\", \"sigma_mm\": 1.5}'")
+    filter_parser.add_argument("--output", required=True, help="response map file to write, e.g. map.nii.gz")
+    filter_parser.add_argument("--spacing", type=float, nargs=3, metavar=("I", "J", "K"), default=None,
+                               help="voxel size in mm for .npy inputs")
     return parser
 
 
@@ -216,7 +236,49 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings = Settings.from_call(settings, ibsi, **{key: getattr(args, key) for key in SETTINGS_KEYWORDS})
     if args.weights:
         settings = settings.replace(deep=dataclasses.replace(settings.deep, weights_path=args.weights))
+    if args.filters:
+        settings = settings.replace(**_filters_file(args.filters))
     return settings
+
+
+def _filters_file(path: str) -> Dict[str, Any]:
+    """``{"filters": [...], ...}`` from a --filters file holding a list or such an object."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"--filters {path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise SettingsError(f"--filters {path}: not valid JSON ({exc})") from None
+    if isinstance(data, list):
+        return {"filters": data}
+    if isinstance(data, dict) and "filters" in data and set(data) <= {"filters", "filter_categories"}:
+        return data
+    raise SettingsError(f"--filters {path}: expected a list of filter entries or an object with 'filters' "
+                        "(and optionally 'filter_categories')")
+
+
+def run_filter(args: argparse.Namespace) -> int:
+    """``pysera-slicer filter``: write one response map; exit 0, 1 (bad input) or 2 (bad filter)."""
+    from .engine.filters import FilterSpecError, apply_filter, parse_filter
+    from .io.readers import InputError, read_image
+    from .io.writers import write_image
+
+    try:
+        spec = parse_filter(read_json_object(args.filter, "--filter"), "--filter")
+    except (SettingsError, FilterSpecError) as exc:
+        return not_started(str(exc))
+    try:
+        image = read_image(args.image, spacing=args.spacing)
+        response = apply_filter(image, spec)
+        write_image(response, args.output)
+    except (InputError, OSError, ValueError) as exc:
+        print(f"pysera-slicer: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{spec.label}: response map of {args.image} written to {args.output}")
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -229,6 +291,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         (sub or parser).error(unknown_options_message(unknown, options))
+    if args.command == "filter":
+        return run_filter(args)
     if args.command == "extract" and not args.cases and not (args.image and args.mask):
         sub.error("give --image and --mask, or --cases")
     if args.command == "extract" and args.cases and (args.image or args.mask):

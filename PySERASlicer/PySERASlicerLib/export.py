@@ -72,13 +72,20 @@ def named_columns(frame, column_names: Union[ColumnNames, str]):
 def definitions_rows(columns: Iterable[str]) -> List[Dict[str, str]]:
     """One row per feature column: its IBSI tag and PySERA name, IBSI name and code, family
     and aggregation (the Feature_Definitions sheet)."""
-    from .engine.registry import spec_for_column
+    from .engine.registry import spec_for_column, split_filtered_column
 
     rows = []
     for column in columns:
         if column in ID_COLUMNS:
             continue
         spec = spec_for_column(column)
+        filtered = None if spec is not None else split_filtered_column(column)
+        if filtered is not None:  # <feature>_<filter label>: the feature of a response map
+            spec, label = filtered
+            rows.append(dict(zip(DEFINITION_COLUMNS, (
+                column, f"{spec.tag}_{label}", f"{spec.pysera_tag}_{label}",
+                f"{spec.name} of the {label} response map", spec.code, spec.family, spec.aggregation_name))))
+            continue
         if spec is None:  # deep features are not IBSI features
             rows.append(dict(zip(DEFINITION_COLUMNS, (column, "", "", "deep feature (no IBSI definition)", "",
                                                       "deep", ""))))
@@ -112,6 +119,9 @@ def flatten(prefix: str, value: Any) -> Iterable[Tuple[str, Any]]:
     if isinstance(value, dict):
         for key, sub in value.items():
             yield from flatten(f"{prefix}.{key}" if prefix else key, sub)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for index, sub in enumerate(value):  # e.g. the filters: filters[0].sigma_mm
+            yield from flatten(f"{prefix}[{index}]", sub)
     elif isinstance(value, list):
         yield prefix, ", ".join(str(v) for v in value)
     else:

@@ -65,6 +65,25 @@ RESAMPLING_CHOICES: Tuple[str, ...] = ("off", "2D", "3D")
 
 #: Hidden parameter holding the full settings JSON the GUI values are applied on.
 BASE_SETTINGS = "baseSettings"
+#: Parameter holding the IBSI-2 filter list as JSON text (a manually wired text box).
+FILTERS_TEXT = "filtersText"
+
+#: Common filters offered by the "add filter" menu (docs/filters.md).
+FILTER_EXAMPLES: Dict[str, Dict[str, Any]] = {
+    "LoG, sigma 1 mm": {"filter": "log", "sigma_mm": 1.0},
+    "LoG, sigma 2 mm": {"filter": "log", "sigma_mm": 2.0},
+    "LoG, sigma 3 mm": {"filter": "log", "sigma_mm": 3.0},
+    "Mean, 5 voxels": {"filter": "mean", "support": 5},
+    "Wavelet coif1 LLH, level 1": {"filter": "wavelet", "wavelet": "coif1", "set": "LLH", "level": 1},
+    "Wavelet db3 HHH, level 2, rotation invariant": {"filter": "wavelet", "wavelet": "db3", "set": "HHH",
+                                                     "level": 2, "rotation_invariant": True},
+    "Laws L5E5E5 energy, rotation invariant": {"filter": "laws", "kernel": "L5E5E5", "energy_delta": 7,
+                                               "rotation_invariant": True},
+    "Gabor, sigma 5 mm, lambda 2 mm, 2D, rotation invariant": {
+        "filter": "gabor", "sigma_mm": 5.0, "lambda_mm": 2.0, "gamma": 1.5, "rotation_invariant": True,
+        "theta_step_deg": 22.5, "dimensions": "2D"},
+    "Simoncelli, level 1": {"filter": "simoncelli", "level": 1},
+}
 
 
 def category_parameter(name: str) -> str:
@@ -171,6 +190,7 @@ def settings_to_values(settings: Settings) -> Dict[str, Any]:
             value = get_path(plain, path)
         values[parameter.name] = Path(value or "") if parameter.kind is Path else parameter.kind(value)
     values[BASE_SETTINGS] = json.dumps(plain, sort_keys=True)
+    values[FILTERS_TEXT] = filters_text(settings.filters)
     return values
 
 
@@ -204,6 +224,8 @@ def values_to_settings(values: Mapping[str, Any], base: Optional[Settings] = Non
             raise SettingsError(f"Resampling: {mode!r} is not valid; accepted values: {', '.join(RESAMPLING_CHOICES)}")
         plain["resampling"]["enabled"] = mode != "off"
         plain["resampling"]["in_plane_only"] = mode == "2D"
+    if FILTERS_TEXT in values:
+        plain["filters"] = list(parse_filters_text(values[FILTERS_TEXT]))
     try:
         return Settings.from_dict(plain)
     except SettingsError as exc:
@@ -247,7 +269,7 @@ def preset_values(name: str) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Reading and writing a parameter node (any object with attributes)
 # ---------------------------------------------------------------------------------------------
-SETTINGS_FIELDS: Tuple[str, ...] = tuple(p.name for p in PARAMETERS) + (BASE_SETTINGS,)
+SETTINGS_FIELDS: Tuple[str, ...] = tuple(p.name for p in PARAMETERS) + (BASE_SETTINGS, FILTERS_TEXT)
 
 
 def read_values(node: Any) -> Dict[str, Any]:
@@ -499,3 +521,48 @@ def settings_problems(values: Mapping[str, Any]) -> List[str]:
     except SettingsError as exc:
         return [str(exc)]
     return []
+
+
+# ---------------------------------------------------------------------------------------------
+# IBSI-2 filters: the JSON list in the Parameters section
+# ---------------------------------------------------------------------------------------------
+def filters_text(filters: Sequence[Mapping[str, Any]]) -> str:
+    """The filter list as JSON text, one entry per line, each without its default values (what
+    the user would type); empty text for no filters."""
+    from .engine.filters.spec import compact_entry, parse_filter
+
+    if not filters:
+        return ""
+    lines = [json.dumps(compact_entry(parse_filter(entry))) for entry in filters]
+    return "[\n  " + ",\n  ".join(lines) + "\n]"
+
+
+def parse_filters_text(text: str) -> Tuple[Any, ...]:
+    """The validated filter entries of the text box (empty text: no filters). Raises
+    :class:`SettingsError` starting with "Filters:" and naming the entry's key."""
+    from .engine.filters.spec import FilterSpecError, parse_filters
+
+    if not str(text or "").strip():
+        return ()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"Filters: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+    if isinstance(data, dict):
+        data = [data]
+    try:
+        return parse_filters(data, "filters")
+    except FilterSpecError as exc:
+        raise SettingsError(f"Filters: {exc}") from None
+
+
+def add_filter_text(text: str, example: str) -> str:
+    """The text box after appending the named :data:`FILTER_EXAMPLES` entry (a second copy of an
+    entry already listed is not added)."""
+    filters = list(parse_filters_text(text))
+    entry = FILTER_EXAMPLES[example]
+    from .engine.filters.spec import parse_filter
+
+    if parse_filter(entry) not in filters:
+        filters.append(entry)
+    return filters_text(filters)

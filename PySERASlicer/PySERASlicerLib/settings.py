@@ -461,12 +461,18 @@ class Settings:
     dicom: DicomSettings = field(default_factory=DicomSettings)
     #: PET DICOM series: convert to SUV body weight from their tags (PySERA-style ``radiomics_SUV``)
     pet_suv: bool = True
+    #: IBSI-2 filters (docs/filters.md): each entry a mapping with a ``filter`` kind and its
+    #: parameters; the ``filter_categories`` of each response map are added as columns
+    #: ``<feature tag>_<filter label>``.
+    filters: Tuple[Any, ...] = ()
+    filter_categories: Tuple[str, ...] = ("stat",)
 
     def __post_init__(self):
         _check(isinstance(self.pet_suv, bool), "pet_suv", self.pet_suv, "true or false")
         object.__setattr__(self, "categories", parse_selection(self.categories, CATEGORIES, "categories"))
         object.__setattr__(self, "dimensions", parse_selection(self.dimensions, DIMENSIONS, "dimensions"))
         object.__setattr__(self, "num_workers", _parse_workers(self.num_workers))
+        _validate_filters(self)
 
     # -- construction -------------------------------------------------------------------------
     def replace(self, **changes) -> Settings:
@@ -605,6 +611,27 @@ class Settings:
         result["bin_size"] = disc.bin_number if disc.method == DiscretisationMethod.FBN else disc.bin_width
         result["IBSI_based_parameters"] = ibsi
         return result
+
+
+#: Families that make no sense on a response map: diagnostics and shape do not read intensities.
+_NOT_FILTER_CATEGORIES = ("diag", "morph")
+
+
+def _validate_filters(settings: Settings) -> None:
+    """Parse ``filters`` into validated FilterSpec entries and check ``filter_categories``."""
+    from .engine.filters.spec import FilterSpecError, parse_filters
+
+    try:
+        object.__setattr__(settings, "filters", parse_filters(settings.filters, "filters"))
+    except FilterSpecError as exc:
+        raise SettingsError(str(exc)) from None
+    valid = tuple(c for c in CATEGORIES if c not in _NOT_FILTER_CATEGORIES)
+    names = parse_selection(settings.filter_categories, CATEGORIES, "filter_categories")
+    excluded = [name for name in names if name in _NOT_FILTER_CATEGORIES]
+    if excluded and names != CATEGORIES:
+        raise SettingsError(f"filter_categories: {', '.join(excluded)} do not depend on intensities; "
+                            f"accepted values: all, {', '.join(valid)}")
+    object.__setattr__(settings, "filter_categories", tuple(n for n in names if n in valid))
 
 
 def read_json_object(text_or_path: str, what: str) -> Dict[str, Any]:

@@ -90,6 +90,17 @@ def pet_suv_conversion(volume_node, file_for_instance: Optional[Callable[[str], 
     return conversion_from_headers([first] + [pydicom.dcmread(p, stop_before_pixels=True) for p in paths[1:]])
 
 
+def volume_from_image(image: Image, name: str, volume_node=None):
+    """A new (or the given) scalar volume node holding ``image`` (float64 as float32) with its
+    geometry; the inverse of :func:`image_from_volume`."""
+    array = image.array.astype(np.float32) if image.array.dtype == np.float64 else image.array
+    if volume_node is None:
+        return slicer.util.addVolumeFromArray(np.ascontiguousarray(array), image.ijk_to_ras(), name=name)
+    slicer.util.updateVolumeFromArray(volume_node, np.ascontiguousarray(array))
+    volume_node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(image.ijk_to_ras()))
+    return volume_node
+
+
 def segment_names(segmentation_node, segment_ids: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """``{segment_id: unique ROI name}`` for the chosen segments (all by default)."""
     segmentation = segmentation_node.GetSegmentation()
@@ -153,7 +164,7 @@ def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "Py
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonCore import vtkStringArray
 
-    from .engine.registry import rename_columns, spec_for_column
+    from .engine.registry import rename_columns, spec_for_column, split_filtered_column
 
     if table_node is None:
         table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
@@ -177,9 +188,12 @@ def table_from_rows(rows: List[Dict[str, Any]], table_node=None, name: str = "Py
             array = numpy_support.numpy_to_vtk(numbers, deep=True)
         array.SetName(column)
         table.AddColumn(array)
-        spec = spec_for_column(column)
+        spec, response = spec_for_column(column), ""
+        if spec is None and split_filtered_column(column):
+            spec, label = split_filtered_column(column)
+            response = f" of the {label} response map"
         if spec is not None:
-            table_node.SetColumnDescription(column, f"{spec.name} [{spec.code}] ({spec.aggregation_name})")
+            table_node.SetColumnDescription(column, f"{spec.name}{response} [{spec.code}] ({spec.aggregation_name})")
     table_node.Modified()
     table_node.EndModify(was_modifying)
     return table_node
@@ -309,6 +323,15 @@ def show_plot(chart_node) -> bool:
     if layout_manager is None:
         return False
     slicer.modules.plots.logic().ShowChartInLayout(chart_node)
+    return True
+
+
+def show_volume(volume_node) -> bool:
+    """Show a volume as the slice views' background; False when there is no layout (headless)."""
+    app = getattr(slicer, "app", None)
+    if app is None or not hasattr(app, "layoutManager") or app.layoutManager() is None:
+        return False
+    slicer.util.setSliceViewerLayers(background=volume_node, fit=True)
     return True
 
 

@@ -319,6 +319,30 @@ class RunningExtraction:
         return result.frame(), table, result
 
 
+def response_map_name(volume_name: str, label: str) -> str:
+    """Name of the volume node showing a response map: ``CT log_s1.5``."""
+    return f"{volume_name} {label}"
+
+
+def show_response_maps(volume_node, settings: Settings, show: bool = True) -> list:
+    """One new scalar volume node per filter of ``settings``: the IBSI-2 response map of
+    ``volume_node`` on its own grid (no resampling: what the filter does to the image as loaded),
+    named by :func:`response_map_name`. With ``show`` and a Slicer application, the last map
+    becomes the slice views' background. Raises ValueError when ``settings`` has no filter."""
+    from .engine.filters import apply_filter
+
+    if not settings.filters:
+        raise ValueError("no filter to show: add one in Parameters > Filters")
+    image = slicer_bridge.image_from_volume(volume_node)
+    nodes = []
+    for spec in settings.filters:
+        response = apply_filter(image, spec)
+        nodes.append(slicer_bridge.volume_from_image(response, response_map_name(volume_node.GetName(), spec.label)))
+    if show:
+        slicer_bridge.show_volume(nodes[-1])
+    return nodes
+
+
 def results_to_table(result: RunResult, table_node=None, name: str = "PySERA features"):
     """The run's rows as a vtkMRMLTableNode carrying its settings, Report and summary."""
     table = slicer_bridge.table_from_rows(result.rows, table_node, name, result.settings.column_names.value)

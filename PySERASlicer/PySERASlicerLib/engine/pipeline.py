@@ -140,7 +140,15 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
         values = _run_families(ctx, groups, on_step)
     ordered = {spec.tag: values.get(spec.tag, float("nan")) for spec in specs}
     warnings = list(ctx.warnings)
-    undefined = undefined_features_warning(ordered, ctx)
+    if settings.filters:  # IBSI-2 filtered-image features after the original image's
+        from .filters.features import filtered_features
+
+        if on_step:
+            on_step("filters")
+        filter_values, filter_warnings = filtered_features(image, roi_mask, settings)
+        ordered.update(filter_values)
+        warnings.extend(filter_warnings)
+    undefined = undefined_features_warning(ordered, ctx)  # filtered features included
     if undefined:
         warnings.append(undefined)
     return RoiResult(ordered, warnings)

@@ -229,7 +229,8 @@ def _window(lo_old: int, hi_old: int, grid_start: float, grid_step: float, n_new
     return max(m_lo, 0), min(m_hi, n_new - 1)
 
 
-def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiContext:
+def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
+                margin_voxels: Tuple[int, int, int] = (0, 0, 0)) -> RoiContext:
     """Run the IBSI processing chain for one ROI and return its context.
 
     Parameters
@@ -237,6 +238,8 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiCo
     image : the full image (any dtype), geometry in LPS.
     roi_mask : ROI on the image grid (k, j, i); nonzero = inside.
     settings : run settings (resampling, re-segmentation; discretisation happens on demand).
+    margin_voxels : extra processed voxels (i, j, k, on the interpolation grid) to keep around the
+        ROI, e.g. for a filter's reach (engine/filters/features.py); clipped to the grid.
     """
     roi_mask = np.asarray(roi_mask).astype(bool, copy=False)
     if roi_mask.shape != image.array.shape:
@@ -259,7 +262,7 @@ def prepare_roi(image: Image, roi_mask: np.ndarray, settings: Settings) -> RoiCo
     image_order = _ORDER[resampling.image_interpolator]
     roi_order = _ORDER[resampling.roi_interpolator]
     identity = grid.is_identity
-    peak = _peak_margin(grid.spacing)
+    peak = tuple(p + int(m) for p, m in zip(_peak_margin(grid.spacing), margin_voxels))
     window_new, window_old = [], []
     for axis in range(3):  # i, j, k
         box = roi_box[2 - axis]

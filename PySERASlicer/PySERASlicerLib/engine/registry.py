@@ -172,12 +172,28 @@ def spec_for_column(column: str) -> Optional[FeatureSpec]:
     return _specs_by_column().get(column)
 
 
+def split_filtered_column(column: str) -> Optional[Tuple[FeatureSpec, str]]:
+    """(feature, filter label) of a filtered-image column ``<feature column>_<filter label>``
+    (docs/filters.md), the longest feature name that fits; None for any other column."""
+    by_column = _specs_by_column()
+    for cut in reversed([i for i, char in enumerate(column) if char == "_"]):
+        spec = by_column.get(column[:cut])
+        if spec is not None and cut + 1 < len(column):
+            return spec, column[cut + 1:]
+    return None
+
+
 def rename_columns(columns: Iterable[str], style: Union[ColumnNames, str]) -> List[str]:
-    """Column names in the ``column_names`` style; names outside the registry stay as they are."""
+    """Column names in the ``column_names`` style (filtered-image columns keep their filter
+    label); names outside the registry stay as they are."""
     renamed = []
     for column in columns:
         spec = spec_for_column(column)
-        renamed.append(spec.column(style) if spec is not None else column)
+        if spec is not None:
+            renamed.append(spec.column(style))
+            continue
+        filtered = split_filtered_column(column)
+        renamed.append(f"{filtered[0].column(style)}_{filtered[1]}" if filtered else column)
     return renamed
 
 
