@@ -22,6 +22,10 @@ warm-up run):
   20) of the lesion-1 case as NIfTI files: in this process, then in a pool of 1 and of 2 worker
   processes; seconds, speed-up of 2 workers over 1, and each worker's peak resident memory
   (``VmHWM``, read while it waits for its next case);
+* ``--dask``: only this section (issue 11): ``process_batch`` on ``--dask-cases`` cases (default 40,
+  the case above and its lesion 1 written once as NIfTI, the full 3D set) with ``--dask-workers``
+  (default 2) in the local process pool and on a Dask ``LocalCluster`` of as many single-threaded
+  worker processes (started beforehand; its start-up is reported apart); overhead per case;
 * ``--pictologics-python PATH`` / ``--pyradiomics-python PATH``: the competitor timed on the same
   case (the image and the lesion-1 mask written as NIfTI to a temporary folder) in a subprocess of
   that interpreter (scratch venvs, never project dependencies): pyradiomics' default original-image
@@ -36,6 +40,7 @@ Usage::
 
     .venv/bin/python scripts/benchmark.py [--repeats 5] [--deep resnet50,vgg16] [--quick]
     .venv/bin/python scripts/benchmark.py --profile "full 3D set"    # cProfile one set and stop
+    .venv/bin/python scripts/benchmark.py --dask --repeats 3         # local pool vs Dask LocalCluster
     .venv/bin/python scripts/benchmark.py --pictologics-python .bench-venvs/pictologics/bin/python \
         --pyradiomics-python .bench-venvs/pyradiomics39/bin/python
 """
@@ -554,6 +559,61 @@ def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> Li
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# --dask: the local process pool against a Dask LocalCluster (issue 11)
+# ---------------------------------------------------------------------------------------------
+def section_dask(image: Image, labels: np.ndarray, n_cases: int, n_workers: int,
+                 repeats: int) -> List[Dict[str, object]]:
+    """Wall time of ``process_batch`` (outputs written) on ``n_cases`` cases: the local pool
+    (fresh worker processes each run, as in real use) and a running LocalCluster (warm workers).
+    The two alternate, run by run, so that a change in the machine's load hits both alike; the
+    mean time inside a case (``case_end`` seconds) tells compute from overhead."""
+    import logging
+
+    from distributed import LocalCluster
+    from PySERASlicerLib import process_batch
+
+    settings = dict(feature_sets())["full 3D set"].replace(num_workers=n_workers)
+    walls: Dict[str, List[float]] = {"pool": [], "dask": []}
+    in_case: Dict[str, List[float]] = {"pool": [], "dask": []}
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_dask_") as folder:
+        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
+        cases_csv = Path(folder) / "cases.csv"
+        cases_csv.write_text("case_id,image,mask\n" + "".join(
+            f"case{i:03d},{image_path},{mask_path}\n" for i in range(n_cases)))
+        start = time.perf_counter()
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+            cluster_start = time.perf_counter() - start
+            options = {"pool": {}, "dask": {"scheduler": cluster.scheduler_address}}
+            for run in range(repeats + 1):  # run 0 warms up both
+                for name in ("pool", "dask"):
+                    seconds: List[float] = []
+                    start = time.perf_counter()
+                    result = process_batch(output_path=str(Path(folder) / f"out_{name}_{run}"),
+                                           cases_csv=str(cases_csv), settings=settings, **options[name],
+                                           progress_fn=lambda e, s=seconds: s.append(e["seconds"])
+                                           if e["event"] == "case_end" else None)
+                    wall = time.perf_counter() - start
+                    if result["processed_files"] != n_cases:
+                        raise RuntimeError(f"process_batch failed: {result['error']}")
+                    if run:
+                        walls[name].append(wall)
+                        in_case[name].append(statistics.mean(seconds))
+    pool, dask = statistics.median(walls["pool"]), statistics.median(walls["dask"])
+    rows: List[Dict[str, object]] = []
+    for name, label, seconds in (
+            ("pool", f"local pool, {n_workers} worker processes (spawned by each run)", pool),
+            ("dask", f"Dask LocalCluster, {n_workers} single-threaded worker processes (running)", dask)):
+        rows.append({"run": label, "cases": n_cases, "total (s)": seconds, "per case (s)": seconds / n_cases,
+                     "mean time inside a case (s)": statistics.median(in_case[name])})
+    overhead = (dask - pool) / n_cases
+    rows.append({"run": "Dask overhead per case (Dask - pool)", "per case (s)": overhead,
+                 "total (s)": f"{100 * overhead / (pool / n_cases):+.1f} %"})
+    rows.append({"run": "LocalCluster start-up (once, not in the figures above)", "total (s)": cluster_start})
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm runs per figure (median)")
@@ -574,6 +634,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
     parser.add_argument("--worker-scaling", type=int, nargs="?", const=20, metavar="N_CASES",
                         help="only time process_batch on N_CASES (default 20) cases with 1 and 2 worker processes")
+    parser.add_argument("--dask", action="store_true",
+                        help="only compare the local pool with a Dask LocalCluster (needs PySERASlicerLib[dask])")
+    parser.add_argument("--dask-cases", type=int, default=40, metavar="N", help="--dask: number of cases")
+    parser.add_argument("--dask-workers", type=int, default=2, metavar="N", help="--dask: worker processes")
     args = parser.parse_args(argv)
 
     if args.roi_threads:
@@ -587,6 +651,13 @@ def main(argv: Optional[List[str]] = None) -> None:
               f"load average before: {os.getloadavg()[0]:.2f}\n")
         print(markdown_table(section_worker_scaling(image, labels, args.worker_scaling)))
         print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+        return
+    if args.dask:
+        print(f"# PySERASlicer: local pool vs Dask LocalCluster, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
+        print(f"Machine: {machine()}. process_batch, full 3D set, the case above with its lesion 1 as each case, "
+              f"outputs written; median of {args.repeats} runs after a warm-up run, pool and Dask runs "
+              "alternating.\n")
+        print(markdown_table(section_dask(image, labels, args.dask_cases, args.dask_workers, args.repeats)))
         return
     print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
     from PySERASlicerLib.engine.pipeline import default_threads

@@ -61,6 +61,8 @@ def process_batch(
     max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
     progress_fn: Optional[Callable[[Dict[str, Any]], None]] = None,
     filters: Optional[Sequence[Dict[str, Any]]] = None,
+    scheduler: Any = None,
+    cluster_retries: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Extract radiomics features for one case or a batch (PySERA-compatible).
 
@@ -86,6 +88,11 @@ def process_batch(
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
     filters : IBSI-2 filter entries (docs/filters.md), e.g. ``[{"filter": "log", "sigma_mm": 1.5}]``;
         replace the filters of ``settings``; each response map adds ``<feature>_<label>`` columns.
+    scheduler : run the cases on a Dask cluster: a scheduler address (``"tcp://host:8786"``), a
+        scheduler file (``.json``) or a ``distributed.Client``; None (default) or "" = this machine.
+        Needs ``pip install "PySERASlicerLib[dask]"`` and workers that see the same file paths.
+    cluster_retries : worker deaths a case survives on the cluster before it becomes a Report
+        row (default 1).
 
     Returns
     -------

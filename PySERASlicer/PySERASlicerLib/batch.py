@@ -52,6 +52,7 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
     case_timeout, max_tasks_per_child = call["case_timeout"], call["max_tasks_per_child"]
     resume, split_dicom, callback_fn, progress_fn = call["resume"], call["split_dicom"], call["callback_fn"], \
         call["progress_fn"]
+    scheduler, cluster_retries = call["scheduler"], call["cluster_retries"]
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     log = RunLog()
@@ -88,6 +89,16 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         if not cases:
             raise InputError("no image/mask pair to process" + (": " + "; ".join(build_errors) if build_errors
                                                                  else ""))
+        cluster = None
+        if isinstance(scheduler, str) and not scheduler.strip():
+            scheduler = None  # an empty address field means this machine
+        if scheduler is not None:
+            if case_timeout is not None:
+                raise SettingsError("case_timeout: not available with scheduler= (a Dask worker cannot stop a "
+                                    "running case); use the cluster's own limits, e.g. a SLURM time limit")
+            from .dask_cluster import DaskCluster
+
+            cluster = DaskCluster(scheduler, cluster_retries)  # checks the workers before any case runs
     except (SettingsError, InputError, DeepDependencyError, WeightsUnavailableError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
@@ -107,8 +118,11 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
             todo.append(index)
     if len(todo) < len(cases):
         log.info(f"resume: {len(cases) - len(todo)} case(s) already finished in {PROGRESS_FILE}; skipped")
-    n_workers = worker_count(settings, len(todo))
-    log.info(f"{len(todo)} case(s) to process with {n_workers} worker(s)")
+    if cluster is None:
+        log.info(f"{len(todo)} case(s) to process with {worker_count(settings, len(todo))} worker(s)")
+    else:
+        log.info(f"{len(todo)} case(s) to process on the Dask cluster at {cluster.address} "
+                 f"({len(cluster.worker_addresses)} worker(s) connected)")
 
     def on_result(position: int, result: CaseResult) -> None:
         index = todo[position]
@@ -118,13 +132,19 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
 
     interrupted = False
     try:
-        run_cases([cases[i] for i in todo], settings, callback_fn, case_timeout=case_timeout,
-                  progress_fn=progress_fn, on_result=on_result, max_tasks_per_child=max_tasks_per_child)
+        if cluster is None:
+            run_cases([cases[i] for i in todo], settings, callback_fn, case_timeout=case_timeout,
+                      progress_fn=progress_fn, on_result=on_result, max_tasks_per_child=max_tasks_per_child)
+        else:
+            cluster.run_cases([cases[i] for i in todo], settings, callback_fn, progress_fn=progress_fn,
+                              on_result=on_result)
     except KeyboardInterrupt:
         interrupted = True
         log.error(f"interrupted: {sum(r is None for r in results)} case(s) not processed; finished cases are in "
                   f"{PROGRESS_FILE} (rerun with resume=True)")
     finally:
+        if cluster is not None:
+            cluster.close()
         if temp_root is not None:
             shutil.rmtree(temp_root, ignore_errors=True)
             _remove_if_empty(Path(temporary_files_path))
@@ -163,6 +183,8 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         }
         if cases_csv is not None:
             run_info["cases_csv"] = _input_record(cases_csv)
+        if cluster is not None:
+            run_info["dask"] = cluster.provenance()
         excel_path, csv_path, json_path = write_outputs(output_path, frame, settings, log.entries, run_info=run_info)
         log.info(f"Results written to {excel_path}")
         store.close(finished=not interrupted)

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--install-missing", action="store_true",
                         help="inside Slicer: pip-install missing pandas/openpyxl (lower bounds) instead of failing")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per case (mrml engine)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run the cases on a Dask cluster (tcp://host:8786 or a scheduler file); the batch "
+                             "engine reads the files on the workers, which must see the same paths")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -84,15 +87,18 @@ def slicer_scene() -> Any:
     return getattr(slicer, "mrmlScene", None)
 
 
-def choose_engine(requested: str) -> str:
+def choose_engine(requested: str, scheduler: Optional[str] = None) -> str:
     if requested != "auto":
         return requested
-    return "mrml" if slicer_scene() is not None else "batch"
+    # on a cluster the workers read the files: there is no scene to load them into
+    return "mrml" if slicer_scene() is not None and not scheduler else "batch"
 
 
-def ensure_packages(settings: Settings, install: bool, say) -> bool:
-    """pandas/openpyxl (and torch for deep features) present? Optionally pip-install them in Slicer."""
-    items = dependencies.missing(dependencies.needed_for_settings(settings))
+def ensure_packages(settings: Settings, install: bool, say, cluster: bool = False) -> bool:
+    """pandas/openpyxl (torch for deep features, distributed for a cluster) present? Optionally
+    pip-install them in Slicer."""
+    wanted = dependencies.needed_for_settings(settings, cluster=cluster)
+    items = dependencies.missing(wanted)
     if not items:
         return True
     if install:
@@ -105,7 +111,7 @@ def ensure_packages(settings: Settings, install: bool, say) -> bool:
         if pip_install is not None:
             say("installing " + " ".join(dependencies.pip_requirements(items)))
             pip_install(dependencies.pip_requirements(items))
-            items = dependencies.missing(dependencies.needed_for_settings(settings))
+            items = dependencies.missing(wanted)
             if not items:
                 return True
     print("missing Python packages: " + "; ".join(m.describe() for m in items)
@@ -159,9 +165,13 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print(f"slicer_headless_extract: error: --output {args.output}: cannot create the folder ({exc})",
               file=sys.stderr)
         return EXIT_USAGE
-    if not ensure_packages(settings, args.install_missing, say):
+    if not ensure_packages(settings, args.install_missing, say, cluster=bool(args.scheduler)):
         return EXIT_USAGE
-    engine = choose_engine(args.engine)
+    engine = choose_engine(args.engine, args.scheduler)
+    if engine == "mrml" and args.scheduler:
+        print("slicer_headless_extract: error: --scheduler runs the batch engine (the workers read the files); "
+              "drop --engine mrml", file=sys.stderr)
+        return EXIT_USAGE
     if engine == "mrml" and slicer_scene() is None:
         print("slicer_headless_extract: error: --engine mrml needs a Slicer scene", file=sys.stderr)
         return EXIT_USAGE
@@ -181,7 +191,7 @@ def run_batch(args: argparse.Namespace, settings: Settings, say) -> int:
     from .batch import process_batch
     from .cli import report_result
 
-    result = process_batch(args.images, args.masks, args.output, settings=settings)
+    result = process_batch(args.images, args.masks, args.output, settings=settings, scheduler=args.scheduler)
     status = report_result(result, say)
     if result["excel_path"] is None and not result["failed_files"]:  # no case could start
         return EXIT_USAGE

@@ -120,6 +120,13 @@ def _failure_result(case: Case, message: str, settings: Settings) -> CaseResult:
                       entries=log.entries + [ReportEntry(case.case_id, "", "LOG", line) for line in log.lines])
 
 
+def case_end_event(index: int, result: CaseResult, results: Sequence[Optional[CaseResult]]) -> Dict[str, Any]:
+    """The ``progress_fn`` event of a finished case (``results``: every case's result so far)."""
+    return {"event": "case_end", "case_id": result.case_id, "index": index, "ok": not result.error,
+            "error": result.error, "seconds": result.seconds, "done": sum(r is not None for r in results),
+            "total": len(results)}
+
+
 def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = None, *,
               case_timeout: Optional[float] = None, progress_fn: ProgressFn = None,
               on_result: Optional[Callable[[int, CaseResult], None]] = None,
@@ -127,7 +134,7 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
               workers: Optional[int] = None) -> List[CaseResult]:
     """Run cases and return their results in case order.
 
-    One worker and no ``case_timeout``: in this process. Otherwise a pool of ``workers`` spawned
+    One worker and no ``case_timeout``: in this process. Otherwise a pool of ``workers`` worker
     processes, each reading its own case from disk; a case that raises, runs longer than
     ``case_timeout`` seconds (its worker is killed) or kills its worker becomes an error result
     and a fresh worker takes its place. ``callback`` gets START/END per ROI as they happen,
@@ -142,9 +149,7 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
         if on_result:
             on_result(index, result)
         if progress_fn:
-            progress_fn({"event": "case_end", "case_id": cases[index].case_id, "index": index,
-                         "ok": not result.error, "error": result.error, "seconds": result.seconds,
-                         "done": sum(r is not None for r in results), "total": len(cases)})
+            progress_fn(case_end_event(index, result, results))
 
     if n_workers == 1 and not case_timeout:
         for index, case in enumerate(cases):
