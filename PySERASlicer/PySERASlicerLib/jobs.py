@@ -178,10 +178,10 @@ class Job:
         self.process.kill_tree()  # whatever the worker left (a launcher's child, a pool) ends too
         remove_folder(self.folder)
 
-    def __del__(self):  # never leave a worker running behind a forgotten job
+    def __del__(self):  # never leave a worker running, or its folder, behind a forgotten job
         try:
             if self._state == "running":
-                self.process.kill_tree()
+                self._cleanup()
         except Exception:
             pass
 
