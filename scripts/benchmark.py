@@ -18,6 +18,10 @@ warm-up run):
 * peak memory of the cold process (one extraction) and of this whole benchmark process;
 * ``--deep MODEL[,MODEL]``: ``engine.deep.benchmark_deep(model)`` seconds per ROI with RANDOM
   weights (speed only; the features of random weights mean nothing);
+* ``--worker-scaling [N]`` (only this section, then stop): ``process_batch`` on N copies (default
+  20) of the lesion-1 case as NIfTI files: in this process, then in a pool of 1 and of 2 worker
+  processes; seconds, speed-up of 2 workers over 1, and each worker's peak resident memory
+  (``VmHWM``, read while it waits for its next case);
 * ``--dask``: only this section (issue 11): ``process_batch`` on ``--dask-cases`` cases (default 40,
   the case above and its lesion 1 written once as NIfTI, the full 3D set) with ``--dask-workers``
   (default 2) in the local process pool and on a Dask ``LocalCluster`` of as many single-threaded
@@ -493,6 +497,69 @@ def profile(image: Image, labels: np.ndarray, set_name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Worker scaling (issue 10): process_batch with 1 and 2 worker processes
+# ---------------------------------------------------------------------------------------------
+def _peak_mb_of(pid: int) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> List[Dict[str, object]]:
+    """``process_batch`` over ``n_cases`` copies of the lesion-1 case: in-process (the engine's
+    threads per ROI), and pools of 1 and 2 workers (one thread per ROI each). A pool of one is
+    forced with a huge ``case_timeout``; workers are kept (``max_tasks_per_child=None``) so that
+    each one's peak memory can be read between its cases."""
+    import shutil
+
+    from PySERASlicerLib import process_batch
+
+    settings = dict(feature_sets())["full 3D set"]
+    rows: List[Dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_workers_") as folder:
+        images, masks = Path(folder) / "images", Path(folder) / "masks"
+        images.mkdir()
+        masks.mkdir()
+        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
+        for index in range(n_cases):
+            shutil.copyfile(image_path, images / f"case{index:02d}.nii.gz")
+            shutil.copyfile(mask_path, masks / f"case{index:02d}.nii.gz")
+        seconds: Dict[str, float] = {}
+        for label, workers, pool in (("in this process", 1, False), ("pool of 1 worker", 1, True),
+                                     ("pool of 2 workers", 2, True)):
+            peaks: Dict[int, float] = {}
+
+            def sample(event: Dict[str, object], peaks: Dict[int, float] = peaks) -> None:
+                pid = event.get("pid")
+                if isinstance(pid, int) and pid != os.getpid():
+                    peaks.setdefault(pid, 0.0)
+                for known in peaks:
+                    peaks[known] = max(peaks[known], _peak_mb_of(known) or 0.0)
+
+            start = time.perf_counter()
+            result = process_batch(str(images), str(masks), output_path=None,
+                                   settings=settings.replace(num_workers=workers, enable_parallelism=True),
+                                   case_timeout=1e9 if pool else None, max_tasks_per_child=None,
+                                   progress_fn=sample)
+            seconds[label] = time.perf_counter() - start
+            if result["processed_files"] != n_cases:
+                raise RuntimeError(f"{label}: {result['processed_files']} of {n_cases} cases ({result['error']})")
+            rows.append({"run": f"{n_cases} cases, {label}", "total (s)": seconds[label],
+                         "per case (s)": seconds[label] / n_cases,
+                         "peak RSS per worker (MB)": ", ".join(f"{v:.0f}" for v in peaks.values()) or "-"})
+    rows.append({"run": "speed-up, pool of 2 over pool of 1",
+                 "total (s)": f"{seconds['pool of 1 worker'] / seconds['pool of 2 workers']:.2f}x"})
+    rows.append({"run": "speed-up, pool of 2 over in this process",
+                 "total (s)": f"{seconds['in this process'] / seconds['pool of 2 workers']:.2f}x"})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # --dask: the local process pool against a Dask LocalCluster (issue 11)
 # ---------------------------------------------------------------------------------------------
 def section_dask(image: Image, labels: np.ndarray, n_cases: int, n_workers: int,
@@ -565,6 +632,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="also time each competitor's first-ever process (empty numba cache: pictologics "
                              "compiles every kernel, minutes)")
     parser.add_argument("--others-only", action="store_true", help="only time the competitors (needs the paths)")
+    parser.add_argument("--worker-scaling", type=int, nargs="?", const=20, metavar="N_CASES",
+                        help="only time process_batch on N_CASES (default 20) cases with 1 and 2 worker processes")
     parser.add_argument("--dask", action="store_true",
                         help="only compare the local pool with a Dask LocalCluster (needs PySERASlicerLib[dask])")
     parser.add_argument("--dask-cases", type=int, default=40, metavar="N", help="--dask: number of cases")
@@ -576,6 +645,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     image, labels = synthetic_case()
     if args.profile:
         profile(image, labels, args.profile)
+        return
+    if args.worker_scaling:
+        print(f"# Worker scaling, {datetime.datetime.now():%Y-%m-%d %H:%M}; machine: {machine()}; "
+              f"load average before: {os.getloadavg()[0]:.2f}\n")
+        print(markdown_table(section_worker_scaling(image, labels, args.worker_scaling)))
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
         return
     if args.dask:
         print(f"# PySERASlicer: local pool vs Dask LocalCluster, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")

@@ -20,8 +20,10 @@ Images and masks are paired by file name (``case01.nrrd`` <-> ``case01.nrrd``, a
   reads the files itself.
 
 Both write PySERA's Excel report (Radiomics_Features, Parameters, Report) plus CSV/JSON into
-``--output``. Exit status: 0 when every case was extracted, 1 when a case failed or nothing
-was extracted, 2 for bad arguments, settings or missing packages.
+``--output``. A case that fails for any reason (bad file, an exception of Slicer's or ours) is
+that case's ERROR row and the other cases run. Exit status: 0 when every case was extracted,
+1 when a case failed or nothing was extracted, 2 when the run could not start (bad arguments,
+settings, missing packages, an unusable output folder, any other error before the first case).
 """
 
 from __future__ import annotations
@@ -119,7 +121,25 @@ def ensure_packages(settings: Settings, install: bool, say, cluster: bool = Fals
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the headless extraction; returns the exit status (never raises for bad input)."""
+    """Run the headless extraction; returns the exit status (never raises)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("slicer_headless_extract: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # an error outside the per-case handling: the run did not happen
+        import traceback
+
+        traceback.print_exc()
+        print(f"slicer_headless_extract: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class _RunStarted(Exception):
+    """Carries an exception raised after the first case started (exit status 1, not 2)."""
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -139,6 +159,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not Path(getattr(args, option)).exists():
             print(f"slicer_headless_extract: error: --{option} {getattr(args, option)}: not found", file=sys.stderr)
             return EXIT_USAGE
+    try:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"slicer_headless_extract: error: --output {args.output}: cannot create the folder ({exc})",
+              file=sys.stderr)
+        return EXIT_USAGE
     if not ensure_packages(settings, args.install_missing, say, cluster=bool(args.scheduler)):
         return EXIT_USAGE
     engine = choose_engine(args.engine, args.scheduler)
@@ -150,9 +176,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("slicer_headless_extract: error: --engine mrml needs a Slicer scene", file=sys.stderr)
         return EXIT_USAGE
     say(f"engine: {engine}")
-    if engine == "mrml":
-        return run_mrml(args, settings, say)
-    return run_batch(args, settings, say)
+    try:
+        if engine == "mrml":
+            return run_mrml(args, settings, say)
+        return run_batch(args, settings, say)
+    except _RunStarted as wrapped:  # cases ran, the end failed (e.g. writing the report)
+        exc = wrapped.__cause__
+        print(f"slicer_headless_extract: error after the cases ran: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def run_batch(args: argparse.Namespace, settings: Settings, say) -> int:
@@ -161,7 +192,10 @@ def run_batch(args: argparse.Namespace, settings: Settings, say) -> int:
     from .cli import report_result
 
     result = process_batch(args.images, args.masks, args.output, settings=settings, scheduler=args.scheduler)
-    return EXIT_OK if report_result(result, say) == 0 else EXIT_FAILED
+    status = report_result(result, say)
+    if result["excel_path"] is None and not result["failed_files"]:  # no case could start
+        return EXIT_USAGE
+    return EXIT_OK if status == 0 else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +313,10 @@ def run_mrml(args: argparse.Namespace, settings: Settings, say) -> int:
             log.error(f"{case_id}: {exc}", patient_id=case_id)
             failed.append(case_id)
             continue
+        except Exception as exc:  # e.g. RuntimeError of slicer.util, OSError: this case only
+            log.error(f"{case_id}: {type(exc).__name__}: {exc}", patient_id=case_id)
+            failed.append(case_id)
+            continue
         finally:  # the case's nodes and whatever loading/exporting added (display, color nodes)
             for node_id in _node_ids(slicer.mrmlScene) - before:
                 node = slicer.mrmlScene.GetNodeByID(node_id)
@@ -291,10 +329,13 @@ def run_mrml(args: argparse.Namespace, settings: Settings, say) -> int:
     frame = features_frame(rows)
     processed = len({row["PatientID"] for row in rows})
     entries: List[ReportEntry] = log.entries
-    paths = write_outputs(args.output, frame, settings, entries, run_info={
-        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "engine": "mrml",
-        "cases": len(cases), "processed_files": processed, "failed_cases": len(set(failed)),
-    })
+    try:
+        paths = write_outputs(args.output, frame, settings, entries, run_info={
+            "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "engine": "mrml",
+            "cases": len(cases), "processed_files": processed, "failed_cases": len(set(failed)),
+        })
+    except Exception as exc:
+        raise _RunStarted() from exc
     excel, csv = paths[0], paths[1]
     say(f"cases processed: {processed}, ROIs: {len(frame)}, time: {time.perf_counter() - clock:.1f} s")
     say(f"Excel: {excel}\nCSV:   {csv}")
