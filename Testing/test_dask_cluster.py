@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from batch_fixtures import case_arrays, write_case, write_cases_csv
-from PySERASlicerLib.batch import PROGRESS_FILE, process_batch
+from PySERASlicerLib import process_batch
+from PySERASlicerLib.progress import PROGRESS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_PARENT = ROOT / "PySERASlicer"
@@ -189,7 +190,7 @@ def test_without_scheduler_distributed_is_never_imported(tmp_path):
     code = ("import sys, json\n"
             "from pathlib import Path\n"
             "from batch_fixtures import write_case\n"
-            "from PySERASlicerLib.batch import process_batch\n"
+            "from PySERASlicerLib import process_batch\n"
             "if __name__ == '__main__':\n"
             "    for i in range(2): write_case(Path('.'), f'c{i}', i)\n"
             "    r = process_batch('images', 'masks', 'out', categories='stat', num_workers=2)\n"
@@ -207,7 +208,7 @@ def test_missing_distributed_is_a_clear_error(tmp_path):
     code = ("import sys; sys.modules['distributed'] = None  # as if not installed\n"
             "from pathlib import Path\n"
             "from batch_fixtures import write_case\n"
-            "from PySERASlicerLib.batch import process_batch\n"
+            "from PySERASlicerLib import process_batch\n"
             "write_case(Path('.'), 'c0', 0)\n"
             "r = process_batch('images', 'masks', 'out', categories='stat', scheduler='tcp://127.0.0.1:8786')\n"
             "print(r['success'], r['processed_files']); print(r['error'])\n")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from PySERASlicerLib.batch import process_batch
+from PySERASlicerLib import process_batch
 from PySERASlicerLib.case_extraction import extract_case
 from PySERASlicerLib.cases import Case
 from PySERASlicerLib.image import Image

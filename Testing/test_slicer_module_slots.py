@@ -299,7 +299,7 @@ def test_missing_weights_stop_a_run_before_any_case_starts(scene, tmp_path):
 @requires_torch
 def test_process_batch_and_the_cli_report_missing_weights_once_before_any_case(tmp_path, capsys):
     from batch_fixtures import write_case
-    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib import process_batch
     from PySERASlicerLib.cli import main
 
     for seed, name in enumerate(("p1", "p2", "p3")):

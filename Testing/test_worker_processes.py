@@ -161,7 +161,7 @@ def test_unguarded_script_runs_cases_in_two_workers(tmp_path, how):
 # behind a launcher (what sys.executable is in Slicer)
 # ---------------------------------------------------------------------------------------------
 def test_batch_through_a_launcher_completes(tmp_path, launcher, monkeypatch):
-    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib import process_batch
 
     images, masks = _one_roi_cases(tmp_path, 4)
     monkeypatch.setenv(PYTHON_VARIABLE, str(launcher))

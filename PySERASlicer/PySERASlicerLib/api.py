@@ -11,23 +11,13 @@ even when it equals PySERA's default.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
 
-from .settings import Settings
+from .settings import DEFAULT_MAX_TASKS_PER_CHILD, SETTINGS_KEYWORDS, Settings  # noqa: F401
 
 if TYPE_CHECKING:  # for the annotations only: importing them costs numpy
     from .io.readers import MaskData, Source
-
-#: Cases a pool worker runs before a fresh process replaces it (keeps memory from fragmenting).
-DEFAULT_MAX_TASKS_PER_CHILD = 10
-
-#: The PySERA keywords of :func:`process_batch` that are settings (they map onto :class:`Settings`).
-SETTINGS_KEYWORDS = (
-    "apply_preprocessing", "min_roi_volume", "num_workers", "enable_parallelism", "categories", "dimensions",
-    "bin_size", "roi_num", "roi_selection_mode", "feature_value_mode", "report", "extraction_mode",
-    "deep_learning_model", "aggregation_lesion", "column_names",
-)
-
 
 def process_batch(
     image_input: Union[Source, MaskData, None] = None,
@@ -108,3 +98,14 @@ def process_batch(
     from .batch import run_batch
 
     return run_batch(call)
+
+
+def run_batch_csv(cases_csv: str, settings: Union[Settings, str, Dict[str, Any], None] = None,
+                  output_path: Optional[str] = "./output_result", **options: Any) -> Dict[str, Any]:
+    """MEDimage-style batch: a cases CSV, a settings file (path, JSON text, dict or Settings)
+    and an output folder. ``options`` are further :func:`process_batch` keywords."""
+    if isinstance(settings, (str, os.PathLike)):
+        settings = Settings.from_json(str(settings))
+    elif isinstance(settings, dict):
+        settings = Settings.from_any(settings)
+    return process_batch(output_path=output_path, settings=settings, cases_csv=cases_csv, **options)

@@ -20,9 +20,8 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional
 
-from .api import SETTINGS_KEYWORDS, process_batch  # noqa: F401  (process_batch re-exported: batch.process_batch)
 from .case_extraction import (  # noqa: F401  (re-exported: the batch API in one place)
     Callback,
     CaseResult,
@@ -35,11 +34,11 @@ from .cases import CSV_COLUMNS, Case, build_cases, read_cases_csv  # noqa: F401
 from .export import ID_COLUMNS
 from .io.readers import is_dicom_file
 from .io.types import InputError
-from .pool import DEFAULT_MAX_TASKS_PER_CHILD, ProgressFn, run_cases, worker_count  # noqa: F401
+from .pool import ProgressFn, run_cases, worker_count  # noqa: F401
 from .progress import PROGRESS_FILE, ProgressStore, case_key  # noqa: F401
 from .rois import aggregate_lesions
 from .runlog import RunLog
-from .settings import ExtractionMode, RoiSelectionMode, Settings, SettingsError
+from .settings import SETTINGS_KEYWORDS, ExtractionMode, RoiSelectionMode, Settings, SettingsError
 
 
 def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
@@ -204,17 +203,6 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         "logs": list(log.lines),
         "error": "; ".join(errors) if errors else (None if processed else "no case could be processed"),
     }
-
-
-def run_batch_csv(cases_csv: str, settings: Union[Settings, str, Dict[str, Any], None] = None,
-                  output_path: Optional[str] = "./output_result", **options: Any) -> Dict[str, Any]:
-    """MEDimage-style batch: a cases CSV, a settings file (path, JSON text, dict or Settings)
-    and an output folder. ``options`` are further :func:`process_batch` keywords."""
-    if isinstance(settings, (str, os.PathLike)):
-        settings = Settings.from_json(str(settings))
-    elif isinstance(settings, dict):
-        settings = Settings.from_any(settings)
-    return process_batch(output_path=output_path, settings=settings, cases_csv=cases_csv, **options)
 
 
 def _safe(text: str) -> str:

@@ -28,11 +28,11 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from .api import SETTINGS_KEYWORDS
 from .settings import (
     CATEGORIES,
     DIMENSIONS,
     PRESET_DESCRIPTIONS,
+    SETTINGS_KEYWORDS,
     ColumnNames,
     DeepModel,
     ExtractionMode,

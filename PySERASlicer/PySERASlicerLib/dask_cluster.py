@@ -86,7 +86,7 @@ def worker_identity() -> Dict[str, Any]:
     """What this process would compute features with: Python, package versions, our code."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from .version import __version__
 
     identity: Dict[str, Any] = {"python": "{}.{}".format(*sys.version_info[:2]), "PySERASlicerLib": __version__,
                                 "PySERASlicerLib code": code_fingerprint()[:16],

@@ -16,7 +16,7 @@ Images and masks are paired by file name (``case01.nrrd`` <-> ``case01.nrrd``, a
   nodes (a ``.seg.nrrd`` mask becomes a segmentation, any other mask a labelmap), converted
   by the Slicer bridge and extracted by :class:`~PySERASlicerLib.slicer_logic.ExtractionLogic`
   in a worker process; the nodes are removed after each case.
-* ``batch`` (default without a Slicer scene): :func:`PySERASlicerLib.batch.process_batch`
+* ``batch`` (default without a Slicer scene): :func:`PySERASlicerLib.process_batch`
   reads the files itself.
 
 Both write PySERA's Excel report (Radiomics_Features, Parameters, Report) plus CSV/JSON into
@@ -188,7 +188,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 
 def run_batch(args: argparse.Namespace, settings: Settings, say) -> int:
     """No Slicer scene: process_batch reads the files itself."""
-    from .batch import process_batch
+    from .api import process_batch
     from .cli import report_result
 
     result = process_batch(args.images, args.masks, args.output, settings=settings, scheduler=args.scheduler)

@@ -20,11 +20,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from .api import DEFAULT_MAX_TASKS_PER_CHILD  # noqa: F401  (process_batch's default, defined with its signature)
 from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
-from .settings import Settings
+from .settings import DEFAULT_MAX_TASKS_PER_CHILD, Settings
 from .worker_files import (
     POOL_FOLDER_PREFIX,
     STOP_FILE,

@@ -155,7 +155,7 @@ def run_case_job(folder: Path, job: Dict[str, Any], progress: EventWriter) -> Di
 
 
 def run_batch_job(job: Dict[str, Any], progress: EventWriter) -> Dict[str, Any]:
-    from .batch import process_batch
+    from .api import process_batch
 
     settings = Settings.from_dict(job["settings"])
     progress.progress(event="start", message="batch started")
