@@ -86,6 +86,7 @@ class PySERASlicerParameterNode:
     batchImageFolder: pathlib.Path
     batchMaskFolder: pathlib.Path
     batchCasesCsv: pathlib.Path
+    batchScheduler: str = ""  # Dask scheduler address; empty = this machine
     # outputs
     outputTable: vtkMRMLTableNode
     resultTable: vtkMRMLTableNode
@@ -418,11 +419,11 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = hasTable
 
     # -- dependencies ---------------------------------------------------------------------------
-    def ensureDependencies(self, settings=None, excel: bool = True, frame: bool = True) -> bool:
-        """Ask, then install what a run needs (pandas, openpyxl; torch via PyTorchUtils).
-        Callers must not show a wait cursor around this: it asks first."""
-        requirements = (dependencies.needed_for_settings(settings, excel, frame) if settings is not None
-                        else dependencies.needed(excel=excel, frame=frame))
+    def ensureDependencies(self, settings=None, excel: bool = True, frame: bool = True, cluster: bool = False) -> bool:
+        """Ask, then install what a run needs (pandas, openpyxl, distributed for a cluster; torch
+        via PyTorchUtils). Callers must not show a wait cursor around this: it asks first."""
+        requirements = (dependencies.needed_for_settings(settings, excel, frame, cluster) if settings is not None
+                        else dependencies.needed(excel=excel, frame=frame, cluster=cluster))
         items = dependencies.missing(requirements)
         if not items:
             return True
@@ -490,12 +491,14 @@ class PySERASlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to start the batch.")):
             node = self._parameterNode
             settings = gui_state.settings_from_node(node)
-            if not self.ensureDependencies(settings, excel=True):
+            scheduler = node.batchScheduler.strip()
+            if not self.ensureDependencies(settings, excel=True, cluster=bool(scheduler)):
                 return
             with slicer.util.WaitCursor():
                 running = self.logic.start_batch(settings, gui_state.path_value(node.outputFolder),
                                                  table_node=node.outputTable,
-                                                 **gui_state.batch_inputs(self._allValues()))
+                                                 **gui_state.batch_inputs(self._allValues()),
+                                                 **({"scheduler": scheduler} if scheduler else {}))
             self._startPolling(running)
 
     def _startPolling(self, running) -> None:

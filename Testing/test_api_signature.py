@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import PySERASlicerLib
-from PySERASlicerLib.api import SETTINGS_KEYWORDS
-from PySERASlicerLib.settings import PYSERA_KEYS
+from PySERASlicerLib.settings import PYSERA_KEYS, SETTINGS_KEYWORDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYSERA_PARAMETERS = (Path(__file__).resolve().parent / "Data" / "pysera" /
@@ -41,10 +40,37 @@ def test_help_documents_the_parameters():
         assert word in doc
 
 
-def test_batch_module_and_package_export_one_function():
-    from PySERASlicerLib import batch
+def test_the_package_modules_import_no_circle():
+    """Imports point down (api -> batch -> pool, io/dicom_masks -> dicom/seg/rtstruct): no module
+    of the package imports, even inside a function, a module that imports it back."""
+    import ast
 
-    assert batch.process_batch is PySERASlicerLib.process_batch
+    package = ROOT / "PySERASlicer" / "PySERASlicerLib"
+    modules = {".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + (node.module.split(".") if node.module else []))
+                submodules = {f"{base}.{alias.name}" for alias in node.names} & modules.keys()
+                # `from . import worker` imports the submodule; `from .x import name` imports x
+                edges |= submodules or ({base} & modules.keys())
+        graph[name] = edges - {name}
+
+    def imported_by(start):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph[module])
+        return seen
+
+    circles = sorted(name for name in graph if name in imported_by(name))
+    assert circles == [], circles
 
 
 def test_importing_the_package_is_cheap():

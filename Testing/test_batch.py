@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from batch_fixtures import case_arrays, write_case, write_nifti
 from dicom_fixtures import index_to_world, square, world_geometry, write_rtstruct, write_series
-from PySERASlicerLib.batch import process_batch
+from PySERASlicerLib import process_batch
 from PySERASlicerLib.settings import Settings
 
 STAT = dict(categories="stat", enable_parallelism=False)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from clinical_dicom_fixtures import PET_TAGS, write_clinical_seg, write_pet_series
-from PySERASlicerLib.batch import process_batch
+from PySERASlicerLib import process_batch
 
 SHAPE = (12, 30, 30)
 SPACING, ORIGIN = (4.0, 4.0, 3.0), (-20.0, -20.0, 0.0)

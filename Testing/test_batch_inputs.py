@@ -14,7 +14,7 @@ import PySERASlicerLib
 import pytest
 from batch_fixtures import case_arrays, write_case, write_cases_csv, write_nifti
 from dicom_fixtures import ct_volume, index_to_world, square, world_geometry, write_rtstruct, write_seg, write_series
-from PySERASlicerLib.batch import process_batch, run_batch_csv
+from PySERASlicerLib import process_batch, run_batch_csv
 from PySERASlicerLib.export import unique_stem
 
 STAT = dict(categories="stat", enable_parallelism=False)

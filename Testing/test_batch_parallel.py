@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from batch_fixtures import case_arrays, write_case, write_cases_csv, write_nifti
-from PySERASlicerLib.batch import PROGRESS_FILE, process_batch
+from PySERASlicerLib import process_batch
+from PySERASlicerLib.progress import PROGRESS_FILE
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
 

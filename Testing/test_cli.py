@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from batch_fixtures import write_case, write_cases_csv
-from PySERASlicerLib.batch import process_batch
+from PySERASlicerLib import process_batch
 from PySERASlicerLib.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]

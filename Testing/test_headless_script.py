@@ -161,3 +161,60 @@ def test_mrml_engine_on_a_slicer_core_scene_matches_process_batch(folders, tmp_p
     assert main(["--images", str(images), "--masks", str(masks), "--output", str(output),
                  "--settings", str(settings), "--engine", "mrml", "--quiet"]) == 1
     assert list(features_of(output)["PatientID"]) == ["case02"]
+
+
+def test_mrml_engine_case_raising_runtime_error_is_that_cases_row(folders, tmp_path, monkeypatch):
+    """slicer.util raises RuntimeError when Slicer cannot export a mask (``Export of segment
+    failed.`` in arrayFromSegmentBinaryLabelmap). slicer-core cannot be made to fail that way
+    on demand, so the real arrayFromVolume is wrapped to raise it for case02's mask only."""
+    pytest.importorskip("slicer")
+    import pandas as pd
+    import slicer.util
+    from mrml_scene import SlicerCoreScene
+    from PySERASlicerLib.headless import main
+
+    SlicerCoreScene()
+    images, masks, settings, expected = folders
+    real = slicer.util.arrayFromVolume
+
+    def failing_for_case02(node, *args, **kwargs):
+        if node.GetName() == "case02 mask":
+            raise RuntimeError("Export of segment failed.")
+        return real(node, *args, **kwargs)
+
+    monkeypatch.setattr(slicer.util, "arrayFromVolume", failing_for_case02)
+    output = tmp_path / "out"
+    assert main(["--images", str(images), "--masks", str(masks), "--output", str(output),
+                 "--settings", str(settings), "--engine", "mrml", "--quiet"]) == 1
+    frame = features_of(output)
+    assert list(frame["PatientID"]) == ["case01"]
+    assert frame["stat_mean"].iloc[0] == pytest.approx(expected["case01"], rel=1e-9)
+    report = pd.read_excel(next(output.glob("*.xlsx")), sheet_name="Report")
+    errors = report[report["Level"] == "ERROR"]
+    assert errors["PatientID"].tolist() == ["case02"]
+    assert "RuntimeError: Export of segment failed." in errors["Message"].iloc[0]
+
+
+def test_import_error_exits_2_without_hanging(tmp_path):
+    """Slicer keeps running after --python-script until the script exits it: an error while
+    importing the package must still end the script, with exit status 2 and a message."""
+    broken = tmp_path / "site" / "PySERASlicerLib"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('numpy is too old (test)')\n")
+    script = tmp_path / "scripts" / SCRIPT.name  # no PySERASlicer/ folder beside it
+    script.parent.mkdir()
+    script.write_text(SCRIPT.read_text(encoding="utf-8"), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script), "--images", "x", "--masks", "y", "--output", "z"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site")})
+    assert done.returncode == 2, done.stderr
+    assert "cannot import PySERASlicerLib" in done.stderr and "numpy is too old (test)" in done.stderr
+
+
+def test_unusable_output_folder_exits_2_before_any_case(folders, tmp_path):
+    images, masks, settings, _ = folders
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    done = run_script(["--images", str(images), "--masks", str(masks), "--output", str(blocker / "out"),
+                       "--settings", str(settings)], cwd=tmp_path)
+    assert done.returncode == 2 and "--output" in done.stderr and "cannot create the folder" in done.stderr

@@ -511,7 +511,7 @@ def _box_mask(path: Path, shape, spacing=SPACING, origin=ORIGIN) -> Path:
 
 
 def test_batch_split_dicom_on_an_enhanced_file(tmp_path):
-    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib import process_batch
 
     echo1, echo2 = ct_volume((6, 8, 9), seed=4), ct_volume((6, 8, 9), seed=5) // 2
     frames = _enhanced_frames(echo1, echo_time=lambda k: 10.0) + _enhanced_frames(echo2, echo_time=lambda k: 25.0)
@@ -526,7 +526,7 @@ def test_batch_split_dicom_on_an_enhanced_file(tmp_path):
 
 
 def test_batch_reports_reading_warnings_of_a_failed_case_and_dicom_settings(tmp_path):
-    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib import process_batch
     from PySERASlicerLib.settings import Settings
 
     write_series(tmp_path / "ct", ct_volume((6, 8, 9)), spacing=SPACING, origin=ORIGIN)
@@ -546,7 +546,7 @@ def test_batch_reports_reading_warnings_of_a_failed_case_and_dicom_settings(tmp_
 
 def test_cases_csv_series_uid_column_and_nested_patient_folder(tmp_path):
     from batch_fixtures import write_cases_csv
-    from PySERASlicerLib.batch import run_batch_csv
+    from PySERASlicerLib import run_batch_csv
 
     big = ct_volume((8, 8, 9), seed=2)
     small = ct_volume((6, 8, 9), seed=3) + 500
@@ -570,7 +570,7 @@ def test_cases_csv_series_uid_column_and_nested_patient_folder(tmp_path):
 
 
 def test_batch_nested_patient_folders_as_one_case_and_as_batch_entries(tmp_path):
-    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib import process_batch
 
     ct = ct_volume((6, 8, 9), seed=21)
     write_series(tmp_path / "images" / "p1" / "study_1" / "series_2", ct, spacing=SPACING, origin=ORIGIN)

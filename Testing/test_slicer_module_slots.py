@@ -276,6 +276,14 @@ def test_deep_weights_field_round_trips_through_the_node_and_the_settings_json(t
     assert fresh.deepWeights == weights
 
 
+#: The weights are looked for only where torch and torchvision are installed (without them the
+#: check names the missing packages first: test_weights_check_names_a_missing_torch_first).
+requires_torch = pytest.mark.skipif(
+    bool(dependencies.missing([dependencies.TORCH, dependencies.TORCHVISION])),
+    reason="torch/torchvision not installed: the weights check stops at the missing packages first")
+
+
+@requires_torch
 def test_missing_weights_stop_a_run_before_any_case_starts(scene, tmp_path):
     volume, segmentation, _, _ = add_case(scene)
     missing = tmp_path / "nowhere" / "resnet50.pth"
@@ -288,9 +296,10 @@ def test_missing_weights_stop_a_run_before_any_case_starts(scene, tmp_path):
     assert not (tmp_path / "out").exists()  # no worker was started, no output folder made
 
 
+@requires_torch
 def test_process_batch_and_the_cli_report_missing_weights_once_before_any_case(tmp_path, capsys):
     from batch_fixtures import write_case
-    from PySERASlicerLib.batch import process_batch
+    from PySERASlicerLib import process_batch
     from PySERASlicerLib.cli import main
 
     for seed, name in enumerate(("p1", "p2", "p3")):
@@ -321,6 +330,7 @@ def test_weights_check_names_a_missing_torch_first():
     assert done.returncode == 0 and "PyTorch" in done.stdout, done.stdout + done.stderr
 
 
+@requires_torch
 def test_weights_check_accepts_a_file_its_folder_and_the_random_opt_in(tmp_path):
     weights = tmp_path / "resnet50-0676ba61.pth"  # torchvision's file name for resnet50
     weights.write_bytes(b"only looked for, not read")

@@ -20,6 +20,14 @@ with a ~32,000-voxel lesion (label 1) and a ~500-voxel lesion (label 2); FBS 25 
   ``--plot-python`` (a benchmark venv; ``--no-scaling`` skips it);
 * a closing table of the issue-14 targets, ours next to the peers from the same run, each with
   the load average when it was taken (the machine may be shared).
+* ``--worker-scaling [N]`` (only this section, then stop): ``process_batch`` on N copies (default
+  20) of the lesion-1 case as NIfTI files: in this process, then in a pool of 1 and of 2 worker
+  processes; seconds, speed-up of 2 workers over 1, and each worker's peak resident memory
+  (``VmHWM``, read while it waits for its next case);
+* ``--dask``: only this section (issue 11): ``process_batch`` on ``--dask-cases`` cases (default 40,
+  the case above and its lesion 1 written once as NIfTI, the full 3D set) with ``--dask-workers``
+  (default 2) in the local process pool and on a Dask ``LocalCluster`` of as many single-threaded
+  worker processes (started beforehand; its start-up is reported apart); overhead per case.
 
 Usage::
 
@@ -27,6 +35,7 @@ Usage::
         --pictologics-python .bench-venvs/pictologics/bin/python \
         --pyradiomics-python .bench-venvs/pyradiomics39/bin/python
     .venv/bin/python scripts/benchmark.py --profile "full 3D set"    # cProfile one set and stop
+    .venv/bin/python scripts/benchmark.py --dask --repeats 3         # local pool vs Dask LocalCluster
 """
 
 from __future__ import annotations
@@ -337,6 +346,12 @@ def write_nifti(array: np.ndarray, spacing, path: Path) -> Path:
     itk.SetSpacing(tuple(float(s) for s in spacing))
     sitk.WriteImage(itk, str(path))
     return path
+
+
+def write_case_nifti(image: Image, labels: np.ndarray, folder: Path) -> Tuple[Path, Path]:
+    """The case as NIfTI: the image and the lesion-1 mask (0/1, uint8)."""
+    return (write_nifti(image.array, image.spacing, folder / "image.nii.gz"),
+            write_nifti((labels == 1).astype(np.uint8), image.spacing, folder / "mask_lesion1.nii.gz"))
 
 
 def write_case_folders(image: Image, labels: np.ndarray, folder: Path, n_cases: int) -> List[Tuple[str, str]]:
@@ -671,6 +686,124 @@ def target_rows(measures: Dict[str, Dict[str, object]]) -> List[Dict[str, object
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# Worker scaling (issue 10): process_batch with 1 and 2 worker processes
+# ---------------------------------------------------------------------------------------------
+def _peak_mb_of(pid: int) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> List[Dict[str, object]]:
+    """``process_batch`` over ``n_cases`` copies of the lesion-1 case: in-process (the engine's
+    threads per ROI), and pools of 1 and 2 workers (one thread per ROI each). A pool of one is
+    forced with a huge ``case_timeout``; workers are kept (``max_tasks_per_child=None``) so that
+    each one's peak memory can be read between its cases."""
+    import shutil
+
+    from PySERASlicerLib import process_batch
+
+    settings = dict(feature_sets())["full 3D set"]
+    rows: List[Dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_workers_") as folder:
+        images, masks = Path(folder) / "images", Path(folder) / "masks"
+        images.mkdir()
+        masks.mkdir()
+        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
+        for index in range(n_cases):
+            shutil.copyfile(image_path, images / f"case{index:02d}.nii.gz")
+            shutil.copyfile(mask_path, masks / f"case{index:02d}.nii.gz")
+        seconds: Dict[str, float] = {}
+        for label, workers, pool in (("in this process", 1, False), ("pool of 1 worker", 1, True),
+                                     ("pool of 2 workers", 2, True)):
+            peaks: Dict[int, float] = {}
+
+            def sample(event: Dict[str, object], peaks: Dict[int, float] = peaks) -> None:
+                pid = event.get("pid")
+                if isinstance(pid, int) and pid != os.getpid():
+                    peaks.setdefault(pid, 0.0)
+                for known in peaks:
+                    peaks[known] = max(peaks[known], _peak_mb_of(known) or 0.0)
+
+            start = time.perf_counter()
+            result = process_batch(str(images), str(masks), output_path=None,
+                                   settings=settings.replace(num_workers=workers, enable_parallelism=True),
+                                   case_timeout=1e9 if pool else None, max_tasks_per_child=None,
+                                   progress_fn=sample)
+            seconds[label] = time.perf_counter() - start
+            if result["processed_files"] != n_cases:
+                raise RuntimeError(f"{label}: {result['processed_files']} of {n_cases} cases ({result['error']})")
+            rows.append({"run": f"{n_cases} cases, {label}", "total (s)": seconds[label],
+                         "per case (s)": seconds[label] / n_cases,
+                         "peak RSS per worker (MB)": ", ".join(f"{v:.0f}" for v in peaks.values()) or "-"})
+    rows.append({"run": "speed-up, pool of 2 over pool of 1",
+                 "total (s)": f"{seconds['pool of 1 worker'] / seconds['pool of 2 workers']:.2f}x"})
+    rows.append({"run": "speed-up, pool of 2 over in this process",
+                 "total (s)": f"{seconds['in this process'] / seconds['pool of 2 workers']:.2f}x"})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# --dask: the local process pool against a Dask LocalCluster (issue 11)
+# ---------------------------------------------------------------------------------------------
+def section_dask(image: Image, labels: np.ndarray, n_cases: int, n_workers: int,
+                 repeats: int) -> List[Dict[str, object]]:
+    """Wall time of ``process_batch`` (outputs written) on ``n_cases`` cases: the local pool
+    (fresh worker processes each run, as in real use) and a running LocalCluster (warm workers).
+    The two alternate, run by run, so that a change in the machine's load hits both alike; the
+    mean time inside a case (``case_end`` seconds) tells compute from overhead."""
+    import logging
+
+    from distributed import LocalCluster
+    from PySERASlicerLib import process_batch
+
+    settings = dict(feature_sets())["full 3D set"].replace(num_workers=n_workers)
+    walls: Dict[str, List[float]] = {"pool": [], "dask": []}
+    in_case: Dict[str, List[float]] = {"pool": [], "dask": []}
+    with tempfile.TemporaryDirectory(prefix="pysera_bench_dask_") as folder:
+        image_path, mask_path = write_case_nifti(image, labels, Path(folder))
+        cases_csv = Path(folder) / "cases.csv"
+        cases_csv.write_text("case_id,image,mask\n" + "".join(
+            f"case{i:03d},{image_path},{mask_path}\n" for i in range(n_cases)))
+        start = time.perf_counter()
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+            cluster_start = time.perf_counter() - start
+            options = {"pool": {}, "dask": {"scheduler": cluster.scheduler_address}}
+            for run in range(repeats + 1):  # run 0 warms up both
+                for name in ("pool", "dask"):
+                    seconds: List[float] = []
+                    start = time.perf_counter()
+                    result = process_batch(output_path=str(Path(folder) / f"out_{name}_{run}"),
+                                           cases_csv=str(cases_csv), settings=settings, **options[name],
+                                           progress_fn=lambda e, s=seconds: s.append(e["seconds"])
+                                           if e["event"] == "case_end" else None)
+                    wall = time.perf_counter() - start
+                    if result["processed_files"] != n_cases:
+                        raise RuntimeError(f"process_batch failed: {result['error']}")
+                    if run:
+                        walls[name].append(wall)
+                        in_case[name].append(statistics.mean(seconds))
+    pool, dask = statistics.median(walls["pool"]), statistics.median(walls["dask"])
+    rows: List[Dict[str, object]] = []
+    for name, label, seconds in (
+            ("pool", f"local pool, {n_workers} worker processes (spawned by each run)", pool),
+            ("dask", f"Dask LocalCluster, {n_workers} single-threaded worker processes (running)", dask)):
+        rows.append({"run": label, "cases": n_cases, "total (s)": seconds, "per case (s)": seconds / n_cases,
+                     "mean time inside a case (s)": statistics.median(in_case[name])})
+    overhead = (dask - pool) / n_cases
+    rows.append({"run": "Dask overhead per case (Dask - pool)", "per case (s)": overhead,
+                 "total (s)": f"{100 * overhead / (pool / n_cases):+.1f} %"})
+    rows.append({"run": "LocalCluster start-up (once, not in the figures above)", "total (s)": cluster_start})
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm runs per figure (median)")
@@ -690,6 +823,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="a Python with pysera 2.1.5 installed: time it on the same case (all 557 features)")
     parser.add_argument("--roi-threads", type=int, metavar="N",
                         help="threads per ROI (sets PYSERA_ROI_THREADS; default: the engine's, min(2, cores))")
+    parser.add_argument("--worker-scaling", type=int, nargs="?", const=20, metavar="N_CASES",
+                        help="only time process_batch on N_CASES (default 20) cases with 1 and 2 worker processes")
+    parser.add_argument("--dask", action="store_true",
+                        help="only compare the local pool with a Dask LocalCluster (needs PySERASlicerLib[dask])")
+    parser.add_argument("--dask-cases", type=int, default=40, metavar="N", help="--dask: number of cases")
+    parser.add_argument("--dask-workers", type=int, default=2, metavar="N", help="--dask: worker processes")
     parser.add_argument("--first-ever-cold", action="store_true",
                         help="also time each competitor's first-ever process (empty numba cache: pictologics "
                              "compiles every kernel, minutes)")
@@ -700,6 +839,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     image, labels = synthetic_case()
     if args.profile:
         profile(image, labels, args.profile)
+        return
+    if args.worker_scaling:
+        print(f"# Worker scaling, {datetime.datetime.now():%Y-%m-%d %H:%M}; machine: {machine()}; "
+              f"load average before: {os.getloadavg()[0]:.2f}\n")
+        print(markdown_table(section_worker_scaling(image, labels, args.worker_scaling)))
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+        return
+    if args.dask:
+        print(f"# PySERASlicer: local pool vs Dask LocalCluster, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
+        print(f"Machine: {machine()}. process_batch, full 3D set, the case above with its lesion 1 as each case, "
+              f"outputs written; median of {args.repeats} runs after a warm-up run, pool and Dask runs "
+              "alternating.\n")
+        print(markdown_table(section_dask(image, labels, args.dask_cases, args.dask_workers, args.repeats)))
         return
     from PySERASlicerLib.engine.pipeline import default_threads
 

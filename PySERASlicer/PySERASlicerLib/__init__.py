@@ -12,10 +12,9 @@ first ``process_batch`` call).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import process_batch  # noqa: E402  (light: the signature and docs; the work is imported on call)
+from .api import process_batch, run_batch_csv  # noqa: E402  (light: the signature and docs; the work is imported on call)
 from .settings import Settings, SettingsError, preset_settings  # noqa: E402
+from .version import __version__  # noqa: E402
 
 
 def __getattr__(name: str):
@@ -37,4 +36,5 @@ def apply_filter(image, filter):
     return _apply_filter(read_image(image), filter)
 
 
-__all__ = ["Image", "apply_filter", "Settings", "SettingsError", "preset_settings", "process_batch", "__version__"]
+__all__ = ["Image", "apply_filter", "Settings", "SettingsError", "preset_settings", "process_batch", "run_batch_csv",
+           "__version__"]

@@ -34,13 +34,19 @@ def exit_with(status: int) -> None:
 
 def run(argv: Optional[List[str]] = None) -> None:
     """Run the headless extraction on ``argv`` (default ``sys.argv[1:]``) and exit."""
-    from .headless import main
+    import traceback
 
+    try:
+        from .headless import main
+    except Exception as exc:  # a broken installation must still end a headless Slicer (status 2)
+        traceback.print_exc()
+        print(f"PySERASlicerLib: error: cannot import the headless runner ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        exit_with(2)
+        return
     try:
         status = main(sys.argv[1:] if argv is None else argv)
     except Exception:  # never leave a headless Slicer running after a crash
-        import traceback
-
         traceback.print_exc()
         status = 1
     exit_with(status)

@@ -11,23 +11,13 @@ even when it equals PySERA's default.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
 
-from .settings import Settings
+from .settings import DEFAULT_MAX_TASKS_PER_CHILD, SETTINGS_KEYWORDS, Settings  # noqa: F401
 
 if TYPE_CHECKING:  # for the annotations only: importing them costs numpy
     from .io.readers import MaskData, Source
-
-#: Cases a pool worker runs before a fresh process replaces it (keeps memory from fragmenting).
-DEFAULT_MAX_TASKS_PER_CHILD = 10
-
-#: The PySERA keywords of :func:`process_batch` that are settings (they map onto :class:`Settings`).
-SETTINGS_KEYWORDS = (
-    "apply_preprocessing", "min_roi_volume", "num_workers", "enable_parallelism", "categories", "dimensions",
-    "bin_size", "roi_num", "roi_selection_mode", "feature_value_mode", "report", "extraction_mode",
-    "deep_learning_model", "aggregation_lesion", "column_names",
-)
-
 
 def process_batch(
     image_input: Union[Source, MaskData, None] = None,
@@ -61,6 +51,8 @@ def process_batch(
     max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
     progress_fn: Optional[Callable[[Dict[str, Any]], None]] = None,
     filters: Optional[Sequence[Dict[str, Any]]] = None,
+    scheduler: Any = None,
+    cluster_retries: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Extract radiomics features for one case or a batch (PySERA-compatible).
 
@@ -86,6 +78,11 @@ def process_batch(
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
     filters : IBSI-2 filter entries (docs/filters.md), e.g. ``[{"filter": "log", "sigma_mm": 1.5}]``;
         replace the filters of ``settings``; each response map adds ``<feature>_<label>`` columns.
+    scheduler : run the cases on a Dask cluster: a scheduler address (``"tcp://host:8786"``), a
+        scheduler file (``.json``) or a ``distributed.Client``; None (default) or "" = this machine.
+        Needs ``pip install "PySERASlicerLib[dask]"`` and workers that see the same file paths.
+    cluster_retries : worker deaths a case survives on the cluster before it becomes a Report
+        row (default 1).
 
     Returns
     -------
@@ -101,3 +98,14 @@ def process_batch(
     from .batch import run_batch
 
     return run_batch(call)
+
+
+def run_batch_csv(cases_csv: str, settings: Union[Settings, str, Dict[str, Any], None] = None,
+                  output_path: Optional[str] = "./output_result", **options: Any) -> Dict[str, Any]:
+    """MEDimage-style batch: a cases CSV, a settings file (path, JSON text, dict or Settings)
+    and an output folder. ``options`` are further :func:`process_batch` keywords."""
+    if isinstance(settings, (str, os.PathLike)):
+        settings = Settings.from_json(str(settings))
+    elif isinstance(settings, dict):
+        settings = Settings.from_any(settings)
+    return process_batch(output_path=output_path, settings=settings, cases_csv=cases_csv, **options)

@@ -20,9 +20,8 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional
 
-from .api import SETTINGS_KEYWORDS, process_batch  # noqa: F401  (process_batch re-exported: batch.process_batch)
 from .case_extraction import (  # noqa: F401  (re-exported: the batch API in one place)
     Callback,
     CaseResult,
@@ -35,12 +34,12 @@ from .cases import CSV_COLUMNS, Case, build_cases, read_cases_csv  # noqa: F401
 from .export import ID_COLUMNS
 from .io.readers import is_dicom_file
 from .io.types import InputError
-from .pool import DEFAULT_MAX_TASKS_PER_CHILD, ProgressFn, run_cases, worker_count  # noqa: F401
+from .pool import ProgressFn, run_cases, worker_count  # noqa: F401
 from .prefetch import prefetch
 from .progress import PROGRESS_FILE, ProgressStore, case_key  # noqa: F401
 from .rois import aggregate_lesions
 from .runlog import RunLog
-from .settings import ExtractionMode, RoiSelectionMode, Settings, SettingsError
+from .settings import SETTINGS_KEYWORDS, ExtractionMode, RoiSelectionMode, Settings, SettingsError
 
 
 def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
@@ -53,6 +52,7 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
     case_timeout, max_tasks_per_child = call["case_timeout"], call["max_tasks_per_child"]
     resume, split_dicom, callback_fn, progress_fn = call["resume"], call["split_dicom"], call["callback_fn"], \
         call["progress_fn"]
+    scheduler, cluster_retries = call["scheduler"], call["cluster_retries"]
     # pandas (the result table) and openpyxl (the Excel file) load while the cases run
     prefetch("pandas", *(("openpyxl",) if output_path is not None else ()))
     start = time.perf_counter()
@@ -91,6 +91,16 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         if not cases:
             raise InputError("no image/mask pair to process" + (": " + "; ".join(build_errors) if build_errors
                                                                  else ""))
+        cluster = None
+        if isinstance(scheduler, str) and not scheduler.strip():
+            scheduler = None  # an empty address field means this machine
+        if scheduler is not None:
+            if case_timeout is not None:
+                raise SettingsError("case_timeout: not available with scheduler= (a Dask worker cannot stop a "
+                                    "running case); use the cluster's own limits, e.g. a SLURM time limit")
+            from .dask_cluster import DaskCluster
+
+            cluster = DaskCluster(scheduler, cluster_retries)  # checks the workers before any case runs
     except (SettingsError, InputError, DeepDependencyError, WeightsUnavailableError) as exc:
         log.error(str(exc))
         return _failure(str(exc), log, start, output_path)
@@ -110,8 +120,11 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
             todo.append(index)
     if len(todo) < len(cases):
         log.info(f"resume: {len(cases) - len(todo)} case(s) already finished in {PROGRESS_FILE}; skipped")
-    n_workers = worker_count(settings, len(todo))
-    log.info(f"{len(todo)} case(s) to process with {n_workers} worker(s)")
+    if cluster is None:
+        log.info(f"{len(todo)} case(s) to process with {worker_count(settings, len(todo))} worker(s)")
+    else:
+        log.info(f"{len(todo)} case(s) to process on the Dask cluster at {cluster.address} "
+                 f"({len(cluster.worker_addresses)} worker(s) connected)")
 
     def on_result(position: int, result: CaseResult) -> None:
         index = todo[position]
@@ -121,13 +134,19 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
 
     interrupted = False
     try:
-        run_cases([cases[i] for i in todo], settings, callback_fn, case_timeout=case_timeout,
-                  progress_fn=progress_fn, on_result=on_result, max_tasks_per_child=max_tasks_per_child)
+        if cluster is None:
+            run_cases([cases[i] for i in todo], settings, callback_fn, case_timeout=case_timeout,
+                      progress_fn=progress_fn, on_result=on_result, max_tasks_per_child=max_tasks_per_child)
+        else:
+            cluster.run_cases([cases[i] for i in todo], settings, callback_fn, progress_fn=progress_fn,
+                              on_result=on_result)
     except KeyboardInterrupt:
         interrupted = True
         log.error(f"interrupted: {sum(r is None for r in results)} case(s) not processed; finished cases are in "
                   f"{PROGRESS_FILE} (rerun with resume=True)")
     finally:
+        if cluster is not None:
+            cluster.close()
         if temp_root is not None:
             shutil.rmtree(temp_root, ignore_errors=True)
             _remove_if_empty(Path(temporary_files_path))
@@ -166,6 +185,8 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         }
         if cases_csv is not None:
             run_info["cases_csv"] = _input_record(cases_csv)
+        if cluster is not None:
+            run_info["dask"] = cluster.provenance()
         excel_path, csv_path, json_path = write_outputs(output_path, frame, settings, log.entries, run_info=run_info)
         log.info(f"Results written to {excel_path}")
         store.close(finished=not interrupted)
@@ -185,17 +206,6 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         "logs": list(log.lines),
         "error": "; ".join(errors) if errors else (None if processed else "no case could be processed"),
     }
-
-
-def run_batch_csv(cases_csv: str, settings: Union[Settings, str, Dict[str, Any], None] = None,
-                  output_path: Optional[str] = "./output_result", **options: Any) -> Dict[str, Any]:
-    """MEDimage-style batch: a cases CSV, a settings file (path, JSON text, dict or Settings)
-    and an output folder. ``options`` are further :func:`process_batch` keywords."""
-    if isinstance(settings, (str, os.PathLike)):
-        settings = Settings.from_json(str(settings))
-    elif isinstance(settings, dict):
-        settings = Settings.from_any(settings)
-    return process_batch(output_path=output_path, settings=settings, cases_csv=cases_csv, **options)
 
 
 def _safe(text: str) -> str:

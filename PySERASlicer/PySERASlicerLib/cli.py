@@ -28,11 +28,11 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from .api import SETTINGS_KEYWORDS
 from .settings import (
     CATEGORIES,
     DIMENSIONS,
     PRESET_DESCRIPTIONS,
+    SETTINGS_KEYWORDS,
     ColumnNames,
     DeepModel,
     ExtractionMode,
@@ -83,6 +83,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                      help="one case per series/volume of DICOM folders holding several")
     run.add_argument("--max-tasks-per-child", type=int, default=None,
                      help="cases a worker process runs before it is replaced (default 10)")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the cases on a Dask cluster: scheduler address (tcp://host:8786) or scheduler file "
+                          "(.json); workers must see the same file paths (needs PySERASlicerLib[dask])")
+    run.add_argument("--cluster-retries", type=int, default=None, metavar="N",
+                     help="with --scheduler: worker deaths a case survives before it is a Report row (default 1)")
     run.add_argument("--spacing", type=float, nargs=3, metavar=("I", "J", "K"), default=None,
                      help="voxel size in mm for .npy inputs (default 1 1 1, with a warning)")
     run.add_argument("--report", default=None, choices=[m.value for m in ReportLevel],
@@ -313,6 +318,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     if args.max_tasks_per_child is not None:
         options["max_tasks_per_child"] = args.max_tasks_per_child
+    if args.scheduler:
+        options.update(scheduler=args.scheduler, cluster_retries=args.cluster_retries)
     if args.cases:
         result = process_batch(output_path=args.output, cases_csv=args.cases, **options)
     else:

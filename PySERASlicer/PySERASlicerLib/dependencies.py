@@ -46,6 +46,8 @@ PANDAS = Requirement("pandas", "pandas", "1.5", "DataFrames, batch runs and Exce
 OPENPYXL = Requirement("openpyxl", "openpyxl", "3.0", "Excel export")
 TORCH = Requirement("torch", "torch", "2.1", "deep features", torch=True)
 TORCHVISION = Requirement("torchvision", "torchvision", "0.16", "deep features (pretrained CNNs)", torch=True)
+# Not in REQUIREMENTS (the panel's list): only a batch with a scheduler address needs it.
+DISTRIBUTED = Requirement("distributed", "distributed", "2023.1", "batches on a Dask cluster")
 
 #: Every optional requirement, in installation order.
 REQUIREMENTS: Tuple[Requirement, ...] = (PANDAS, OPENPYXL, TORCH, TORCHVISION)
@@ -69,23 +71,27 @@ class Missing:
         return f"{self.requirement.distribution} ({self.requirement.purpose}): {self.reason}"
 
 
-def needed(deep: bool = False, excel: bool = True, frame: bool = True) -> List[Requirement]:
+def needed(deep: bool = False, excel: bool = True, frame: bool = True, cluster: bool = False) -> List[Requirement]:
     """Requirements of a run: pandas when the results become a DataFrame (console ``extract``,
     batch runs, Excel export; ``frame=False`` for the GUI's run, which fills the table node from
-    plain rows), openpyxl for Excel output, torch/torchvision for deep features."""
+    plain rows), openpyxl for Excel output, torch/torchvision for deep features, distributed for
+    a batch on a Dask cluster."""
     wanted = [PANDAS] if frame or excel else []
     if excel:
         wanted.append(OPENPYXL)
     if deep:
         wanted += [TORCH, TORCHVISION]
+    if cluster:
+        wanted.append(DISTRIBUTED)
     return wanted
 
 
-def needed_for_settings(settings, excel: bool = True, frame: bool = True) -> List[Requirement]:
+def needed_for_settings(settings, excel: bool = True, frame: bool = True,
+                        cluster: bool = False) -> List[Requirement]:
     """Requirements for a :class:`Settings` (deep features when ``extraction_mode`` is deep)."""
     from .settings import ExtractionMode
 
-    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel, frame=frame)
+    return needed(deep=settings.extraction_mode == ExtractionMode.DEEP, excel=excel, frame=frame, cluster=cluster)
 
 
 def find_spec(module: str):

@@ -130,7 +130,7 @@ def flatten(prefix: str, value: Any) -> Iterable[Tuple[str, Any]]:
 
 def provenance(settings: Settings, run_info: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Who/what/where of a run (package version, python, host, user, times)."""
-    from . import __version__
+    from .version import __version__
 
     try:
         user = getpass.getuser()

@@ -16,12 +16,14 @@ Images and masks are paired by file name (``case01.nrrd`` <-> ``case01.nrrd``, a
   nodes (a ``.seg.nrrd`` mask becomes a segmentation, any other mask a labelmap), converted
   by the Slicer bridge and extracted by :class:`~PySERASlicerLib.slicer_logic.ExtractionLogic`
   in a worker process; the nodes are removed after each case.
-* ``batch`` (default without a Slicer scene): :func:`PySERASlicerLib.batch.process_batch`
+* ``batch`` (default without a Slicer scene): :func:`PySERASlicerLib.process_batch`
   reads the files itself.
 
 Both write PySERA's Excel report (Radiomics_Features, Parameters, Report) plus CSV/JSON into
-``--output``. Exit status: 0 when every case was extracted, 1 when a case failed or nothing
-was extracted, 2 for bad arguments, settings or missing packages.
+``--output``. A case that fails for any reason (bad file, an exception of Slicer's or ours) is
+that case's ERROR row and the other cases run. Exit status: 0 when every case was extracted,
+1 when a case failed or nothing was extracted, 2 when the run could not start (bad arguments,
+settings, missing packages, an unusable output folder, any other error before the first case).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--install-missing", action="store_true",
                         help="inside Slicer: pip-install missing pandas/openpyxl (lower bounds) instead of failing")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per case (mrml engine)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run the cases on a Dask cluster (tcp://host:8786 or a scheduler file); the batch "
+                             "engine reads the files on the workers, which must see the same paths")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -82,15 +87,18 @@ def slicer_scene() -> Any:
     return getattr(slicer, "mrmlScene", None)
 
 
-def choose_engine(requested: str) -> str:
+def choose_engine(requested: str, scheduler: Optional[str] = None) -> str:
     if requested != "auto":
         return requested
-    return "mrml" if slicer_scene() is not None else "batch"
+    # on a cluster the workers read the files: there is no scene to load them into
+    return "mrml" if slicer_scene() is not None and not scheduler else "batch"
 
 
-def ensure_packages(settings: Settings, install: bool, say) -> bool:
-    """pandas/openpyxl (and torch for deep features) present? Optionally pip-install them in Slicer."""
-    items = dependencies.missing(dependencies.needed_for_settings(settings))
+def ensure_packages(settings: Settings, install: bool, say, cluster: bool = False) -> bool:
+    """pandas/openpyxl (torch for deep features, distributed for a cluster) present? Optionally
+    pip-install them in Slicer."""
+    wanted = dependencies.needed_for_settings(settings, cluster=cluster)
+    items = dependencies.missing(wanted)
     if not items:
         return True
     if install:
@@ -103,7 +111,7 @@ def ensure_packages(settings: Settings, install: bool, say) -> bool:
         if pip_install is not None:
             say("installing " + " ".join(dependencies.pip_requirements(items)))
             pip_install(dependencies.pip_requirements(items))
-            items = dependencies.missing(dependencies.needed_for_settings(settings))
+            items = dependencies.missing(wanted)
             if not items:
                 return True
     print("missing Python packages: " + "; ".join(m.describe() for m in items)
@@ -113,7 +121,25 @@ def ensure_packages(settings: Settings, install: bool, say) -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the headless extraction; returns the exit status (never raises for bad input)."""
+    """Run the headless extraction; returns the exit status (never raises)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("slicer_headless_extract: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # an error outside the per-case handling: the run did not happen
+        import traceback
+
+        traceback.print_exc()
+        print(f"slicer_headless_extract: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class _RunStarted(Exception):
+    """Carries an exception raised after the first case started (exit status 1, not 2)."""
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -133,25 +159,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not Path(getattr(args, option)).exists():
             print(f"slicer_headless_extract: error: --{option} {getattr(args, option)}: not found", file=sys.stderr)
             return EXIT_USAGE
-    if not ensure_packages(settings, args.install_missing, say):
+    try:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"slicer_headless_extract: error: --output {args.output}: cannot create the folder ({exc})",
+              file=sys.stderr)
         return EXIT_USAGE
-    engine = choose_engine(args.engine)
+    if not ensure_packages(settings, args.install_missing, say, cluster=bool(args.scheduler)):
+        return EXIT_USAGE
+    engine = choose_engine(args.engine, args.scheduler)
+    if engine == "mrml" and args.scheduler:
+        print("slicer_headless_extract: error: --scheduler runs the batch engine (the workers read the files); "
+              "drop --engine mrml", file=sys.stderr)
+        return EXIT_USAGE
     if engine == "mrml" and slicer_scene() is None:
         print("slicer_headless_extract: error: --engine mrml needs a Slicer scene", file=sys.stderr)
         return EXIT_USAGE
     say(f"engine: {engine}")
-    if engine == "mrml":
-        return run_mrml(args, settings, say)
-    return run_batch(args, settings, say)
+    try:
+        if engine == "mrml":
+            return run_mrml(args, settings, say)
+        return run_batch(args, settings, say)
+    except _RunStarted as wrapped:  # cases ran, the end failed (e.g. writing the report)
+        exc = wrapped.__cause__
+        print(f"slicer_headless_extract: error after the cases ran: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def run_batch(args: argparse.Namespace, settings: Settings, say) -> int:
     """No Slicer scene: process_batch reads the files itself."""
-    from .batch import process_batch
+    from .api import process_batch
     from .cli import report_result
 
-    result = process_batch(args.images, args.masks, args.output, settings=settings)
-    return EXIT_OK if report_result(result, say) == 0 else EXIT_FAILED
+    result = process_batch(args.images, args.masks, args.output, settings=settings, scheduler=args.scheduler)
+    status = report_result(result, say)
+    if result["excel_path"] is None and not result["failed_files"]:  # no case could start
+        return EXIT_USAGE
+    return EXIT_OK if status == 0 else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +313,10 @@ def run_mrml(args: argparse.Namespace, settings: Settings, say) -> int:
             log.error(f"{case_id}: {exc}", patient_id=case_id)
             failed.append(case_id)
             continue
+        except Exception as exc:  # e.g. RuntimeError of slicer.util, OSError: this case only
+            log.error(f"{case_id}: {type(exc).__name__}: {exc}", patient_id=case_id)
+            failed.append(case_id)
+            continue
         finally:  # the case's nodes and whatever loading/exporting added (display, color nodes)
             for node_id in _node_ids(slicer.mrmlScene) - before:
                 node = slicer.mrmlScene.GetNodeByID(node_id)
@@ -281,10 +329,13 @@ def run_mrml(args: argparse.Namespace, settings: Settings, say) -> int:
     frame = features_frame(rows)
     processed = len({row["PatientID"] for row in rows})
     entries: List[ReportEntry] = log.entries
-    paths = write_outputs(args.output, frame, settings, entries, run_info={
-        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "engine": "mrml",
-        "cases": len(cases), "processed_files": processed, "failed_cases": len(set(failed)),
-    })
+    try:
+        paths = write_outputs(args.output, frame, settings, entries, run_info={
+            "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "engine": "mrml",
+            "cases": len(cases), "processed_files": processed, "failed_cases": len(set(failed)),
+        })
+    except Exception as exc:
+        raise _RunStarted() from exc
     excel, csv = paths[0], paths[1]
     say(f"cases processed: {processed}, ROIs: {len(frame)}, time: {time.perf_counter() - clock:.1f} s")
     say(f"Excel: {excel}\nCSV:   {csv}")

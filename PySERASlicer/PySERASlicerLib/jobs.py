@@ -1,13 +1,15 @@
 """Background extraction jobs: one worker process per job, polled without blocking.
 
 The caller (Slicer widget, console, headless script) builds a job from arrays, never from MRML
-nodes: :func:`start_extraction` writes the inputs to a temporary job folder and starts
-``python -m PySERASlicerLib.worker <folder>``. The worker appends progress events (JSON lines)
-to ``progress.jsonl``, writes ``result.json`` when done and its stderr to ``worker.log``.
+nodes: :func:`start_extraction` writes the inputs to a temporary job folder and starts the
+worker (:mod:`.worker_process`, the same entry point as the batch pool's workers:
+``python -m PySERASlicerLib.worker <folder>``). The worker appends progress events (JSON
+lines) to ``progress.jsonl``, writes ``result.json`` when done and its stderr to ``worker.log``.
 
 * :meth:`Job.poll` never blocks: it reads new progress lines and checks the process.
 * :meth:`Job.wait` blocks (console, headless Slicer, tests).
-* :meth:`Job.cancel` kills the worker.
+* :meth:`Job.cancel` ends the worker's whole process tree (in Slicer: the PythonSlicer launcher
+  and the ``python-real`` it started).
 
 The temporary folder is removed once the result is collected, on cancel and on failure.
 Files instead of pipes keep the GUI side free of threads and pipe-buffer dead-locks.
@@ -16,10 +18,6 @@ Files instead of pipes keep the GUI side free of threads and pipe-buffer dead-lo
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,9 +29,8 @@ import numpy as np
 from .image import Image
 from .io.types import MaskData
 from .settings import Settings
-
-#: Folder that holds the PySERASlicerLib package (put on the worker's PYTHONPATH).
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+from .worker_files import read_new_lines, write_json
+from .worker_process import WorkerProcess, exit_description, remove_folder, worker_python
 
 
 class JobError(RuntimeError):
@@ -77,9 +74,8 @@ class JobResult:
 
 
 def default_python() -> str:
-    """Interpreter for workers. In Slicer ``sys.executable`` is the PythonSlicer launcher,
-    which sets up Slicer's environment and runs ``-m`` modules like python itself."""
-    return sys.executable
+    """Interpreter for workers (see :func:`.worker_process.worker_python`)."""
+    return worker_python()
 
 
 class Job:
@@ -94,30 +90,11 @@ class Job:
         self._message = "starting"
         self._result: Optional[JobResult] = None
         self._state = "running"
-        environment = dict(os.environ if env is None else env)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            p for p in (PACKAGE_PARENT, environment.get("PYTHONPATH", "")) if p
-        )
-        environment.setdefault("OMP_NUM_THREADS", "1")
-        self._log = open(self.folder / "worker.log", "wb")
-        creationflags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window on Windows
-        self.process = subprocess.Popen(
-            [python or default_python(), "-m", "PySERASlicerLib.worker", str(self.folder)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
-            creationflags=creationflags,
-        )
+        self.process = WorkerProcess(self.folder, python, env)
 
     # -- polling --------------------------------------------------------------------------------
     def _read_events(self) -> List[Dict[str, Any]]:
-        path = self.folder / "progress.jsonl"
-        if not path.exists():
-            return []
-        with open(path, "rb") as handle:
-            handle.seek(self._offset)
-            data = handle.read()
-        complete = data[: data.rfind(b"\n") + 1]  # a half-written last line waits for the next poll
-        self._offset += len(complete)
-        events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        events, self._offset = read_new_lines(self.folder / "progress.jsonl", self._offset)
         for event in events:
             if "total" in event:
                 self._total = event["total"]
@@ -173,15 +150,10 @@ class Job:
         return self._result
 
     def cancel(self) -> None:
-        """Kill the worker (terminate, then kill after 3 s) and remove the job folder."""
+        """End the worker's process tree at once and remove the job folder."""
         if self._state != "running":
             return
-        self.process.terminate()
-        try:
-            self.process.wait(3)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.process.kill_tree()
         self._state = "cancelled"
         self._message = "cancelled"
         self._cleanup()
@@ -197,21 +169,19 @@ class Job:
             self._state = "finished"
             self._message = "finished"
         else:
-            self._log.flush()
-            log_text = (self.folder / "worker.log").read_text(encoding="utf-8", errors="replace")
             self._state = "failed"
-            self._message = f"worker exited with code {code}:\n{log_text.strip()[-4000:]}"
+            how = f"exited with code {code}" if code >= 0 else f"was {exit_description(code)}"
+            self._message = f"worker {how}:\n{self.process.log_tail()}"
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if not self._log.closed:
-            self._log.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.process.kill_tree()  # whatever the worker left (a launcher's child, a pool) ends too
+        remove_folder(self.folder)
 
-    def __del__(self):  # never leave a worker running behind a forgotten job
+    def __del__(self):  # never leave a worker running, or its folder, behind a forgotten job
         try:
-            if self._state == "running" and self.process.poll() is None:
-                self.process.kill()
+            if self._state == "running":
+                self._cleanup()
         except Exception:
             pass
 
@@ -240,7 +210,7 @@ def start_extraction(image: Image, masks: MaskData, settings: Settings, case_id:
         "roi_names": names,
         "settings": settings.to_dict(),
     }
-    _write_json(folder / "job.json", job)
+    write_json(folder / "job.json", job)
     return Job(folder, python, env)
 
 
@@ -248,25 +218,10 @@ def start_batch(image_input: Optional[str], mask_input: Optional[str], output_pa
                 python: Optional[str] = None, env: Optional[Dict[str, str]] = None, **batch_options) -> Job:
     """Run ``process_batch`` on folders/files in a worker process (GUI batch section)."""
     folder = _new_job_folder()
-    _write_json(folder / "job.json", {
+    write_json(folder / "job.json", {
         # None stays None: process_batch(cases_csv=...) takes no image/mask input
         "kind": "batch", "image_input": None if image_input is None else str(image_input),
         "mask_input": None if mask_input is None else str(mask_input),
         "output_path": str(output_path), "settings": settings.to_dict(), "options": batch_options,
     })
     return Job(folder, python, env)
-
-
-def _write_json(path: Path, data: Dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, default=_json_value)
-    os.replace(temporary, path)  # readers never see a half-written file
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

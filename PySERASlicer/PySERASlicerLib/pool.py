@@ -1,26 +1,45 @@
 """Running cases: serially in this process, or in a pool of worker processes.
 
-A case that raises, runs past ``case_timeout`` or kills its worker becomes an error result
-(Report rows) while the others finish; results come back in case order.
+Pool workers are started by :class:`~.worker_process.WorkerProcess` as
+``python -m PySERASlicerLib.worker`` (never by re-importing the caller's ``__main__``), and
+talk to the parent through files in a temporary folder per worker (:mod:`.worker`): the parent
+writes ``task_<n>.pkl``, the worker appends events to ``events.jsonl`` and writes
+``result_<n>.pkl``. A case that raises, runs past ``case_timeout`` or kills its worker becomes
+an error result (Report rows) while the others finish; results come back in case order.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
+import shutil
+import subprocess
+import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from .api import DEFAULT_MAX_TASKS_PER_CHILD  # noqa: F401  (process_batch's default, defined with its signature)
 from .case_extraction import Callback, CaseResult, extract_case
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
-from .settings import ExtractionMode, Settings
+from .settings import DEFAULT_MAX_TASKS_PER_CHILD, Settings
+from .worker_files import (
+    POOL_FOLDER_PREFIX,
+    STOP_FILE,
+    read_new_lines,
+    read_pickle,
+    result_path,
+    task_path,
+    write_pickle,
+)
+from .worker_process import WorkerProcess, exit_description, remove_folder
 
 #: progress_fn(event) with event a dict: {"event": "case_start"|"case_end", "case_id", "index", ...}.
 ProgressFn = Optional[Callable[[Dict[str, Any]], None]]
+#: Seconds the parent sleeps between two looks at its workers' event files: short right after
+#: something happened (a finished case is answered at once), growing to the longest when quiet.
+POLL_INTERVALS = (0.002, 0.02)
 
 
 def worker_count(settings: Settings, n_cases: int) -> int:
@@ -30,48 +49,66 @@ def worker_count(settings: Settings, n_cases: int) -> int:
     return max(1, min(wanted, n_cases))
 
 
-def _pool_worker(conn, settings: Settings, max_tasks: Optional[int], threads: int = 0) -> None:
-    """Worker process: receive (index, case), send ("start"|"roi"|"done", ...) back on ``conn``.
+class _PoolWorker:
+    """The parent's view of one pool worker: its folder, its process, the case it holds."""
 
-    ``threads`` > 0 caps torch's intra-op threads (deep features): N workers each using every
-    core would oversubscribe the machine.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    if threads and settings.extraction_mode == ExtractionMode.DEEP:
-        from .engine.deep import DeepDependencyError, import_torch
+    def __init__(self, root: Path, number: int, settings_file: Path, max_tasks: Optional[int], threads: int):
+        from .engine.pipeline import ROI_THREADS_ENV
 
+        self.folder = root / f"worker_{number:03d}"
+        self.folder.mkdir()
+        shutil.copyfile(settings_file, self.folder / "settings.pkl")
+        with open(self.folder / "job.json", "w", encoding="utf-8") as handle:
+            json.dump({"kind": "pool", "max_tasks": max_tasks, "threads": threads}, handle)
+        self.max_tasks = max_tasks
+        # threads per ROI: the cores this worker's siblings leave it (the engine uses at most 2)
+        environment = dict(os.environ)
+        environment.setdefault(ROI_THREADS_ENV, str(min(2, threads)))
+        self.process = WorkerProcess(self.folder, env=environment)
+        self.index: Optional[int] = None
+        self.started = 0.0
+        self.sent = 0
+        self.offset = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.index is None
+
+    @property
+    def exhausted(self) -> bool:
+        return bool(self.max_tasks) and self.sent >= self.max_tasks
+
+    def send(self, index: int, case: Case) -> None:
+        write_pickle(task_path(self.folder, self.sent), (index, case))
+        self.index, self.started = index, time.monotonic()
+        self.sent += 1
+
+    def events(self) -> List[Dict[str, Any]]:
+        events, self.offset = read_new_lines(self.folder / "events.jsonl", self.offset)
+        return events
+
+    def result(self, number: int) -> CaseResult:
+        path = result_path(self.folder, number)
+        result = read_pickle(path)
+        path.unlink()
+        return result
+
+    def stop(self) -> None:
+        """Ask an idle worker to leave (it exits by itself, or is killed by :meth:`end`)."""
         try:
-            import_torch()[0].set_num_threads(threads)
-        except DeepDependencyError:
-            pass  # each case then reports the missing dependency with its own clear message
-    done = 0
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        index, case = message
-        conn.send(("start", index, os.getpid()))
+            (self.folder / STOP_FILE).touch()
+        except OSError:
+            pass
 
-        def on_roi(flag: str, case_id: str, roi: str, _index: int = index) -> None:
-            conn.send(("roi", _index, flag, case_id, roi))
-
-        result = extract_case(case, settings, on_roi)
-        conn.send(("done", index, result))
-        done += 1
-        if max_tasks and done >= max_tasks:
-            return
-
-
-@dataclass
-class _Slot:
-    process: Any
-    conn: Any
-    index: Optional[int] = None
-    started: float = 0.0
-    tasks: int = 0
+    def end(self, kill: bool, grace: float = 5.0) -> None:
+        """Let the worker leave (or kill its tree), then remove its folder."""
+        if not kill:
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:  # did not leave after its last case
+                pass
+        self.process.kill_tree()
+        remove_folder(self.folder)
 
 
 def _failure_result(case: Case, message: str, settings: Settings) -> CaseResult:
@@ -82,15 +119,11 @@ def _failure_result(case: Case, message: str, settings: Settings) -> CaseResult:
                       entries=log.entries + [ReportEntry(case.case_id, "", "LOG", line) for line in log.lines])
 
 
-def _exit_description(exitcode: Optional[int]) -> str:
-    if exitcode is None:
-        return "unknown exit status"
-    if exitcode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
+def case_end_event(index: int, result: CaseResult, results: Sequence[Optional[CaseResult]]) -> Dict[str, Any]:
+    """The ``progress_fn`` event of a finished case (``results``: every case's result so far)."""
+    return {"event": "case_end", "case_id": result.case_id, "index": index, "ok": not result.error,
+            "error": result.error, "seconds": result.seconds, "done": sum(r is not None for r in results),
+            "total": len(results)}
 
 
 def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = None, *,
@@ -100,7 +133,7 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
               workers: Optional[int] = None) -> List[CaseResult]:
     """Run cases and return their results in case order.
 
-    One worker and no ``case_timeout``: in this process. Otherwise a pool of ``workers`` spawned
+    One worker and no ``case_timeout``: in this process. Otherwise a pool of ``workers`` worker
     processes, each reading its own case from disk; a case that raises, runs longer than
     ``case_timeout`` seconds (its worker is killed) or kills its worker becomes an error result
     and a fresh worker takes its place. ``callback`` gets START/END per ROI as they happen,
@@ -115,9 +148,7 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
         if on_result:
             on_result(index, result)
         if progress_fn:
-            progress_fn({"event": "case_end", "case_id": cases[index].case_id, "index": index,
-                         "ok": not result.error, "error": result.error, "seconds": result.seconds,
-                         "done": sum(r is not None for r in results), "total": len(cases)})
+            progress_fn(case_end_event(index, result, results))
 
     if n_workers == 1 and not case_timeout:
         for index, case in enumerate(cases):
@@ -134,35 +165,26 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
               max_tasks: Optional[int]) -> None:
     """The process pool behind :func:`run_cases`.
 
-    Each worker has its own pipe, so the parent always knows which case a worker holds and a
-    killed worker can corrupt nothing but its own pipe (a shared queue could be left locked).
+    Each worker has its own folder, so the parent always knows which case a worker holds and a
+    killed worker can spoil nothing but its own files. The folders live in the system's
+    temporary folder (never in the output folder) and are removed at the end.
     """
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    context = multiprocessing.get_context("spawn")
+    root = Path(tempfile.mkdtemp(prefix=POOL_FOLDER_PREFIX))
+    settings_file = root / "settings.pkl"
+    write_pickle(settings_file, settings)
+    threads = max(1, (os.cpu_count() or 1) // n_workers)  # per worker: torch (deep features), ROI threads
     pending: Deque[int] = deque(range(len(cases)))
-    slots: List[_Slot] = []
+    workers: List[_PoolWorker] = []
     finished = set()
+    started = [0]
 
-    def spawn() -> _Slot:
-        parent_conn, child_conn = context.Pipe(duplex=True)
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
-        process = context.Process(target=_pool_worker, args=(child_conn, settings, max_tasks, threads), daemon=True,
-                                  name="pysera-worker")
-        process.start()
-        child_conn.close()
-        return _Slot(process, parent_conn)
+    def spawn() -> None:
+        workers.append(_PoolWorker(root, started[0], settings_file, max_tasks, threads))
+        started[0] += 1
 
-    def retire(slot: _Slot, kill: bool) -> None:
-        if kill and slot.process.is_alive():
-            slot.process.kill()
-        slot.process.join(timeout=5)
-        if slot.process.is_alive():  # did not leave after its last case: do not wait for it
-            slot.process.kill()
-            slot.process.join(timeout=5)
-        slot.conn.close()
-        slots.remove(slot)
+    def retire(worker: _PoolWorker, kill: bool) -> None:
+        workers.remove(worker)
+        worker.end(kill)
 
     def complete(index: int, result: CaseResult) -> None:
         if index not in finished:
@@ -177,81 +199,65 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
         except Exception as exc:  # the user's callback must not stop the batch
             LOGGER.warning(f"callback_fn raised {type(exc).__name__}: {exc}")
 
+    def handle(worker: _PoolWorker, event: Dict[str, Any]) -> None:
+        kind, index = event["kind"], event["index"]
+        if kind == "start":
+            worker.started = time.monotonic()
+            if progress_fn:
+                progress_fn({"event": "case_start", "case_id": cases[index].case_id, "index": index,
+                             "pid": event["pid"]})
+        elif kind == "roi":
+            user_callback(event["flag"], event["case_id"], event["roi"])
+        elif kind == "done":
+            worker.index = None
+            complete(index, worker.result(event["number"]))
+
+    pause = POLL_INTERVALS[0]
     try:
         for _ in range(n_workers):
-            slots.append(spawn())
+            spawn()
         while len(finished) < len(cases):
-            # retire workers that reached max_tasks (they exit by themselves after their last case)
-            for slot in list(slots):
-                if slot.index is None and max_tasks and slot.tasks >= max_tasks:
-                    retire(slot, kill=False)
-            # hand out work
-            for slot in list(slots):
-                if slot.index is None and pending:
-                    index = pending.popleft()
-                    try:
-                        slot.conn.send((index, cases[index]))
-                    except (OSError, BrokenPipeError):  # worker already gone: give the case to another
-                        pending.appendleft(index)
-                        retire(slot, kill=True)
+            for worker in list(workers):  # hand out work
+                if worker.idle and pending:
+                    if worker.exhausted:  # it leaves by itself after its last case
+                        retire(worker, kill=False)
                         continue
-                    slot.index, slot.started = index, time.monotonic()
-                    slot.tasks += 1
-            while len(slots) < n_workers and pending:
-                slots.append(spawn())
-            if not slots:
-                slots.append(spawn())
-            timeout = 0.5
-            if case_timeout:
-                busy = [s.started + case_timeout - time.monotonic() for s in slots if s.index is not None]
-                timeout = max(0.01, min([timeout] + busy))
-            wait([s.conn for s in slots] + [s.process.sentinel for s in slots], timeout=timeout)
-            for slot in list(slots):
-                dead = False
-                try:
-                    while slot.conn.poll():
-                        kind, index, *rest = slot.conn.recv()
-                        if kind == "start":
-                            slot.started = time.monotonic()
-                            if progress_fn:
-                                progress_fn({"event": "case_start", "case_id": cases[index].case_id, "index": index,
-                                             "pid": rest[0]})
-                        elif kind == "roi":
-                            user_callback(*rest)
-                        elif kind == "done":
-                            slot.index = None
-                            complete(index, rest[0])
-                except (EOFError, OSError):
-                    dead = True
-                if slot.index is not None and case_timeout and time.monotonic() - slot.started > case_timeout:
-                    index = slot.index
-                    retire(slot, kill=True)
+                    index = pending.popleft()
+                    worker.send(index, cases[index])
+            # replace a retired or dead worker, and one running its last case at once: the
+            # successor starts up (imports) while its predecessor finishes
+            if pending and sum(not w.exhausted for w in workers) < n_workers:
+                spawn()
+                continue
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_INTERVALS[1])
+            for worker in list(workers):
+                for event in worker.events():
+                    handle(worker, event)
+                    pause = POLL_INTERVALS[0]
+                if not worker.idle and case_timeout and time.monotonic() - worker.started > case_timeout:
+                    index = worker.index
+                    retire(worker, kill=True)
                     complete(index, _failure_result(
                         cases[index], f"exceeded case_timeout of {case_timeout:g} s; its worker was stopped", settings))
                     continue
-                if dead or not slot.process.is_alive():
-                    slot.process.join(timeout=5)
-                    index = slot.index
-                    exitcode = slot.process.exitcode
-                    retire(slot, kill=True)
+                if worker.process.poll() is not None:
+                    for event in worker.events():  # what it said before it ended
+                        handle(worker, event)
+                    index, code = worker.index, worker.process.returncode
+                    if index is not None:
+                        LOGGER.warning(f"pool worker {worker.process.pid} ended ({exit_description(code)}) during "
+                                       f"case {cases[index].case_id}; its log:\n{worker.process.log_tail(2000)}")
+                    retire(worker, kill=True)
                     if index is not None:
                         complete(index, _failure_result(
                             cases[index], f"the worker process died while processing this case "
-                                          f"({_exit_description(exitcode)}); the case was skipped", settings))
-    finally:
-        for slot in list(slots):
-            if slot.index is not None:  # interrupted mid-case (Ctrl-C, error): stop it now
-                slot.process.kill()
-                continue
-            try:
-                slot.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
+                                          f"({exit_description(code)}); the case was skipped", settings))
+    finally:  # done, or interrupted (Ctrl-C, an error): busy workers are stopped now
+        for worker in workers:
+            if worker.idle:
+                worker.stop()
         deadline = time.monotonic() + 5
-        for slot in list(slots):
-            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if slot.process.is_alive():
-                slot.process.kill()
-                slot.process.join(timeout=5)
-            slot.conn.close()
-
+        for worker in list(workers):
+            worker.end(kill=not worker.idle, grace=max(0.0, deadline - time.monotonic()))
+        remove_folder(root)

@@ -183,6 +183,18 @@ class MissingSlicePolicy(_Choice):
         return {"refuse": "error", "regularize": "interpolate", "regularise": "interpolate"}
 
 
+#: Cases a pool worker runs before a fresh process replaces it (keeps memory from fragmenting).
+DEFAULT_MAX_TASKS_PER_CHILD = 10
+
+#: The PySERA keywords of :func:`process_batch` that are settings (they map onto :class:`Settings`
+#: through :meth:`Settings.from_call`).
+SETTINGS_KEYWORDS = (
+    "apply_preprocessing", "min_roi_volume", "num_workers", "enable_parallelism", "categories", "dimensions",
+    "bin_size", "roi_num", "roi_selection_mode", "feature_value_mode", "report", "extraction_mode",
+    "deep_learning_model", "aggregation_lesion", "column_names",
+)
+
+
 #: PySERA feature categories, in PySERA's order.
 CATEGORIES: Tuple[str, ...] = (
     "diag", "morph", "ip", "stat", "ih", "ivh", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm", "mi",

@@ -1,44 +1,125 @@
-"""Worker process entry point: ``python -m PySERASlicerLib.worker <job folder>``.
+"""Worker process entry point: ``python -m PySERASlicerLib.worker <folder> [--parent-pid PID]``.
 
-Reads ``job.json`` (+ ``inputs.npz``), runs the extraction, appends progress events to
-``progress.jsonl`` and writes ``result.json``. Plain Python: no slicer, no qt, no MRML.
-Any uncaught exception ends the process with a traceback on stderr (``worker.log``), which
-:class:`PySERASlicerLib.jobs.Job` hands to the caller.
+The one way work leaves the calling process (:mod:`.worker_process` starts it). Everything
+goes through files in ``<folder>``, so the worker needs no pipe or inherited descriptor and
+runs the same behind Slicer's PythonSlicer launcher. ``job.json`` says what to do:
+
+* ``case`` / ``batch`` (a :class:`~PySERASlicerLib.jobs.Job`): read the inputs (``inputs.npz``),
+  append progress events to ``progress.jsonl``, write ``result.json``;
+* ``pool`` (a worker of :mod:`.pool`): run the cases the parent writes as ``task_<n>.pkl``
+  one after another, append events to ``events.jsonl`` and write ``result_<n>.pkl`` each;
+  leave after ``max_tasks`` cases or when the parent writes ``stop``.
+
+The worker writes its pid to ``pid.txt`` and exits as soon as its parent process is gone
+(``--parent-pid``), so a killed script or Slicer leaves no worker computing. Plain Python: no
+slicer, no qt, no MRML. An uncaught exception ends the process with a traceback on stderr
+(``worker.log``), which the parent reports.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
 from .image import Image
 from .io.types import MaskData
-from .jobs import _write_json
 from .settings import Settings
+from .worker_files import (
+    PID_FILE,
+    POOL_FOLDER_PREFIX,
+    STOP_FILE,
+    EventWriter,
+    read_pickle,
+    result_path,
+    task_path,
+    write_json,
+    write_pickle,
+)
+
+#: Seconds between two looks for the parent process and for the next task file.
+PARENT_CHECK_INTERVAL = 0.5
+TASK_POLL_INTERVAL = 0.002
+#: Exit status of a worker whose parent died.
+EXIT_ORPHANED = 3
 
 
-class ProgressWriter:
-    """Appends one JSON object per line; flushed at once so the GUI sees it while we work."""
+# ---------------------------------------------------------------------------------------------
+# The parent watch
+# ---------------------------------------------------------------------------------------------
+def parent_alive_check(pid: int) -> Callable[[], bool]:
+    """A function telling whether process ``pid`` still runs.
 
-    def __init__(self, path: Path):
-        self.handle = open(path, "a", encoding="utf-8")
-        self.done = 0
-        self.total = 0
+    Linux: a pidfd (immune to pid reuse) or ``/proc/<pid>/stat`` (a zombie counts as gone);
+    other POSIX: ``kill(pid, 0)``; Windows: a process handle opened now, asked for its exit.
+    """
+    if sys.platform == "win32":
+        import ctypes
 
-    def emit(self, **event: Any) -> None:
-        event.setdefault("done", self.done)
-        event.setdefault("total", self.total)
-        event["time"] = time.time()
-        self.handle.write(json.dumps(event) + "\n")
-        self.handle.flush()
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.OpenProcess.restype = ctypes.c_void_p
+        kernel32.WaitForSingleObject.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        synchronize = 0x00100000
+        handle = kernel32.OpenProcess(synchronize, False, pid)
+        if not handle:
+            return lambda: False
+        return lambda: kernel32.WaitForSingleObject(handle, 0) != 0  # 0 = WAIT_OBJECT_0: it exited
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return lambda: False
+        except OSError:
+            pidfd = None
+        if pidfd is not None:
+            import select
+
+            return lambda: not select.select([pidfd], [], [], 0)[0]  # readable once it exited
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        except (OSError, IndexError):
+            return True
+    return alive
 
 
-def run_case_job(folder: Path, job: Dict[str, Any], progress: ProgressWriter) -> Dict[str, Any]:
+def watch_parent(pid: int, folder: Path, interval: float = PARENT_CHECK_INTERVAL) -> None:
+    """End this process (at once, from a daemon thread) when process ``pid`` is gone, removing
+    the files nobody will read: ``folder`` and, for the last worker of a pool, the pool's folder."""
+    alive = parent_alive_check(pid)
+
+    def watch() -> None:
+        while alive():
+            time.sleep(interval)
+        shutil.rmtree(folder, ignore_errors=True)
+        pool_root = folder.parent
+        if pool_root.name.startswith(POOL_FOLDER_PREFIX) and not any(pool_root.glob("worker_*")):
+            shutil.rmtree(pool_root, ignore_errors=True)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="pysera-parent-watch", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs (jobs.Job)
+# ---------------------------------------------------------------------------------------------
+def run_case_job(folder: Path, job: Dict[str, Any], progress: EventWriter) -> Dict[str, Any]:
     from .case_extraction import extract_case
     from .cases import Case
     from .rois import discover_rois
@@ -57,31 +138,32 @@ def run_case_job(folder: Path, job: Dict[str, Any], progress: ProgressWriter) ->
         labels = inputs["labels"] if "labels" in inputs.files else None
     masks = MaskData(labels=labels, named=named)
     progress.total = len(discover_rois(masks, settings.rois).rois)
-    progress.emit(event="start", message=f"{progress.total} ROI(s) to extract")
+    progress.progress(event="start", message=f"{progress.total} ROI(s) to extract")
 
     def on_roi(flag: str, case_id: str, roi: str) -> None:
         if flag == "END":
             progress.done += 1
-        progress.emit(event=f"roi_{flag.lower()}", roi=roi, message=f"{roi}: {'done' if flag == 'END' else 'started'}")
+        progress.progress(event=f"roi_{flag.lower()}", roi=roi,
+                          message=f"{roi}: {'done' if flag == 'END' else 'started'}")
 
     def on_step(roi: str, step: str) -> None:
-        progress.emit(event="step", roi=roi, step=step, message=f"{roi}: {step}")
+        progress.progress(event="step", roi=roi, step=step, message=f"{roi}: {step}")
 
     result = extract_case(Case(job["case_id"], image, masks), settings, callback=on_roi, on_step=on_step)
     return {"rows": result.rows, "report": [e.as_row() for e in result.entries], "error": result.error,
             "seconds": result.seconds}
 
 
-def run_batch_job(job: Dict[str, Any], progress: ProgressWriter) -> Dict[str, Any]:
-    from .batch import process_batch
+def run_batch_job(job: Dict[str, Any], progress: EventWriter) -> Dict[str, Any]:
+    from .api import process_batch
 
     settings = Settings.from_dict(job["settings"])
-    progress.emit(event="start", message="batch started")
+    progress.progress(event="start", message="batch started")
 
     def on_roi(flag: str, case_id: str, roi: str) -> None:
         if flag == "END":
             progress.done += 1
-        progress.emit(event=f"roi_{flag.lower()}", case=case_id, roi=roi, message=f"{case_id} / {roi}")
+        progress.progress(event=f"roi_{flag.lower()}", case=case_id, roi=roi, message=f"{case_id} / {roi}")
 
     result = process_batch(job["image_input"], job["mask_input"], job["output_path"], settings=settings,
                            callback_fn=on_roi, **job.get("options", {}))
@@ -92,24 +174,92 @@ def run_batch_job(job: Dict[str, Any], progress: ProgressWriter) -> Dict[str, An
                         "processed_files": result["processed_files"], "logs": result["logs"]}}
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m PySERASlicerLib.worker <job folder>", file=sys.stderr)
-        return 2
-    folder = Path(argv[0])
-    with open(folder / "job.json", encoding="utf-8") as handle:
-        job = json.load(handle)
-    progress = ProgressWriter(folder / "progress.jsonl")
+def run_job(folder: Path, job: Dict[str, Any]) -> int:
+    progress = EventWriter(folder / "progress.jsonl")
     if job["kind"] == "case":
         result = run_case_job(folder, job, progress)
-    elif job["kind"] == "batch":
-        result = run_batch_job(job, progress)
     else:
-        raise ValueError(f"unknown job kind {job['kind']!r}")
-    _write_json(folder / "result.json", result)
-    progress.emit(event="finished", message="finished")
+        result = run_batch_job(job, progress)
+    write_json(folder / "result.json", result)
+    progress.progress(event="finished", message="finished")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Pool workers (pool.run_cases)
+# ---------------------------------------------------------------------------------------------
+def _next_task(folder: Path, number: int) -> Optional[Path]:
+    """Wait for task file ``number``; None when the parent asked us to stop."""
+    path = task_path(folder, number)
+    stop = folder / STOP_FILE
+    delay = TASK_POLL_INTERVAL
+    while True:
+        if path.exists():
+            return path
+        if stop.exists():
+            return None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)  # an idle worker looks less often
+
+
+def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
+    """Run the parent's cases one by one (see the module docstring for the files)."""
+    from .case_extraction import extract_case
+    from .settings import ExtractionMode
+
+    settings: Settings = read_pickle(folder / "settings.pkl")
+    threads = job.get("threads", 0)
+    if threads and settings.extraction_mode == ExtractionMode.DEEP:
+        from .engine.deep import DeepDependencyError, import_torch
+
+        try:
+            import_torch()[0].set_num_threads(threads)
+        except DeepDependencyError:
+            pass  # each case then reports the missing dependency with its own clear message
+    events = EventWriter(folder / "events.jsonl")
+    max_tasks = job.get("max_tasks")
+    number = 0
+    while not max_tasks or number < max_tasks:
+        path = _next_task(folder, number)
+        if path is None:
+            break
+        index, case = read_pickle(path)
+        path.unlink()
+        events.emit(kind="start", index=index, pid=os.getpid())
+
+        def on_roi(flag: str, case_id: str, roi: str, _index: int = index) -> None:
+            events.emit(kind="roi", index=_index, flag=flag, case_id=case_id, roi=roi)
+
+        result = extract_case(case, settings, on_roi)
+        write_pickle(result_path(folder, number), result)
+        events.emit(kind="done", index=index, number=number)
+        number += 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parent_pid = None
+    if len(argv) == 3 and argv[1] == "--parent-pid" and argv[2].isdigit():
+        parent_pid = int(argv[2])
+        argv = argv[:1]
+    if len(argv) != 1:
+        print("usage: python -m PySERASlicerLib.worker <folder> [--parent-pid PID]", file=sys.stderr)
+        return 2
+    folder = Path(argv[0])
+    # Ctrl-C belongs to the parent, which ends the workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        watch_parent(parent_pid, folder)
+    (folder / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
+    with open(folder / "job.json", encoding="utf-8") as handle:
+        job = json.load(handle)
+    if job["kind"] == "pool":
+        return run_pool_worker(folder, job)
+    if job["kind"] in ("case", "batch"):
+        return run_job(folder, job)
+    raise ValueError(f"unknown job kind {job['kind']!r}")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,14 @@ The families of one ROI may run on two threads (numpy and scipy release the GIL 
 calls): the morphological family and the other families that read only the processed image and
 masks (:data:`SIDE_FAMILIES`) run in a helper thread while the rest run in the calling thread.
 Results do not depend on the split. ``threads`` of :func:`extract_roi` chooses; its default
-(:func:`default_threads`) is ``min(2, cores)``, 1 inside a ``multiprocessing`` child (the batch
-pool's workers already run one case per core), and the environment variable
-``PYSERA_ROI_THREADS`` (an integer >= 1) overrides both.
+(:func:`default_threads`) is ``min(2, cores)``, 1 inside a ``multiprocessing`` child, and the
+environment variable ``PYSERA_ROI_THREADS`` (an integer >= 1) overrides both; the batch pool
+sets it for its workers to the cores each one has (1 with as many workers as cores).
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import threading
@@ -78,11 +79,31 @@ def _helper_pool() -> ThreadPoolExecutor:
 
 def _run_families(ctx, groups: Dict[str, List[str]], on_step: StepCallback) -> Dict[str, float]:
     values: Dict[str, float] = {}
-    for family, tags in groups.items():
-        if on_step:
-            on_step(family)
-        values.update(family_module(family).compute(ctx, tags))
+    # an undefined feature (0/0 on a one-voxel or constant ROI) is NaN and reported once per ROI
+    # by undefined_features_warning, not as a numpy warning per division
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for family, tags in groups.items():
+            if on_step:
+                on_step(family)
+            values.update(family_module(family).compute(ctx, tags))
     return values
+
+
+def undefined_features_warning(values: Dict[str, float], ctx) -> Optional[str]:
+    """One Report message naming every feature of the ROI that is undefined (NaN), with the
+    likely reason; None when every feature has a value."""
+    undefined = [tag for tag, value in values.items() if isinstance(value, float) and math.isnan(value)]
+    if not undefined:
+        return None
+    voxels = int(np.count_nonzero(ctx.int_mask))
+    if voxels <= 1:
+        reason = f"the intensity mask has {voxels} voxel(s)"
+    elif np.ptp(ctx.intensities) == 0:
+        reason = "every voxel of the ROI has the same intensity"
+    else:
+        reason = "the ROI is too small or too uniform for them"
+    return (f"{len(undefined)} feature(s) undefined for this ROI ({reason}; NaN, or 0 with feature_value_mode "
+            f"APPROXIMATE_VALUE): " + ", ".join(undefined))
 
 
 def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
@@ -142,4 +163,7 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
         filter_values, filter_warnings = filtered_features(image, roi_mask, settings, box)
         ordered.update(filter_values)
         warnings.extend(filter_warnings)
+    undefined = undefined_features_warning(ordered, ctx)  # filtered features included
+    if undefined:
+        warnings.append(undefined)
     return RoiResult(ordered, warnings)

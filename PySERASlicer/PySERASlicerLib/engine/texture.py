@@ -327,6 +327,7 @@ def equal_neighbour_counts(q: np.ndarray, distance: int, alpha: int, in_plane: b
 # ------------------------------------------------------------------------------------------
 def entropy(p: np.ndarray, axis) -> np.ndarray:
     """Shannon entropy in bits, ``-sum p log2 p`` over ``axis`` (0 log 0 = 0, no epsilon)."""
+    p = np.asarray(p, dtype=np.float64)  # an empty matrix (no voxel pair) may come as integers
     logp = np.log2(p, where=p > 0, out=np.zeros_like(p))
     return -(p * logp).sum(axis=axis)
 

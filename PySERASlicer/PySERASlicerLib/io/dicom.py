@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..image import Image
-from .conversion import image_from_sitk, mask_from_image, sitk_message
+from .conversion import image_from_sitk, sitk_message
 from .conversion import warn as _warn
 from .dicom_frames import (
     SPLIT_LABELS,
@@ -56,7 +56,7 @@ from .dicom_frames import (
     stored_values,
 )
 from .files import MAX_FOLDER_DEPTH, is_dicom_file
-from .types import InputError, MaskData
+from .types import InputError
 
 #: Modalities that are not image slices.
 NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "RTRECORD")
@@ -414,33 +414,3 @@ def _read_with_sitk(path: Path, modality: str) -> Image:
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read DICOM image ({sitk_message(exc)})") from None
     return image_from_sitk(image, str(path), _image_modality(modality))
-
-
-def read_dicom_mask(path: Path, reference: Image, apply_preprocessing: bool = False,
-                    warnings: Optional[List[str]] = None, temp_dir: Optional[str] = None, dicom=None) -> MaskData:
-    """A DICOM mask: an RTSTRUCT or SEG file (or a folder holding one), or a label-map series."""
-    path = Path(path)
-    if path.is_dir():
-        series, others = scan_folder(path, warnings)
-        masks = [(p, h) for p, h in others if str(h.get("Modality", "")).upper() in ("RTSTRUCT", "SEG")]
-        if masks:
-            if len(masks) > 1:
-                _warn(warnings, f"{path}: {len(masks)} RTSTRUCT/SEG files; using {masks[0][0].name}")
-            path = masks[0][0]
-        elif series:
-            labels = read_dicom_series(path, warnings, dicom=dicom, labels=True)
-            return mask_from_image(labels, reference, apply_preprocessing, warnings)
-        else:
-            raise InputError(f"{path}: no RTSTRUCT, SEG or DICOM label series found in this mask folder")
-    header = read_header(path)
-    modality = str(header.get("Modality", "")).upper()
-    if modality == "RTSTRUCT":
-        from .rtstruct import read_rtstruct
-
-        return read_rtstruct(path, reference, warnings=warnings, temp_dir=temp_dir)
-    if modality == "SEG":
-        from .seg import read_seg
-
-        return read_seg(path, reference, warnings=warnings)
-    labels = read_dicom_file(path, warnings, dicom=dicom, labels=True)
-    return mask_from_image(labels, reference, apply_preprocessing, warnings)

@@ -195,7 +195,7 @@ def read_mask(source: Union[Source, MaskData], reference: Image, apply_preproces
         if not path.exists():
             raise InputError(f"{path}: mask file or folder not found")
         if path.is_dir() or is_dicom_file(path):
-            from .dicom import read_dicom_mask
+            from .dicom_masks import read_dicom_mask
 
             return read_dicom_mask(path, reference, apply_preprocessing, warnings=warnings, temp_dir=temp_dir,
                                    dicom=dicom)
