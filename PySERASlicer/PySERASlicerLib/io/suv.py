@@ -134,7 +134,8 @@ def conversion_from_headers(headers: Sequence, frame_acquisitions: Sequence[Opti
     frames' ``FrameAcquisitionDateTime`` values (``frame_acquisitions``)."""
     first = headers[0]
     drug_sequence = first.get("RadiopharmaceuticalInformationSequence")
-    drug = drug_sequence[0] if drug_sequence else _functional_group_item(first, "RadiopharmaceuticalInformationSequence")
+    drug = (drug_sequence[0] if drug_sequence else
+            _functional_group_item(first, "RadiopharmaceuticalInformationSequence"))
     units = (_text(first, "Units") or "").upper()
     tags: Dict[str, str] = {"Units": units or "?"}
     if not units:  # enhanced PET: the unit is the Pixel Value Transformation's rescale type
