@@ -297,6 +297,41 @@ def test_localizer_series_and_dose_report_skipped_with_reasons(tmp_path):
         read_image(tmp_path, series_uid=report["series"])
 
 
+def test_series_with_a_gap_gives_way_to_the_next_complete_series(tmp_path):
+    """The biggest series has a slice gap (refused by default) and a complete reconstruction
+    lies beside it: without series_uid the complete one is read and the Report says why the
+    first was not; asked for by series_uid, the gapped series still fails."""
+    gapped = ct_volume((10, 8, 9), seed=20)
+    z = 30.0 + 2.5 * np.array([0, 1, 2, 3, 4, 6, 7, 8, 9, 10])  # slice 5 missing
+    first = write_series(tmp_path, gapped, prefix="thin",
+                         positions=np.column_stack([np.full(10, -10.0), np.full(10, -20.0), z]))
+    complete = ct_volume((7, 8, 9), seed=21)
+    second = write_series(tmp_path, complete, prefix="thick", spacing=(0.8, 0.8, 4.0),
+                          study_uid=first["study"], frame_uid=first["frame"])
+    warnings = []
+    image = read_image(tmp_path, warnings=warnings)
+    np.testing.assert_array_equal(image.array, complete.astype(np.int64) - 1024)
+    assert image.spacing[2] == pytest.approx(4.0)
+    used = [w for w in warnings if f"using {second['series']}" in w]
+    assert len(used) == 1 and "failed when read" in used[0], warnings
+    failed = [w for w in warnings if first["series"] in w and "not used, reading it failed" in w]
+    assert len(failed) == 1 and "1 missing slice" in failed[0], warnings
+    with pytest.raises(InputError, match="1 missing slice"):
+        read_image(tmp_path, series_uid=first["series"])
+
+
+def test_every_series_failing_when_read_names_each(tmp_path):
+    uids = {}
+    for name, missing in (("a", 3), ("b", 2)):
+        keep = [k for k in range(8) if k != missing]
+        z = 30.0 + 2.5 * np.array(keep, float)
+        uids[name] = write_series(tmp_path, ct_volume((7, 6, 6), seed=missing), prefix=name,
+                                  positions=np.column_stack([np.full(7, -10.0), np.full(7, -20.0), z]))["series"]
+    with pytest.raises(InputError, match="no image series could be read") as error:
+        read_image(tmp_path)
+    assert all(uid in str(error.value) for uid in uids.values()) and str(error.value).count("missing slice") == 2
+
+
 def test_localizer_images_in_the_series_left_out(tmp_path):
     ct = ct_volume((6, 10, 12), seed=5)
     uids = write_series(tmp_path, ct, per_slice=lambda k: {"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]})

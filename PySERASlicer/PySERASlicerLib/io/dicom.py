@@ -17,7 +17,9 @@ Series
     position along the slice normal ``n = row cosine x column cosine``. A series that cannot be
     stacked (no positions, mixed sizes or orientations, positions repeating unevenly) is skipped
     with its reason; of the readable ones the series with the most frames is read (or the one
-    named by ``series_uid``) and the choice is reported.
+    named by ``series_uid``) and the choice is reported. When reading the chosen series fails
+    (a slice gap or gantry tilt refused, pixels that do not decode) and no ``series_uid`` names
+    it, the next readable series is read instead, and the Report says why the first failed.
 Multi-volume series
     When several frames share a slice position (multi-echo, diffusion, dynamic series), the
     series is split into volumes by the first value that separates them into equal, complete
@@ -330,8 +332,9 @@ def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] =
     return image
 
 
-def _choose(source: Path, all_series: List[DicomSeries], series_uid: Optional[str],
-            warnings: Optional[List[str]]) -> DicomSeries:
+def _candidates(source: Path, all_series: List[DicomSeries], series_uid: Optional[str]) -> List[DicomSeries]:
+    """The series to try, in order: the one named by ``series_uid`` alone, else every readable
+    series, most images first."""
     if not all_series:
         raise InputError(f"{source}: no DICOM image series found here")
     if series_uid:
@@ -341,34 +344,18 @@ def _choose(source: Path, all_series: List[DicomSeries], series_uid: Optional[st
                              f"{', '.join(_describe(s) for s in all_series)}")
         if chosen[0].problem:
             raise InputError(f"{source}: series {series_uid} cannot be read: {chosen[0].problem}")
-        return chosen[0]
+        return chosen
     readable = [s for s in all_series if not s.problem]
     if len(all_series) == 1 and not readable:
         raise InputError(f"{source} (series {all_series[0].uid}): {all_series[0].problem}")
     if not readable:
         reasons = "; ".join(f"{_describe(s)}: {s.problem}" for s in all_series)
         raise InputError(f"{source}: no readable DICOM image series ({reasons})")
-    series = readable[0]
-    if len(readable) > 1:
-        _warn(warnings, f"{source}: {len(readable)} image series ({'; '.join(_describe(s) for s in readable)}); "
-                        f"using {series.uid} (most images; pick another with series_uid)")
-    for skipped in all_series:
-        if skipped.problem:
-            _warn(warnings, f"{source}: series {_describe(skipped)} skipped: {skipped.problem}")
-    return series
+    return readable
 
 
-def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
-                      volume: Optional[int] = None, dicom=None, labels: bool = False) -> Image:
-    """Read one image volume from a DICOM folder or file (see the module docstring for the choices).
-
-    ``dicom`` is a :class:`~PySERASlicerLib.settings.DicomSettings` (gantry tilt, missing
-    slices); ``labels`` reads a label-map series (nearest neighbour if it must be regularised).
-    """
-    folder = Path(folder)
-    unreadable: List[str] = []
-    all_series = list_series(folder, warnings, unreadable)
-    series = _choose(folder, all_series, series_uid, warnings)
+def _read_series(folder: Path, series: DicomSeries, volume: Optional[int], warnings: List[str], dicom,
+                 labels: bool) -> Image:
     for note in series.notes:
         _warn(warnings, note)
     index = 0 if volume is None else int(volume)
@@ -384,13 +371,55 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
     where = str(folder)
     if len(series.volumes) > 1:
         where += f" [{series.split_label} {series.split_values[index]}]"
-    try:
-        return read_volume(series.volumes[index], where, warnings, dicom, labels)
-    except InputError as exc:
-        if not unreadable:
-            raise
-        raise InputError(f"{exc} ({len(unreadable)} unreadable file(s) in this folder were skipped: "
-                         f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})") from None
+    return read_volume(series.volumes[index], where, warnings, dicom, labels)
+
+
+def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
+                      volume: Optional[int] = None, dicom=None, labels: bool = False) -> Image:
+    """Read one image volume from a DICOM folder or file (see the module docstring for the choices).
+
+    Without ``series_uid``, a series that is readable by its headers but fails when read (a slice
+    gap refused, a gantry tilt refused, undecodable pixels) gives way to the next readable series
+    (most images first), and the Report says which series was used and why the others failed; a
+    series named by ``series_uid`` is read or fails. ``dicom`` is a
+    :class:`~PySERASlicerLib.settings.DicomSettings` (gantry tilt, missing slices); ``labels``
+    reads a label-map series (nearest neighbour if it must be regularised).
+    """
+    folder = Path(folder)
+    unreadable: List[str] = []
+    all_series = list_series(folder, warnings, unreadable)
+    candidates = _candidates(folder, all_series, series_uid)
+    failures: List[Tuple[DicomSeries, InputError, List[str]]] = []  # series that failed when read
+    for series in candidates:
+        attempt: List[str] = []  # this series' reading warnings; kept only if it is the one used
+        try:
+            image = _read_series(folder, series, volume, attempt, dicom, labels)
+        except InputError as exc:
+            failures.append((series, exc, attempt))
+            continue
+        if len(candidates) > 1:
+            why = "most images" if not failures else \
+                f"the readable series with most images once {len(failures)} failed when read"
+            listed = "; ".join(_describe(s) for s in candidates)
+            _warn(warnings, f"{folder}: {len(candidates)} image series ({listed}); "
+                            f"using {series.uid} ({why}; pick another with series_uid)")
+        for failed, exc, _ in failures:
+            _warn(warnings, f"{folder}: series {_describe(failed)} not used, reading it failed: {exc}")
+        for skipped in all_series:
+            if skipped.problem:
+                _warn(warnings, f"{folder}: series {_describe(skipped)} skipped: {skipped.problem}")
+        if warnings is not None:
+            warnings.extend(attempt)
+        return image
+    for _, _, attempt in failures:  # what was left out may explain the failure (a truncated slice)
+        if warnings is not None:
+            warnings.extend(attempt)
+    message = str(failures[0][1]) if len(failures) == 1 else \
+        f"{folder}: no image series could be read ({'; '.join(f'{_describe(s)}: {e}' for s, e, _ in failures)})"
+    if unreadable:
+        message += (f" ({len(unreadable)} unreadable file(s) in this folder were skipped: "
+                    f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})")
+    raise InputError(message) from None
 
 
 def read_dicom_file(path: Path, warnings: Optional[List[str]] = None, dicom=None, volume: Optional[int] = None,
