@@ -109,6 +109,65 @@ def test_enhanced_dynamic_series_split_by_temporal_position(tmp_path):
         np.testing.assert_array_equal(read_image(tmp_path / "dce.dcm", volume=t).array, phase)
 
 
+SAGITTAL = (0, 1, 0, 0, 0, -1)
+
+
+def _two_plane_file(path: Path, stack_ids: bool):
+    """An enhanced MR file with an axial stack (5 frames) and a sagittal stack (4 frames, same
+    rows x columns), frames interleaved, no LOCALIZER flag; StackID "1"/"2" if ``stack_ids``."""
+    axial, sagittal = ct_volume((5, 8, 9), seed=40), ct_volume((4, 8, 9), seed=41) + 500
+    sagittal_origin = (20.0, -20.0, 40.0)
+    frames_axial = _enhanced_frames(axial)
+    frames_sagittal = _enhanced_frames(sagittal, origin=sagittal_origin, iop=SAGITTAL)
+    for frames, iop in ((frames_axial, (1, 0, 0, 0, 1, 0)), (frames_sagittal, SAGITTAL)):
+        for frame in frames:
+            frame["iop"] = iop  # per-frame Plane Orientation
+    if stack_ids:
+        for frames, stack in ((frames_axial, "1"), (frames_sagittal, "2")):
+            for frame in frames:
+                frame["stack_id"] = stack
+    # axial first: without StackID, the stacks are numbered in the order their first frames come
+    interleaved = [f for pair in zip(frames_axial, frames_sagittal[::-1]) for f in pair] + [frames_axial[-1]]
+    uids = write_enhanced(path, interleaved)
+    return uids, axial, sagittal, sagittal_origin
+
+
+@pytest.mark.parametrize("stack_ids", [True, False], ids=["StackID", "orientation only"])
+def test_enhanced_file_with_stacks_in_two_orientations_split_by_stack(tmp_path, stack_ids):
+    """A 3-plane-style enhanced file is split into one volume per stack (StackID, else
+    orientation), each sorted along its own normal, like any multi-volume series."""
+    uids, axial, sagittal, sagittal_origin = _two_plane_file(tmp_path / "planes.dcm", stack_ids)
+    warnings = []
+    first = read_dicom_series(tmp_path, warnings)
+    np.testing.assert_array_equal(first.array, axial)
+    _assert_geometry(first, SPACING, ORIGIN, (1, 0, 0, 0, 1, 0))
+    label = "stack" if stack_ids else "orientation"
+    assert any(f"2 volumes split by {label}" in w for w in warnings), warnings
+    second = read_image(tmp_path / "planes.dcm", volume=1)
+    np.testing.assert_array_equal(second.array, sagittal)
+    _assert_geometry(second, SPACING, sagittal_origin, SAGITTAL)
+    volumes = list_volumes(tmp_path)
+    assert [(uid, index) for uid, index, _ in volumes] == [(uids["series"], 0), (uids["series"], 1)]
+    if stack_ids:
+        assert [text for _, _, text in volumes] == ["MR stack 1", "MR stack 2"]
+    else:
+        assert [text for _, _, text in volumes] == ["MR orientation 1 (normal 0,0,1)",
+                                                    "MR orientation 2 (normal -1,0,0)"]
+
+
+def test_batch_split_dicom_on_a_two_plane_enhanced_file(tmp_path):
+    from PySERASlicerLib import process_batch
+
+    _, axial, _, _ = _two_plane_file(tmp_path / "planes.dcm", stack_ids=True)
+    mask = _box_mask(tmp_path / "mask.nii.gz", axial.shape)
+    result = process_batch(tmp_path / "planes.dcm", mask, tmp_path / "out", split_dicom=True, **STAT)
+    frame = result["features_extracted"].set_index("PatientID")
+    assert list(frame.index) == ["planes_1"]  # the sagittal stack is not on the mask's grid: a Report row
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    assert frame.loc["planes_1", "stat_mean"] == pytest.approx(axial[box].mean(), rel=1e-12)
+    assert result["failed_files"] == 1
+
+
 def test_two_enhanced_files_of_one_series(tmp_path):
     stored = ct_volume((8, 6, 7), seed=9)
     frames = _enhanced_frames(stored, slope=lambda k: 2, intercept=lambda k: -5)

@@ -25,8 +25,11 @@ Multi-volume series
     series is split into volumes by the first value that separates them into equal, complete
     volumes (:data:`.dicom_frames.SPLIT_LABELS`: echo time, b-value, b-value and gradient
     direction, trigger/acquisition/content time, flip angle, temporal position, acquisition
-    number, echo number, stack). Volume 0 (lowest value) is read unless ``volume`` says
-    otherwise; the split is reported. :func:`list_volumes` lets the batch make one case per
+    number, echo number, stack). An enhanced file whose frames lie in several orientations (a
+    multi-stack acquisition such as a 3-plane MR without a LOCALIZER flag) is split into one
+    volume per ``StackID``, or per orientation (numbered in file order) when the stacks have no
+    ID, each stack sorted along its own normal. Volume 0 (lowest value) is read unless
+    ``volume`` says otherwise; the split is reported. :func:`list_volumes` lets the batch make one case per
     series and volume.
 Geometry
     Rescale slope/intercept are applied per frame. Origin = position of the first frame after
@@ -235,15 +238,61 @@ def _prepare(uid: str, frames: List[Frame], where: str) -> DicomSeries:
     if len(sizes) > 1:
         series.problem = f"images have different sizes ({', '.join(f'{r}x{c}' for r, c in sorted(sizes))})"
         return series
-    if any(not np.allclose(f.orientation, frames[0].orientation, atol=1e-4) for f in frames):
-        series.problem = "images have different orientations (ImageOrientationPatient)"
-        return series
     series.n_frames = len(frames)
+    if any(not np.allclose(f.orientation, frames[0].orientation, atol=1e-4) for f in frames):
+        stacks = _stacks(frames)
+        if stacks is None:
+            series.problem = "images have different orientations (ImageOrientationPatient)"
+            return series
+    else:
+        stacks = None
     try:
-        series.volumes, series.split_label, series.split_values = split_volumes(frames, where)
+        if stacks is None:
+            series.volumes, series.split_label, series.split_values = split_volumes(frames, where)
+        else:
+            series.volumes, series.split_label, series.split_values = _split_stacks(stacks, where)
     except InputError as exc:
         series.problem = str(exc).split(": ", 1)[-1]
     return series
+
+
+def _orientation_key(frame: Frame) -> Tuple[float, ...]:
+    return tuple(np.round(frame.orientation, 3) + 0.0)  # + 0.0: -0.0 and 0.0 are one key
+
+
+def _stacks(frames: List[Frame]) -> Optional[Tuple[str, List[Tuple[str, List[Frame]]]]]:
+    """An enhanced file's frames in several orientations (a multi-stack acquisition such as a
+    3-plane MR) as ``(label, [(value, frames)])``: by ``StackID`` when every frame has one and
+    each stack has one orientation, else by orientation; None for single-frame files, whose
+    mixed orientations stay a reason not to read the series."""
+    if any(f.number is None for f in frames):
+        return None
+    if all("stack" in f.values for f in frames):
+        by_stack: Dict[str, List[Frame]] = {}
+        for frame in frames:
+            by_stack.setdefault(frame.values["stack"], []).append(frame)
+        if all(len({_orientation_key(f) for f in members}) == 1 for members in by_stack.values()):
+            return "stack", [(value, by_stack[value]) for value in sorted(by_stack, key=_sort_key)]
+    by_orientation: Dict[Tuple[float, ...], List[Frame]] = {}
+    for frame in sorted(frames, key=lambda f: f.number):
+        by_orientation.setdefault(_orientation_key(frame), []).append(frame)
+    groups = []
+    for number, (key, members) in enumerate(by_orientation.items(), start=1):
+        normal = np.cross(key[:3], key[3:])
+        groups.append((f"{number} (normal {','.join(f'{v:.2g}' for v in normal + 0.0)})", members))
+    return "orientation", groups
+
+
+def _split_stacks(stacks: Tuple[str, List[Tuple[str, List[Frame]]]], where: str
+                  ) -> Tuple[List[List[Frame]], str, Tuple[str, ...]]:
+    """Each stack sorted (and split, if its positions repeat) on its own, one volume list."""
+    label, groups = stacks
+    volumes, values = [], []
+    for value, members in groups:
+        stack_volumes, inner_label, inner_values = split_volumes(members, f"{where} [{label} {value}]")
+        volumes.extend(stack_volumes)
+        values.extend([value] if not inner_label else [f"{value} {inner_label} {v}" for v in inner_values])
+    return volumes, label, tuple(values)
 
 
 def list_series(source: Path, warnings: Optional[List[str]] = None,
