@@ -3,11 +3,9 @@ and ADMIN, Units GML, Philips CNTS, missing weight), and the switch that turns i
 
 from __future__ import annotations
 
-import datetime
-
 import numpy as np
 import pytest
-from clinical_dicom_fixtures import PET_TAGS, RADIOPHARMACEUTICAL, write_pet_series
+from clinical_dicom_fixtures import PET_TAGS, RADIOPHARMACEUTICAL, write_enhanced_pet, write_pet_series
 from PySERASlicerLib.io.readers import read_image
 from PySERASlicerLib.io.suv import apply_suv
 from PySERASlicerLib.settings import Settings, SettingsError
@@ -149,38 +147,12 @@ def test_settings_switch_pysera_key_and_own_name():
         Settings(pet_suv="yes")
 
 
-def _write_enhanced_pet(path, stored, top_level: dict, drug_in_shared_group: bool = False):
-    """An Enhanced PET file (one file, ``stored``'s slices as frames, written last slice first);
-    frame k acquired 30 s after frame k - 1, frame 0 at 11:00:00 (one hour after the injection)."""
-    from clinical_dicom_fixtures import edit_dicom
-    from dicom_fixtures import write_enhanced
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-
-    start = datetime.datetime(2024, 1, 5, 11, 0, 0)
-    frames = [{"stored": stored[k], "position": (-20.0, -20.0, 3.0 * k),
-               "acquisition_datetime": (start + datetime.timedelta(seconds=30 * k)).strftime("%Y%m%d%H%M%S.%f")}
-              for k in reversed(range(len(stored)))]
-    write_enhanced(path, frames, spacing=(4.0, 4.0), modality="PT", shared_rescale=(0.5, 0, "BQML"))
-
-    def change(dataset):
-        for key, value in top_level.items():
-            setattr(dataset, key, value)
-        drug = Dataset()
-        for key, value in RADIOPHARMACEUTICAL.items():
-            setattr(drug, key, value)
-        owner = dataset.SharedFunctionalGroupsSequence[0] if drug_in_shared_group else dataset
-        owner.RadiopharmaceuticalInformationSequence = DicomSequence([drug])
-
-    edit_dicom(path, change)
-
-
 def test_enhanced_pet_decay_corrected_to_the_earliest_frame(tmp_path):
     """Series time 12:30 after the acquisition: the decay reference is the earliest frame's
     FrameAcquisitionDateTime (11:00), as for a series of single-frame files."""
     stored = _stored()
     tags = {key: PET_TAGS[key] for key in ("Units", "DecayCorrection", "PatientWeight", "SeriesDate")}
-    _write_enhanced_pet(tmp_path / "pet.dcm", stored, {**tags, "SeriesTime": "123000"})
+    write_enhanced_pet(tmp_path / "pet.dcm", stored, {**tags, "SeriesTime": "123000"})
     image, _ = _read(tmp_path / "pet.dcm")
     assert image.modality == "PET"
     assert image.pet_suv.factor == pytest.approx(START_FACTOR, rel=1e-12)
@@ -196,7 +168,7 @@ def test_enhanced_pet_tags_rescale_type_and_decay_corrected(tmp_path, corrected_
     tags = {"PatientWeight": "70", "SeriesDate": "20240105", "SeriesTime": "123000", "DecayCorrected": "YES"}
     if corrected_to:
         tags["DecayCorrectionDateTime"] = corrected_to
-    _write_enhanced_pet(tmp_path / "pet.dcm", _stored(), tags, drug_in_shared_group=True)
+    write_enhanced_pet(tmp_path / "pet.dcm", _stored(), tags, drug_in_shared_group=True)
     image, _ = _read(tmp_path / "pet.dcm")
     assert image.pet_suv.factor == pytest.approx(START_FACTOR, rel=1e-12), image.pet_suv.describe()
     assert image.pet_suv.tags["RescaleType"] == "BQML"

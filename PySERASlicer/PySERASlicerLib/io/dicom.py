@@ -376,8 +376,7 @@ def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] =
         from .suv import conversion_from_headers
 
         headers = list({id(f.header): f.header for f in frames}.values())  # one per file
-        frame_starts = [f.values.get("acquisition time") for f in frames if f.number is not None]  # enhanced
-        image = image.with_array(image.array, pet_suv=conversion_from_headers(headers, frame_starts))
+        image = image.with_array(image.array, pet_suv=conversion_from_headers(headers))
     return image
 
 

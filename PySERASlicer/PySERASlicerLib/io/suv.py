@@ -128,10 +128,21 @@ def _functional_group_item(dataset, sequence_keyword: str):
     return None
 
 
-def conversion_from_headers(headers: Sequence, frame_acquisitions: Sequence[Optional[str]] = ()) -> SuvConversion:
+def _frame_acquisitions(dataset) -> List[str]:
+    """The ``FrameAcquisitionDateTime`` of every frame of an enhanced file (none elsewhere)."""
+    times = []
+    for item in dataset.get("PerFrameFunctionalGroupsSequence") or ():
+        content = item.get("FrameContentSequence")
+        text = _text(content[0], "FrameAcquisitionDateTime") if content else None
+        if text:
+            times.append(text)
+    return times
+
+
+def conversion_from_headers(headers: Sequence) -> SuvConversion:
     """The SUVbw conversion of a PET series from its files' pydicom headers (first file for the
-    series tags, all files for the earliest acquisition time) and, for enhanced files, the
-    frames' ``FrameAcquisitionDateTime`` values (``frame_acquisitions``)."""
+    series tags, all files, and all frames of enhanced files, for the earliest acquisition
+    time)."""
     first = headers[0]
     drug_sequence = first.get("RadiopharmaceuticalInformationSequence")
     drug = (drug_sequence[0] if drug_sequence else
@@ -196,7 +207,8 @@ def conversion_from_headers(headers: Sequence, frame_acquisitions: Sequence[Opti
             injection = _datetime(series_date, need(drug, "RadiopharmaceuticalStartTime", missing))
         acquisitions = [a for a in (_datetime(_text(h, "AcquisitionDate") or series_date, _text(h, "AcquisitionTime"))
                                     for h in headers) if a is not None]
-        frame_starts = [a for a in (_datetime_tag(t) for t in frame_acquisitions) if a is not None]
+        frame_starts = [a for a in (_datetime_tag(t) for h in headers for t in _frame_acquisitions(h))
+                        if a is not None]
         if corrected_to is None and series is not None and frame_starts and min(frame_starts) < series:
             series = min(frame_starts)  # an enhanced file: the earliest frame is the acquisition start
             tags["FrameAcquisitionDateTime"] = series.strftime("%Y%m%d%H%M%S")
