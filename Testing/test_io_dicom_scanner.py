@@ -377,6 +377,26 @@ def test_series_with_a_gap_gives_way_to_the_next_complete_series(tmp_path):
     assert len(failed) == 1 and "1 missing slice" in failed[0], warnings
     with pytest.raises(InputError, match="1 missing slice"):
         read_image(tmp_path, series_uid=first["series"])
+    with pytest.raises(InputError, match="1 missing slice"):  # volume 0 of the default series
+        read_image(tmp_path, volume=0)
+
+
+def test_batch_report_names_the_series_used_after_a_failed_one(tmp_path):
+    from PySERASlicerLib import process_batch
+
+    z = 30.0 + 2.5 * np.array([0, 1, 2, 3, 4, 6, 7, 8, 9, 10])
+    first = write_series(tmp_path / "ct", ct_volume((10, 8, 9), seed=20), prefix="thin",
+                         positions=np.column_stack([np.full(10, -10.0), np.full(10, -20.0), z]))
+    complete = ct_volume((7, 8, 9), seed=21)
+    second = write_series(tmp_path / "ct", complete, prefix="thick", spacing=(0.8, 0.8, 4.0),
+                          study_uid=first["study"], frame_uid=first["frame"])
+    mask = _box_mask(tmp_path / "mask.nii.gz", complete.shape, spacing=(0.8, 0.8, 4.0))
+    result = process_batch(tmp_path / "ct", mask, tmp_path / "out", **STAT)
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    assert result["features_extracted"]["stat_mean"].iloc[0] == pytest.approx(complete[box].mean() - 1024, rel=1e-12)
+    assert any(first["series"] in line and "not used, reading it failed" in line and "missing slice" in line
+               for line in result["logs"]), result["logs"]
+    assert any(f"using {second['series']}" in line for line in result["logs"])
 
 
 def test_every_series_failing_when_read_names_each(tmp_path):

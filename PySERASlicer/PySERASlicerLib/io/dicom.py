@@ -18,8 +18,8 @@ Series
     stacked (no positions, mixed sizes or orientations, positions repeating unevenly) is skipped
     with its reason; of the readable ones the series with the most frames is read (or the one
     named by ``series_uid``) and the choice is reported. When reading the chosen series fails
-    (a slice gap or gantry tilt refused, pixels that do not decode) and no ``series_uid`` names
-    it, the next readable series is read instead, and the Report says why the first failed.
+    (a slice gap or gantry tilt refused, pixels that do not decode) and neither ``series_uid``
+    nor ``volume`` asks for it, the next readable series is read instead, and the Report says why the first failed.
 Multi-volume series
     When several frames share a slice position (multi-echo, diffusion, dynamic series), the
     series is split into volumes by the first value that separates them into equal, complete
@@ -426,10 +426,11 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
                       volume: Optional[int] = None, dicom=None, labels: bool = False) -> Image:
     """Read one image volume from a DICOM folder or file (see the module docstring for the choices).
 
-    Without ``series_uid``, a series that is readable by its headers but fails when read (a slice
-    gap refused, a gantry tilt refused, undecodable pixels) gives way to the next readable series
-    (most images first), and the Report says which series was used and why the others failed; a
-    series named by ``series_uid`` is read or fails. ``dicom`` is a
+    Without ``series_uid`` and ``volume``, a series that is readable by its headers but fails
+    when read (a slice gap refused, a gantry tilt refused, undecodable pixels) gives way to the
+    next readable series (most images first), and the Report says which series was used and why
+    the others failed; a series named by ``series_uid``, or the default series when ``volume``
+    names one of its volumes, is read or fails. ``dicom`` is a
     :class:`~PySERASlicerLib.settings.DicomSettings` (gantry tilt, missing slices); ``labels``
     reads a label-map series (nearest neighbour if it must be regularised).
     """
@@ -438,7 +439,8 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
     all_series = list_series(folder, warnings, unreadable)
     candidates = _candidates(folder, all_series, series_uid)
     failures: List[Tuple[DicomSeries, InputError, List[str]]] = []  # series that failed when read
-    for series in candidates:
+    # a volume asked for is a volume of the series the user expects: no other series instead
+    for series in candidates if volume is None else candidates[:1]:
         attempt: List[str] = []  # this series' reading warnings; kept only if it is the one used
         try:
             image = _read_series(folder, series, volume, attempt, dicom, labels)
