@@ -256,8 +256,8 @@ def _prepare(uid: str, frames: List[Frame], where: str) -> DicomSeries:
     return series
 
 
-def _orientation_key(frame: Frame) -> Tuple[float, ...]:
-    return tuple(np.round(frame.orientation, 3) + 0.0)  # + 0.0: -0.0 and 0.0 are one key
+def _same_orientation(a: Frame, b: Frame) -> bool:
+    return bool(np.allclose(a.orientation, b.orientation, atol=1e-4))
 
 
 def _stacks(frames: List[Frame]) -> Optional[Tuple[str, List[Tuple[str, List[Frame]]]]]:
@@ -271,15 +271,20 @@ def _stacks(frames: List[Frame]) -> Optional[Tuple[str, List[Tuple[str, List[Fra
         by_stack: Dict[str, List[Frame]] = {}
         for frame in frames:
             by_stack.setdefault(frame.values["stack"], []).append(frame)
-        if all(len({_orientation_key(f) for f in members}) == 1 for members in by_stack.values()):
+        if len(by_stack) > 1 and all(all(_same_orientation(f, members[0]) for f in members)
+                                     for members in by_stack.values()):
             return "stack", [(value, by_stack[value]) for value in sorted(by_stack, key=_sort_key)]
-    by_orientation: Dict[Tuple[float, ...], List[Frame]] = {}
+    by_orientation: List[List[Frame]] = []
     for frame in sorted(frames, key=lambda f: f.number):
-        by_orientation.setdefault(_orientation_key(frame), []).append(frame)
+        group = next((g for g in by_orientation if _same_orientation(frame, g[0])), None)
+        if group is None:
+            by_orientation.append([frame])
+        else:
+            group.append(frame)
     groups = []
-    for number, (key, members) in enumerate(by_orientation.items(), start=1):
-        normal = np.cross(key[:3], key[3:])
-        groups.append((f"{number} (normal {','.join(f'{v:.2g}' for v in normal + 0.0)})", members))
+    for number, members in enumerate(by_orientation, start=1):
+        normal = np.round(np.cross(members[0].orientation[:3], members[0].orientation[3:]), 2) + 0.0  # no "-0"
+        groups.append((f"{number} (normal {','.join(f'{v:.2g}' for v in normal)})", members))
     return "orientation", groups
 
 
