@@ -100,6 +100,8 @@ class PySERASlicerParameterNode:
     # settings fields (gui_state.PARAMETERS)
     modality: Annotated[str, Choice(['CT', 'PET', 'MRI', 'OTHER'])] = 'OTHER'
     petSuv: bool = True
+    dicomGantryTilt: Annotated[str, Choice(['regularize', 'error'])] = 'regularize'
+    dicomMissingSlices: Annotated[str, Choice(['error', 'interpolate'])] = 'error'
     categoryDiag: bool = True
     categoryMorph: bool = True
     categoryIp: bool = False

@@ -7,12 +7,13 @@ there and then edited here as a clinical system would have written them.
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pydicom
-from dicom_fixtures import write_seg, write_series
+from dicom_fixtures import write_enhanced, write_seg, write_series
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
@@ -106,4 +107,30 @@ def write_pet_series(folder: Path, stored: np.ndarray, spacing=(4.0, 4.0, 3.0), 
 
     for path in sorted(folder.glob("*.dcm")):
         edit_dicom(path, change)
+    return uids
+
+
+def write_enhanced_pet(path: Path, stored: np.ndarray, top_level: Dict, drug_in_shared_group: bool = False,
+                       slope: float = 0.5, rescale_type: str = "BQML") -> Dict[str, str]:
+    """An Enhanced PET file (one file, ``stored``'s slices as frames on a 4 x 4 x 3 mm grid,
+    written last slice first) with the shared rescale (``slope``, 0, ``rescale_type``), the
+    top-level tags ``top_level`` and the :data:`RADIOPHARMACEUTICAL` item at the top level or,
+    with ``drug_in_shared_group``, in the shared functional group. Frame k is acquired 30 s
+    after frame k - 1, frame 0 at 2024-01-05 11:00:00 (one hour after the injection)."""
+    start = datetime.datetime(2024, 1, 5, 11, 0, 0)
+    frames = [{"stored": stored[k], "position": (-20.0, -20.0, 3.0 * k),
+               "acquisition_datetime": (start + datetime.timedelta(seconds=30 * k)).strftime("%Y%m%d%H%M%S.%f")}
+              for k in reversed(range(len(stored)))]
+    uids = write_enhanced(path, frames, spacing=(4.0, 4.0), modality="PT", shared_rescale=(slope, 0, rescale_type))
+
+    def change(dataset: Dataset) -> None:
+        for key, value in top_level.items():
+            setattr(dataset, key, value)
+        drug = Dataset()
+        for key, value in RADIOPHARMACEUTICAL.items():
+            setattr(drug, key, value)
+        owner = dataset.SharedFunctionalGroupsSequence[0] if drug_in_shared_group else dataset
+        owner.RadiopharmaceuticalInformationSequence = DicomSequence([drug])
+
+    edit_dicom(path, change)
     return uids

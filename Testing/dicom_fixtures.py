@@ -21,6 +21,7 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+ENHANCED_PET_STORAGE = "1.2.840.10008.5.1.4.1.1.130"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
@@ -127,15 +128,17 @@ def write_enhanced(path: Path, frames: Sequence[Dict], spacing=(0.8, 0.8), iop=(
     ``frames`` are dicts with ``stored`` (2D array, (j, i)) and ``position`` (LPS) and
     optionally ``slope``/``intercept`` (per-frame Pixel Value Transformation), ``echo_time``
     (MR Echo), ``b_value`` / ``gradient`` (MR Diffusion with a gradient direction),
-    ``temporal_index`` (Frame Content). Frames are written in the given order. Orientation and
-    pixel measures are shared; ``shared_rescale`` = (slope, intercept) puts the rescale in the
-    shared group instead. Returns the UIDs used.
+    ``temporal_index``, ``stack_id``, ``acquisition_datetime`` (Frame Content), ``iop`` (a
+    per-frame Plane Orientation, e.g. a file with stacks in several orientations). Frames are
+    written in the given order. Orientation and pixel measures are shared unless a frame has its
+    own; ``shared_rescale`` = (slope, intercept[, rescale type]) puts the rescale in the shared
+    group instead. ``modality`` "MR", "CT" or "PT" (Enhanced PET). Returns the UIDs used.
     """
     uids = dict(uids or {})
     uids.setdefault("series", generate_uid())
     uids.setdefault("study", generate_uid())
     uids.setdefault("frame", generate_uid())
-    sop = ENHANCED_MR_STORAGE if modality == "MR" else ENHANCED_CT_STORAGE
+    sop = {"MR": ENHANCED_MR_STORAGE, "PT": ENHANCED_PET_STORAGE}.get(modality, ENHANCED_CT_STORAGE)
     ds = _base(sop, modality, uids["study"], uids["series"], uids["frame"])
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
     ds.SamplesPerPixel = 1
@@ -147,13 +150,14 @@ def write_enhanced(path: Path, frames: Sequence[Dict], spacing=(0.8, 0.8), iop=(
     ds.PixelRepresentation = 1 if np.dtype(dtype).kind == "i" else 0
     ds.NumberOfFrames = len(frames)
     shared = Dataset()
-    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[f"{v:.6f}" for v in iop])
+    if not any("iop" in frame for frame in frames):
+        shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[f"{v:.6f}" for v in iop])
     shared.PixelMeasuresSequence = _item(PixelSpacing=[f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"],
                                          SliceThickness="1.0")
     if shared_rescale is not None:
         shared.PixelValueTransformationSequence = _item(RescaleSlope=f"{shared_rescale[0]:g}",
                                                         RescaleIntercept=f"{shared_rescale[1]:g}",
-                                                        RescaleType="US")
+                                                        RescaleType=(list(shared_rescale) + ["US"])[2])
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     per_frame = []
     for number, frame in enumerate(frames):
@@ -162,6 +166,12 @@ def write_enhanced(path: Path, frames: Sequence[Dict], spacing=(0.8, 0.8), iop=(
         content = {"FrameAcquisitionNumber": number + 1}
         if "temporal_index" in frame:
             content["TemporalPositionIndex"] = frame["temporal_index"]
+        if "stack_id" in frame:
+            content["StackID"] = str(frame["stack_id"])
+        if "acquisition_datetime" in frame:
+            content["FrameAcquisitionDateTime"] = frame["acquisition_datetime"]
+        if "iop" in frame:
+            group.PlaneOrientationSequence = _item(ImageOrientationPatient=[f"{v:.6f}" for v in frame["iop"]])
         group.FrameContentSequence = _item(**content)
         if "slope" in frame or "intercept" in frame:
             group.PixelValueTransformationSequence = _item(RescaleSlope=f"{frame.get('slope', 1):g}",

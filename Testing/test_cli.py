@@ -34,6 +34,28 @@ def test_every_process_batch_parameter_is_an_option():
     assert {"--cases", "--settings", "--output"} <= _options("batch")
 
 
+def test_every_description_of_the_cases_csv_names_all_its_columns():
+    """The CLI help (a real subprocess), process_batch's and start_batch's docstrings and the
+    Slicer module's tooltip name every column read_cases_csv reads, optional ones included."""
+    import xml.etree.ElementTree as ElementTree
+
+    from PySERASlicerLib import slicer_logic
+    from PySERASlicerLib.cases import CSV_COLUMNS, OPTIONAL_CSV_COLUMNS
+
+    texts = {command: subprocess.run([sys.executable, "-m", "PySERASlicerLib.cli", command, "--help"],
+                                     capture_output=True, text=True, cwd=ROOT / "PySERASlicer", timeout=120).stdout
+             for command in ("extract", "batch")}
+    texts["process_batch"] = process_batch.__doc__
+    texts["start_batch"] = slicer_logic.start_batch.__doc__
+    ui = ElementTree.parse(ROOT / "PySERASlicer" / "Resources" / "UI" / "PySERASlicer.ui")
+    texts["ui"] = next(p.findtext("string") for p in ui.iter("property")
+                       if p.get("name") == "toolTip" and "case_id" in (p.findtext("string") or ""))
+    for where, text in texts.items():
+        flat = " ".join(text.split())
+        missing = [c for c in CSV_COLUMNS + OPTIONAL_CSV_COLUMNS if c not in flat]
+        assert missing == [], (where, missing, flat)
+
+
 def test_extract_with_options(tmp_path, capsys):
     write_case(tmp_path, "p1", 0)
     write_case(tmp_path, "p2", 1)

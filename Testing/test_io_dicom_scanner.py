@@ -109,6 +109,65 @@ def test_enhanced_dynamic_series_split_by_temporal_position(tmp_path):
         np.testing.assert_array_equal(read_image(tmp_path / "dce.dcm", volume=t).array, phase)
 
 
+SAGITTAL = (0, 1, 0, 0, 0, -1)
+
+
+def _two_plane_file(path: Path, stack_ids: bool):
+    """An enhanced MR file with an axial stack (5 frames) and a sagittal stack (4 frames, same
+    rows x columns), frames interleaved, no LOCALIZER flag; StackID "1"/"2" if ``stack_ids``."""
+    axial, sagittal = ct_volume((5, 8, 9), seed=40), ct_volume((4, 8, 9), seed=41) + 500
+    sagittal_origin = (20.0, -20.0, 40.0)
+    frames_axial = _enhanced_frames(axial)
+    frames_sagittal = _enhanced_frames(sagittal, origin=sagittal_origin, iop=SAGITTAL)
+    for frames, iop in ((frames_axial, (1, 0, 0, 0, 1, 0)), (frames_sagittal, SAGITTAL)):
+        for frame in frames:
+            frame["iop"] = iop  # per-frame Plane Orientation
+    if stack_ids:
+        for frames, stack in ((frames_axial, "1"), (frames_sagittal, "2")):
+            for frame in frames:
+                frame["stack_id"] = stack
+    # axial first: without StackID, the stacks are numbered in the order their first frames come
+    interleaved = [f for pair in zip(frames_axial, frames_sagittal[::-1]) for f in pair] + [frames_axial[-1]]
+    uids = write_enhanced(path, interleaved)
+    return uids, axial, sagittal, sagittal_origin
+
+
+@pytest.mark.parametrize("stack_ids", [True, False], ids=["StackID", "orientation only"])
+def test_enhanced_file_with_stacks_in_two_orientations_split_by_stack(tmp_path, stack_ids):
+    """A 3-plane-style enhanced file is split into one volume per stack (StackID, else
+    orientation), each sorted along its own normal, like any multi-volume series."""
+    uids, axial, sagittal, sagittal_origin = _two_plane_file(tmp_path / "planes.dcm", stack_ids)
+    warnings = []
+    first = read_dicom_series(tmp_path, warnings)
+    np.testing.assert_array_equal(first.array, axial)
+    _assert_geometry(first, SPACING, ORIGIN, (1, 0, 0, 0, 1, 0))
+    label = "stack" if stack_ids else "orientation"
+    assert any(f"2 volumes split by {label}" in w for w in warnings), warnings
+    second = read_image(tmp_path / "planes.dcm", volume=1)
+    np.testing.assert_array_equal(second.array, sagittal)
+    _assert_geometry(second, SPACING, sagittal_origin, SAGITTAL)
+    volumes = list_volumes(tmp_path)
+    assert [(uid, index) for uid, index, _ in volumes] == [(uids["series"], 0), (uids["series"], 1)]
+    if stack_ids:
+        assert [text for _, _, text in volumes] == ["MR stack 1", "MR stack 2"]
+    else:
+        assert [text for _, _, text in volumes] == ["MR orientation 1 (normal 0,0,1)",
+                                                    "MR orientation 2 (normal -1,0,0)"]
+
+
+def test_batch_split_dicom_on_a_two_plane_enhanced_file(tmp_path):
+    from PySERASlicerLib import process_batch
+
+    _, axial, _, _ = _two_plane_file(tmp_path / "planes.dcm", stack_ids=True)
+    mask = _box_mask(tmp_path / "mask.nii.gz", axial.shape)
+    result = process_batch(tmp_path / "planes.dcm", mask, tmp_path / "out", split_dicom=True, **STAT)
+    frame = result["features_extracted"].set_index("PatientID")
+    assert list(frame.index) == ["planes_1"]  # the sagittal stack is not on the mask's grid: a Report row
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    assert frame.loc["planes_1", "stat_mean"] == pytest.approx(axial[box].mean(), rel=1e-12)
+    assert result["failed_files"] == 1
+
+
 def test_two_enhanced_files_of_one_series(tmp_path):
     stored = ct_volume((8, 6, 7), seed=9)
     frames = _enhanced_frames(stored, slope=lambda k: 2, intercept=lambda k: -5)
@@ -295,6 +354,61 @@ def test_localizer_series_and_dose_report_skipped_with_reasons(tmp_path):
     assert any(report["series"] in w and "cannot be stacked" in w for w in skipped)
     with pytest.raises(InputError, match=f"series {report['series']} cannot be read: images without"):
         read_image(tmp_path, series_uid=report["series"])
+
+
+def test_series_with_a_gap_gives_way_to_the_next_complete_series(tmp_path):
+    """The biggest series has a slice gap (refused by default) and a complete reconstruction
+    lies beside it: without series_uid the complete one is read and the Report says why the
+    first was not; asked for by series_uid, the gapped series still fails."""
+    gapped = ct_volume((10, 8, 9), seed=20)
+    z = 30.0 + 2.5 * np.array([0, 1, 2, 3, 4, 6, 7, 8, 9, 10])  # slice 5 missing
+    first = write_series(tmp_path, gapped, prefix="thin",
+                         positions=np.column_stack([np.full(10, -10.0), np.full(10, -20.0), z]))
+    complete = ct_volume((7, 8, 9), seed=21)
+    second = write_series(tmp_path, complete, prefix="thick", spacing=(0.8, 0.8, 4.0),
+                          study_uid=first["study"], frame_uid=first["frame"])
+    warnings = []
+    image = read_image(tmp_path, warnings=warnings)
+    np.testing.assert_array_equal(image.array, complete.astype(np.int64) - 1024)
+    assert image.spacing[2] == pytest.approx(4.0)
+    used = [w for w in warnings if f"using {second['series']}" in w]
+    assert len(used) == 1 and "failed when read" in used[0], warnings
+    failed = [w for w in warnings if first["series"] in w and "not used, reading it failed" in w]
+    assert len(failed) == 1 and "1 missing slice" in failed[0], warnings
+    with pytest.raises(InputError, match="1 missing slice"):
+        read_image(tmp_path, series_uid=first["series"])
+    with pytest.raises(InputError, match="1 missing slice"):  # volume 0 of the default series
+        read_image(tmp_path, volume=0)
+
+
+def test_batch_report_names_the_series_used_after_a_failed_one(tmp_path):
+    from PySERASlicerLib import process_batch
+
+    z = 30.0 + 2.5 * np.array([0, 1, 2, 3, 4, 6, 7, 8, 9, 10])
+    first = write_series(tmp_path / "ct", ct_volume((10, 8, 9), seed=20), prefix="thin",
+                         positions=np.column_stack([np.full(10, -10.0), np.full(10, -20.0), z]))
+    complete = ct_volume((7, 8, 9), seed=21)
+    second = write_series(tmp_path / "ct", complete, prefix="thick", spacing=(0.8, 0.8, 4.0),
+                          study_uid=first["study"], frame_uid=first["frame"])
+    mask = _box_mask(tmp_path / "mask.nii.gz", complete.shape, spacing=(0.8, 0.8, 4.0))
+    result = process_batch(tmp_path / "ct", mask, tmp_path / "out", **STAT)
+    box = (slice(1, 5), slice(2, 7), slice(2, 7))
+    assert result["features_extracted"]["stat_mean"].iloc[0] == pytest.approx(complete[box].mean() - 1024, rel=1e-12)
+    assert any(first["series"] in line and "not used, reading it failed" in line and "missing slice" in line
+               for line in result["logs"]), result["logs"]
+    assert any(f"using {second['series']}" in line for line in result["logs"])
+
+
+def test_every_series_failing_when_read_names_each(tmp_path):
+    uids = {}
+    for name, missing in (("a", 3), ("b", 2)):
+        keep = [k for k in range(8) if k != missing]
+        z = 30.0 + 2.5 * np.array(keep, float)
+        uids[name] = write_series(tmp_path, ct_volume((7, 6, 6), seed=missing), prefix=name,
+                                  positions=np.column_stack([np.full(7, -10.0), np.full(7, -20.0), z]))["series"]
+    with pytest.raises(InputError, match="no image series could be read") as error:
+        read_image(tmp_path)
+    assert all(uid in str(error.value) for uid in uids.values()) and str(error.value).count("missing slice") == 2
 
 
 def test_localizer_images_in_the_series_left_out(tmp_path):

@@ -67,6 +67,18 @@ def test_every_widget_the_module_uses_exists_in_the_loaded_ui(loaded_ui):
     assert not missing, f"PySERASlicer.py uses widgets missing from the .ui: {missing}"
 
 
+def test_dicom_policy_combo_boxes_are_in_the_parameters_section(loaded_ui):
+    from PySide6.QtWidgets import QComboBox, QWidget
+
+    parameters = loaded_ui.findChild(QWidget, "parametersCollapsibleButton")
+    for name, field in (("dicomGantryTiltComboBox", "dicomGantryTilt"),
+                        ("dicomMissingSlicesComboBox", "dicomMissingSlices")):
+        combo = parameters.findChild(QComboBox, name)
+        assert combo is not None, name
+        assert combo.property("SlicerParameterName") == field
+        assert combo.toolTip()
+
+
 def test_bound_widgets_keep_their_parameter_names_when_loaded(loaded_ui):
     from PySide6.QtCore import QObject
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from clinical_dicom_fixtures import PET_TAGS, RADIOPHARMACEUTICAL, write_pet_series
+from clinical_dicom_fixtures import PET_TAGS, RADIOPHARMACEUTICAL, write_enhanced_pet, write_pet_series
 from PySERASlicerLib.io.readers import read_image
 from PySERASlicerLib.io.suv import apply_suv
 from PySERASlicerLib.settings import Settings, SettingsError
@@ -145,3 +145,30 @@ def test_settings_switch_pysera_key_and_own_name():
     assert Settings.from_dict({"pet_suv": False}).pet_suv is False
     with pytest.raises(SettingsError, match="pet_suv"):
         Settings(pet_suv="yes")
+
+
+def test_enhanced_pet_decay_corrected_to_the_earliest_frame(tmp_path):
+    """Series time 12:30 after the acquisition: the decay reference is the earliest frame's
+    FrameAcquisitionDateTime (11:00), as for a series of single-frame files."""
+    stored = _stored()
+    tags = {key: PET_TAGS[key] for key in ("Units", "DecayCorrection", "PatientWeight", "SeriesDate")}
+    write_enhanced_pet(tmp_path / "pet.dcm", stored, {**tags, "SeriesTime": "123000"})
+    image, _ = _read(tmp_path / "pet.dcm")
+    assert image.modality == "PET"
+    assert image.pet_suv.factor == pytest.approx(START_FACTOR, rel=1e-12)
+    suv, note = apply_suv(image, enabled=True)
+    np.testing.assert_allclose(suv.array, stored * 0.5 * START_FACTOR, rtol=1e-12)
+    assert "FrameAcquisitionDateTime 20240105110000" in note and "3600 s after the injection" in note
+
+
+@pytest.mark.parametrize("corrected_to", [None, "20240105110000"])
+def test_enhanced_pet_tags_rescale_type_and_decay_corrected(tmp_path, corrected_to):
+    """The Enhanced PET spelling: unit as RescaleType, DecayCorrected YES (with or without the
+    DecayCorrectionDateTime), radiopharmaceutical in the shared functional group."""
+    tags = {"PatientWeight": "70", "SeriesDate": "20240105", "SeriesTime": "123000", "DecayCorrected": "YES"}
+    if corrected_to:
+        tags["DecayCorrectionDateTime"] = corrected_to
+    write_enhanced_pet(tmp_path / "pet.dcm", _stored(), tags, drug_in_shared_group=True)
+    image, _ = _read(tmp_path / "pet.dcm")
+    assert image.pet_suv.factor == pytest.approx(START_FACTOR, rel=1e-12), image.pet_suv.describe()
+    assert image.pet_suv.tags["RescaleType"] == "BQML"

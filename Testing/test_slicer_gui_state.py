@@ -152,6 +152,21 @@ def test_all_parameters_changed_at_once_round_trip_exactly():
         assert values[parameter.name] == getattr(node, parameter.name), parameter.name
 
 
+def test_dicom_reading_policies_are_gui_fields():
+    """Gantry tilt and missing slices (issue 17's dicom settings) are set from the panel and
+    shown back from a settings file."""
+    from PySERASlicerLib.settings import DicomSettings
+
+    node = node_with_defaults()
+    assert (node.dicomGantryTilt, node.dicomMissingSlices) == ("regularize", "error")
+    node.dicomGantryTilt, node.dicomMissingSlices = "error", "interpolate"
+    settings = gui_state.settings_from_node(node)
+    assert settings.dicom == DicomSettings(gantry_tilt="error", missing_slices="interpolate")
+    shown = SimpleNamespace(**gui_state.defaults())
+    gui_state.apply_settings(shown, settings)
+    assert (shown.dicomGantryTilt, shown.dicomMissingSlices) == ("error", "interpolate")
+
+
 def test_specific_mappings():
     node = node_with_defaults()
     node.resamplingMode, node.voxelSize2D = "2D", 1.5

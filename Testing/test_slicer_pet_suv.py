@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from clinical_dicom_fixtures import PET_TAGS, write_pet_series  # noqa: E402
+from clinical_dicom_fixtures import PET_TAGS, write_enhanced_pet, write_pet_series  # noqa: E402
 from dicom_fixtures import write_series  # noqa: E402
 from mrml_scene import SlicerCoreScene  # noqa: E402
 from PySERASlicerLib.settings import Settings  # noqa: E402
@@ -66,6 +66,20 @@ def test_conversion_read_through_the_instance_uids(scene, tmp_path):
     assert pet_suv_conversion(volume) is None
     plain = scene.add_volume(stored, np.eye(4), name="plain")
     assert pet_suv_conversion(plain, FolderDatabase(tmp_path / "pet").fileForInstance) is None
+
+
+def test_enhanced_pet_volume_uses_its_earliest_frame_time(scene, tmp_path):
+    """An Enhanced PET file loaded by the DICOM module (one instance UID): the decay reference is
+    the earliest FrameAcquisitionDateTime (11:00), not the later series time (12:30)."""
+    from PySERASlicerLib.slicer_bridge import pet_suv_conversion
+
+    stored = np.random.default_rng(2).integers(100, 20000, SHAPE).astype(np.int16)
+    (tmp_path / "pet").mkdir()
+    tags = {key: PET_TAGS[key] for key in ("Units", "DecayCorrection", "PatientWeight", "SeriesDate")}
+    write_enhanced_pet(tmp_path / "pet" / "enhanced.dcm", stored, {**tags, "SeriesTime": "123000"})
+    volume = _loaded_volume(scene, tmp_path / "pet", stored)
+    conversion = pet_suv_conversion(volume, FolderDatabase(tmp_path / "pet").fileForInstance)
+    assert conversion.factor == pytest.approx(START_FACTOR, rel=1e-12)
 
 
 def test_ct_volume_from_dicom_has_no_conversion(scene, tmp_path):

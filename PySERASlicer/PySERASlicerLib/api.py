@@ -68,8 +68,9 @@ def process_batch(
     settings : a full :class:`Settings` (e.g. ``Settings.from_json``); every keyword given
         (not ``None``) overrides it.
     spacing : voxel size (i, j, k) in mm for array / ``.npy`` inputs (default 1 mm, with a warning).
-    cases_csv : a CSV with columns ``case_id, image, mask[, roi_label]`` instead of
-        ``image_input``/``mask_input``.
+    cases_csv : a CSV with columns ``case_id, image, mask`` and optional ``roi_label``,
+        ``series_uid`` (which series of a DICOM folder) and ``volume`` (which volume of a
+        multi-volume series, from 0), instead of ``image_input``/``mask_input``.
     case_timeout : seconds one case may run; a case past it is stopped (its worker process is
         killed) and reported. Setting it runs cases in worker processes even with one worker.
     resume : reuse the finished cases of an interrupted run in the same ``output_path``.

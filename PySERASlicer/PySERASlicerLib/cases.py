@@ -1,7 +1,8 @@
 """Cases of a batch: image/mask pairs from a file pair, a pair of folders or a cases CSV.
 
 :func:`build_cases` pairs images with masks (flat folders, or patient subfolders mirrored
-between images and masks); :func:`read_cases_csv` reads ``case_id, image, mask[, roi_label]``.
+between images and masks); :func:`read_cases_csv` reads
+``case_id, image, mask[, roi_label][, series_uid][, volume]``.
 Unmatched names become Report rows (see docs/batch.md).
 """
 
@@ -23,6 +24,8 @@ from .runlog import RunLog
 
 #: Columns of a cases CSV (``roi_label`` optional).
 CSV_COLUMNS = ("case_id", "image", "mask")
+#: Columns a cases CSV may add (every help text that describes the CSV names them).
+OPTIONAL_CSV_COLUMNS = ("roi_label", "series_uid", "volume")
 
 
 @dataclass
@@ -173,7 +176,7 @@ def read_cases_csv(path: Union[str, os.PathLike], spacing: Optional[Sequence[flo
         if missing:
             found = ", ".join(columns) or "none"
             raise InputError(f"cases_csv {path}: missing column(s) {', '.join(missing)}; expected columns "
-                             f"{', '.join(CSV_COLUMNS)} and optionally roi_label, series_uid, volume "
+                             f"{', '.join(CSV_COLUMNS)} and optionally {', '.join(OPTIONAL_CSV_COLUMNS)} "
                              f"(found: {found})")
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     cases = []

@@ -155,14 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--mask", default=None,
                          help="mask_input: mask file or folder matching --image (names matched exactly); "
                               "label images, RTSTRUCT or SEG")
-    extract.add_argument("--cases", default=None, help="cases CSV (case_id,image,mask[,roi_label]) instead of "
-                                                       "--image/--mask")
+    extract.add_argument("--cases", default=None,
+                         help="cases CSV (case_id,image,mask[,roi_label][,series_uid][,volume]) instead of "
+                              "--image/--mask")
     _add_common(extract)
     batch = sub.add_parser(
         "batch",
         help="batch from a cases CSV and a settings file",
-        description="Batch extraction: a cases CSV (columns case_id, image, mask and optionally roi_label; "
-                    "paths relative to the CSV), a settings JSON and an output folder.",
+        description="Batch extraction: a cases CSV (columns case_id, image, mask and optionally roi_label, "
+                    "series_uid (which series of a DICOM folder) and volume (which volume of a multi-volume "
+                    "series, from 0); paths relative to the CSV), a settings JSON and an output folder.",
         epilog=EPILOG,
     )
     batch.add_argument("--cases", required=True, help="cases CSV")

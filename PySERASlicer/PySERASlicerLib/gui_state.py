@@ -41,7 +41,9 @@ from .settings import (
     DiscretisationMethod,
     ExtractionMode,
     FeatureValueMode,
+    GantryTiltPolicy,
     Interpolator,
+    MissingSlicePolicy,
     Modality,
     ReportLevel,
     RoiSelectionMode,
@@ -119,6 +121,9 @@ def _choices(enum_cls) -> Tuple[str, ...]:
 PARAMETERS: Tuple[GuiParameter, ...] = (
     GuiParameter("modality", str, "modality", _choices(Modality), "Modality"),
     GuiParameter("petSuv", bool, "pet_suv", label="PET SUV"),
+    GuiParameter("dicomGantryTilt", str, "dicom.gantry_tilt", _choices(GantryTiltPolicy), "DICOM gantry tilt"),
+    GuiParameter("dicomMissingSlices", str, "dicom.missing_slices", _choices(MissingSlicePolicy),
+                 "DICOM missing slices"),
     *(GuiParameter(category_parameter(c), bool, f"categories:{c}", label=c.upper()) for c in CATEGORIES),
     *(GuiParameter(dimension_parameter(d), bool, f"dimensions:{d}", label=d) for d in DIMENSIONS),
     # discretisation

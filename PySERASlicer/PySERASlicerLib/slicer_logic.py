@@ -481,7 +481,7 @@ def start_batch(settings: Settings, output_folder: Union[str, Path], image_folde
                 mask_folder: Optional[Union[str, Path]] = None, cases_csv: Optional[Union[str, Path]] = None,
                 table_node=None, python: Optional[str] = None, **options: Any) -> RunningBatch:
     """Start ``process_batch`` on an image and a mask folder, or on a case CSV
-    (columns ``case_id, image, mask[, roi_label]``), writing the Excel report into
+    (columns ``case_id, image, mask[, roi_label][, series_uid][, volume]``), writing the Excel report into
     ``output_folder``. ``options`` go to process_batch unchanged (``case_timeout``, ``resume`` ...)."""
     from .jobs import start_batch as start_batch_job
 

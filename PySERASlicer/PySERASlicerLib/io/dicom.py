@@ -17,14 +17,19 @@ Series
     position along the slice normal ``n = row cosine x column cosine``. A series that cannot be
     stacked (no positions, mixed sizes or orientations, positions repeating unevenly) is skipped
     with its reason; of the readable ones the series with the most frames is read (or the one
-    named by ``series_uid``) and the choice is reported.
+    named by ``series_uid``) and the choice is reported. When reading the chosen series fails
+    (a slice gap or gantry tilt refused, pixels that do not decode) and neither ``series_uid``
+    nor ``volume`` asks for it, the next readable series is read instead, and the Report says why the first failed.
 Multi-volume series
     When several frames share a slice position (multi-echo, diffusion, dynamic series), the
     series is split into volumes by the first value that separates them into equal, complete
     volumes (:data:`.dicom_frames.SPLIT_LABELS`: echo time, b-value, b-value and gradient
     direction, trigger/acquisition/content time, flip angle, temporal position, acquisition
-    number, echo number, stack). Volume 0 (lowest value) is read unless ``volume`` says
-    otherwise; the split is reported. :func:`list_volumes` lets the batch make one case per
+    number, echo number, stack). An enhanced file whose frames lie in several orientations (a
+    multi-stack acquisition such as a 3-plane MR without a LOCALIZER flag) is split into one
+    volume per ``StackID``, or per orientation (numbered in file order) when the stacks have no
+    ID, each stack sorted along its own normal. Volume 0 (lowest value) is read unless
+    ``volume`` says otherwise; the split is reported. :func:`list_volumes` lets the batch make one case per
     series and volume.
 Geometry
     Rescale slope/intercept are applied per frame. Origin = position of the first frame after
@@ -233,15 +238,66 @@ def _prepare(uid: str, frames: List[Frame], where: str) -> DicomSeries:
     if len(sizes) > 1:
         series.problem = f"images have different sizes ({', '.join(f'{r}x{c}' for r, c in sorted(sizes))})"
         return series
-    if any(not np.allclose(f.orientation, frames[0].orientation, atol=1e-4) for f in frames):
-        series.problem = "images have different orientations (ImageOrientationPatient)"
-        return series
     series.n_frames = len(frames)
+    if any(not np.allclose(f.orientation, frames[0].orientation, atol=1e-4) for f in frames):
+        stacks = _stacks(frames)
+        if stacks is None:
+            series.problem = "images have different orientations (ImageOrientationPatient)"
+            return series
+    else:
+        stacks = None
     try:
-        series.volumes, series.split_label, series.split_values = split_volumes(frames, where)
+        if stacks is None:
+            series.volumes, series.split_label, series.split_values = split_volumes(frames, where)
+        else:
+            series.volumes, series.split_label, series.split_values = _split_stacks(stacks, where)
     except InputError as exc:
         series.problem = str(exc).split(": ", 1)[-1]
     return series
+
+
+def _same_orientation(a: Frame, b: Frame) -> bool:
+    return bool(np.allclose(a.orientation, b.orientation, atol=1e-4))
+
+
+def _stacks(frames: List[Frame]) -> Optional[Tuple[str, List[Tuple[str, List[Frame]]]]]:
+    """An enhanced file's frames in several orientations (a multi-stack acquisition such as a
+    3-plane MR) as ``(label, [(value, frames)])``: by ``StackID`` when every frame has one and
+    each stack has one orientation, else by orientation; None for single-frame files, whose
+    mixed orientations stay a reason not to read the series."""
+    if any(f.number is None for f in frames):
+        return None
+    if all("stack" in f.values for f in frames):
+        by_stack: Dict[str, List[Frame]] = {}
+        for frame in frames:
+            by_stack.setdefault(frame.values["stack"], []).append(frame)
+        if len(by_stack) > 1 and all(all(_same_orientation(f, members[0]) for f in members)
+                                     for members in by_stack.values()):
+            return "stack", [(value, by_stack[value]) for value in sorted(by_stack, key=_sort_key)]
+    by_orientation: List[List[Frame]] = []
+    for frame in sorted(frames, key=lambda f: f.number):
+        group = next((g for g in by_orientation if _same_orientation(frame, g[0])), None)
+        if group is None:
+            by_orientation.append([frame])
+        else:
+            group.append(frame)
+    groups = []
+    for number, members in enumerate(by_orientation, start=1):
+        normal = np.round(np.cross(members[0].orientation[:3], members[0].orientation[3:]), 2) + 0.0  # no "-0"
+        groups.append((f"{number} (normal {','.join(f'{v:.2g}' for v in normal)})", members))
+    return "orientation", groups
+
+
+def _split_stacks(stacks: Tuple[str, List[Tuple[str, List[Frame]]]], where: str
+                  ) -> Tuple[List[List[Frame]], str, Tuple[str, ...]]:
+    """Each stack sorted (and split, if its positions repeat) on its own, one volume list."""
+    label, groups = stacks
+    volumes, values = [], []
+    for value, members in groups:
+        stack_volumes, inner_label, inner_values = split_volumes(members, f"{where} [{label} {value}]")
+        volumes.extend(stack_volumes)
+        values.extend([value] if not inner_label else [f"{value} {inner_label} {v}" for v in inner_values])
+    return volumes, label, tuple(values)
 
 
 def list_series(source: Path, warnings: Optional[List[str]] = None,
@@ -329,8 +385,9 @@ def read_volume(frames: List[Frame], where: str, warnings: Optional[List[str]] =
     return image
 
 
-def _choose(source: Path, all_series: List[DicomSeries], series_uid: Optional[str],
-            warnings: Optional[List[str]]) -> DicomSeries:
+def _candidates(source: Path, all_series: List[DicomSeries], series_uid: Optional[str]) -> List[DicomSeries]:
+    """The series to try, in order: the one named by ``series_uid`` alone, else every readable
+    series, most images first."""
     if not all_series:
         raise InputError(f"{source}: no DICOM image series found here")
     if series_uid:
@@ -340,34 +397,18 @@ def _choose(source: Path, all_series: List[DicomSeries], series_uid: Optional[st
                              f"{', '.join(_describe(s) for s in all_series)}")
         if chosen[0].problem:
             raise InputError(f"{source}: series {series_uid} cannot be read: {chosen[0].problem}")
-        return chosen[0]
+        return chosen
     readable = [s for s in all_series if not s.problem]
     if len(all_series) == 1 and not readable:
         raise InputError(f"{source} (series {all_series[0].uid}): {all_series[0].problem}")
     if not readable:
         reasons = "; ".join(f"{_describe(s)}: {s.problem}" for s in all_series)
         raise InputError(f"{source}: no readable DICOM image series ({reasons})")
-    series = readable[0]
-    if len(readable) > 1:
-        _warn(warnings, f"{source}: {len(readable)} image series ({'; '.join(_describe(s) for s in readable)}); "
-                        f"using {series.uid} (most images; pick another with series_uid)")
-    for skipped in all_series:
-        if skipped.problem:
-            _warn(warnings, f"{source}: series {_describe(skipped)} skipped: {skipped.problem}")
-    return series
+    return readable
 
 
-def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
-                      volume: Optional[int] = None, dicom=None, labels: bool = False) -> Image:
-    """Read one image volume from a DICOM folder or file (see the module docstring for the choices).
-
-    ``dicom`` is a :class:`~PySERASlicerLib.settings.DicomSettings` (gantry tilt, missing
-    slices); ``labels`` reads a label-map series (nearest neighbour if it must be regularised).
-    """
-    folder = Path(folder)
-    unreadable: List[str] = []
-    all_series = list_series(folder, warnings, unreadable)
-    series = _choose(folder, all_series, series_uid, warnings)
+def _read_series(folder: Path, series: DicomSeries, volume: Optional[int], warnings: List[str], dicom,
+                 labels: bool) -> Image:
     for note in series.notes:
         _warn(warnings, note)
     index = 0 if volume is None else int(volume)
@@ -383,13 +424,57 @@ def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series
     where = str(folder)
     if len(series.volumes) > 1:
         where += f" [{series.split_label} {series.split_values[index]}]"
-    try:
-        return read_volume(series.volumes[index], where, warnings, dicom, labels)
-    except InputError as exc:
-        if not unreadable:
-            raise
-        raise InputError(f"{exc} ({len(unreadable)} unreadable file(s) in this folder were skipped: "
-                         f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})") from None
+    return read_volume(series.volumes[index], where, warnings, dicom, labels)
+
+
+def read_dicom_series(folder: Path, warnings: Optional[List[str]] = None, series_uid: Optional[str] = None,
+                      volume: Optional[int] = None, dicom=None, labels: bool = False) -> Image:
+    """Read one image volume from a DICOM folder or file (see the module docstring for the choices).
+
+    Without ``series_uid`` and ``volume``, a series that is readable by its headers but fails
+    when read (a slice gap refused, a gantry tilt refused, undecodable pixels) gives way to the
+    next readable series (most images first), and the Report says which series was used and why
+    the others failed; a series named by ``series_uid``, or the default series when ``volume``
+    names one of its volumes, is read or fails. ``dicom`` is a
+    :class:`~PySERASlicerLib.settings.DicomSettings` (gantry tilt, missing slices); ``labels``
+    reads a label-map series (nearest neighbour if it must be regularised).
+    """
+    folder = Path(folder)
+    unreadable: List[str] = []
+    all_series = list_series(folder, warnings, unreadable)
+    candidates = _candidates(folder, all_series, series_uid)
+    failures: List[Tuple[DicomSeries, InputError, List[str]]] = []  # series that failed when read
+    # a volume asked for is a volume of the series the user expects: no other series instead
+    for series in candidates if volume is None else candidates[:1]:
+        attempt: List[str] = []  # this series' reading warnings; kept only if it is the one used
+        try:
+            image = _read_series(folder, series, volume, attempt, dicom, labels)
+        except InputError as exc:
+            failures.append((series, exc, attempt))
+            continue
+        if len(candidates) > 1:
+            why = "most images" if not failures else \
+                f"the readable series with most images once {len(failures)} failed when read"
+            listed = "; ".join(_describe(s) for s in candidates)
+            _warn(warnings, f"{folder}: {len(candidates)} image series ({listed}); "
+                            f"using {series.uid} ({why}; pick another with series_uid)")
+        for failed, exc, _ in failures:
+            _warn(warnings, f"{folder}: series {_describe(failed)} not used, reading it failed: {exc}")
+        for skipped in all_series:
+            if skipped.problem:
+                _warn(warnings, f"{folder}: series {_describe(skipped)} skipped: {skipped.problem}")
+        if warnings is not None:
+            warnings.extend(attempt)
+        return image
+    for _, _, attempt in failures:  # what was left out may explain the failure (a truncated slice)
+        if warnings is not None:
+            warnings.extend(attempt)
+    message = str(failures[0][1]) if len(failures) == 1 else \
+        f"{folder}: no image series could be read ({'; '.join(f'{_describe(s)}: {e}' for s, e, _ in failures)})"
+    if unreadable:
+        message += (f" ({len(unreadable)} unreadable file(s) in this folder were skipped: "
+                    f"{', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})")
+    raise InputError(message) from None
 
 
 def read_dicom_file(path: Path, warnings: Optional[List[str]] = None, dicom=None, volume: Optional[int] = None,

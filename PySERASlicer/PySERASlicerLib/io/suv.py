@@ -16,6 +16,13 @@ recipe:
 * ``Units`` = ``CNTS`` (Philips): the private SUV scale factor (7053,1000) gives SUVbw directly;
   without it the activity concentration scale factor (7053,1009) gives Bq/ml first.
 
+Enhanced PET files (one file, many frames) carry the same values elsewhere, and are read from
+there when the classic tag is absent: the unit as the Pixel Value Transformation's
+``RescaleType``, the decay correction as ``DecayCorrected`` = ``YES`` with, where given, the
+``DecayCorrectionDateTime`` the frames are corrected to (else the series start, as START), the
+radiopharmaceutical in the shared functional group, and the acquisition start as the earliest
+``FrameAcquisitionDateTime`` of the frames.
+
 A series whose tags do not allow the conversion keeps its stored values, and the reason names
 the missing tags (:attr:`SuvConversion.missing`). The conversion is computed by the DICOM series
 reader (:func:`conversion_from_headers`) and applied, unless switched off, by :func:`apply_suv`.
@@ -34,6 +41,8 @@ TAG_NUMBERS = {
     "RadionuclideTotalDose": "(0018,1074)", "RadionuclideHalfLife": "(0018,1075)",
     "RadiopharmaceuticalStartTime": "(0018,1072)", "RadiopharmaceuticalStartDateTime": "(0018,1078)",
     "SeriesDate": "(0008,0021)", "SeriesTime": "(0008,0031)", "AcquisitionTime": "(0008,0032)",
+    "RescaleType": "(0028,1054)", "DecayCorrected": "(0018,9758)", "DecayCorrectionDateTime": "(0018,9701)",
+    "FrameAcquisitionDateTime": "(0018,9074)",
     "PhilipsSUVScaleFactor": "(7053,1000)", "PhilipsActivityConcentrationScaleFactor": "(7053,1009)",
 }
 _PHILIPS_SUV = (0x7053, 0x1000)
@@ -108,14 +117,41 @@ def _datetime_tag(text: Optional[str]) -> Optional[dt.datetime]:
     return _datetime(text[:8], text[8:].split("+")[0].split("-")[0])
 
 
+def _functional_group_item(dataset, sequence_keyword: str):
+    """The item of ``sequence_keyword`` in an enhanced file's shared functional group, else in
+    its first frame's (the values SUV needs are the same for all frames); None elsewhere."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        group_sequence = dataset.get(groups) if dataset is not None else None
+        sequence = group_sequence[0].get(sequence_keyword) if group_sequence else None
+        if sequence:
+            return sequence[0]
+    return None
+
+
+def _frame_acquisitions(dataset) -> List[str]:
+    """The ``FrameAcquisitionDateTime`` of every frame of an enhanced file (none elsewhere)."""
+    times = []
+    for item in dataset.get("PerFrameFunctionalGroupsSequence") or ():
+        content = item.get("FrameContentSequence")
+        text = _text(content[0], "FrameAcquisitionDateTime") if content else None
+        if text:
+            times.append(text)
+    return times
+
+
 def conversion_from_headers(headers: Sequence) -> SuvConversion:
-    """The SUVbw conversion of a PET series from its slices' pydicom headers (first slice for
-    the series tags, all slices for the earliest acquisition time)."""
+    """The SUVbw conversion of a PET series from its files' pydicom headers (first file for the
+    series tags, all files, and all frames of enhanced files, for the earliest acquisition
+    time)."""
     first = headers[0]
     drug_sequence = first.get("RadiopharmaceuticalInformationSequence")
-    drug = drug_sequence[0] if drug_sequence else None
+    drug = (drug_sequence[0] if drug_sequence else
+            _functional_group_item(first, "RadiopharmaceuticalInformationSequence"))
     units = (_text(first, "Units") or "").upper()
     tags: Dict[str, str] = {"Units": units or "?"}
+    if not units:  # enhanced PET: the unit is the Pixel Value Transformation's rescale type
+        units = (_text(_functional_group_item(first, "PixelValueTransformationSequence"), "RescaleType") or "").upper()
+        tags = {"RescaleType": units} if units else tags
 
     def need(owner, keyword: str, missing: List[str]) -> Optional[str]:
         text = _text(owner, keyword)
@@ -148,7 +184,16 @@ def conversion_from_headers(headers: Sequence) -> SuvConversion:
     missing: List[str] = []
     weight = _number(need(first, "PatientWeight", missing))
     dose = _number(need(drug, "RadionuclideTotalDose", missing))
-    correction = (need(first, "DecayCorrection", missing) or "").upper()
+    correction = (_text(first, "DecayCorrection") or "").upper()
+    corrected_to = None
+    if correction:
+        tags["DecayCorrection"] = correction
+    elif _text(first, "DecayCorrected"):  # enhanced PET: YES/NO and, optionally, the reference time
+        decay_corrected = need(first, "DecayCorrected", missing).upper()
+        corrected_to = _datetime_tag(need(first, "DecayCorrectionDateTime", [])) if decay_corrected == "YES" else None
+        correction = "START" if decay_corrected == "YES" else "NONE"
+    else:
+        missing.append(f"DecayCorrection {TAG_NUMBERS['DecayCorrection']}")
     if correction == "ADMIN":
         decayed_fraction, how = 1.0, "decay-corrected to the injection (ADMIN)"
     elif correction == "START":
@@ -157,15 +202,21 @@ def conversion_from_headers(headers: Sequence) -> SuvConversion:
         if injection is not None:
             tags["RadiopharmaceuticalStartDateTime"] = _text(drug, "RadiopharmaceuticalStartDateTime")
         series_date = need(first, "SeriesDate", missing)
-        series = _datetime(series_date, need(first, "SeriesTime", missing))
+        series = corrected_to or _datetime(series_date, need(first, "SeriesTime", missing))
         if injection is None:
             injection = _datetime(series_date, need(drug, "RadiopharmaceuticalStartTime", missing))
         acquisitions = [a for a in (_datetime(_text(h, "AcquisitionDate") or series_date, _text(h, "AcquisitionTime"))
                                     for h in headers) if a is not None]
-        if series is not None and acquisitions and min(acquisitions) < series:
+        frame_starts = [a for a in (_datetime_tag(t) for h in headers for t in _frame_acquisitions(h))
+                        if a is not None]
+        if corrected_to is None and series is not None and frame_starts and min(frame_starts) < series:
+            series = min(frame_starts)  # an enhanced file: the earliest frame is the acquisition start
+            tags["FrameAcquisitionDateTime"] = series.strftime("%Y%m%d%H%M%S")
+        elif corrected_to is None and series is not None and acquisitions and min(acquisitions) < series:
             series = min(acquisitions)  # series time after the acquisition: a post-processed series
             tags["AcquisitionTime"] = series.strftime("%H%M%S")
-        decayed_fraction, how = None, "decay-corrected to the series start (START)"
+        decayed_fraction, how = None, ("decay-corrected to the series start (START)" if corrected_to is None else
+                                       "decay-corrected to DecayCorrectionDateTime")
         if half_life is not None and half_life > 0 and injection is not None and series is not None:
             seconds = (series - injection).total_seconds()
             if seconds < 0 and "RadiopharmaceuticalStartDateTime" not in tags:
