@@ -322,3 +322,33 @@ def test_deep_feature_mode_dispatches_to_the_deep_module_and_aggregates_by_mean(
     assert aggregated["ROI"].tolist() == ["all_rois_aggregated"]
     np.testing.assert_allclose(aggregated.iloc[0, 2:].to_numpy(float), per_roi.iloc[:, 2:].to_numpy(float).mean(axis=0),
                                rtol=1e-12)
+
+
+def test_images_read_ahead_keep_each_case_its_own_values_errors_and_warnings(tmp_path):
+    """With one worker the next case's image is read while a case is extracted: each case still
+    gets its own features, a bad image is that case's Report row only, and a reading warning
+    (a .npy image has no spacing) stays with its case."""
+    for index, name in enumerate(("p1", "p2", "p4")):
+        write_case(tmp_path, name, index)
+    image, mask = case_arrays(3)
+    image[0, 0, 0] = np.nan  # p3: refused when its (read-ahead) image is read
+    write_case(tmp_path, "p3", 3, image=image, mask=mask)
+    np.save(tmp_path / "images" / "p5.npy", case_arrays(4)[0])
+    np.save(tmp_path / "masks" / "p5.npy", case_arrays(4)[1])
+    result = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", **STAT)
+    assert result["processed_files"] == 4 and result["failed_files"] == 1
+    assert result["error"].startswith("p3: ") and "p3.nii.gz" in result["error"] and "NaN" in result["error"]
+    frame = result["features_extracted"].set_index(["PatientID", "ROI"])
+    for name, suffix in (("p1", ".nii.gz"), ("p2", ".nii.gz"), ("p4", ".nii.gz"), ("p5", ".npy")):
+        alone = process_batch(tmp_path / "images" / f"{name}{suffix}", tmp_path / "masks" / f"{name}{suffix}",
+                              output_path=None, **STAT)["features_extracted"]
+        assert len(alone) == 2
+        own = frame.loc[name]
+        assert own.index.tolist() == alone["ROI"].tolist()
+        np.testing.assert_array_equal(own.to_numpy(dtype=float), alone.drop(columns=["PatientID", "ROI"])
+                                      .to_numpy(dtype=float))
+    report = _report(result)
+    errors = report[report["Level"] == "ERROR"]
+    assert errors["PatientID"].tolist() == ["p3"]
+    spacing_warnings = report[report["Message"].astype(str).str.contains("no voxel spacing")]
+    assert spacing_warnings["PatientID"].tolist() == ["p5"]

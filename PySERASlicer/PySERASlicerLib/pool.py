@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
-from .case_extraction import Callback, CaseResult, extract_case
+from .case_extraction import Callback, CaseResult, extract_case, read_image_ahead
 from .cases import Case
 from .runlog import LOGGER, ReportEntry, RunLog
 from .settings import DEFAULT_MAX_TASKS_PER_CHILD, Settings
@@ -151,10 +151,15 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
             progress_fn(case_end_event(index, result, results))
 
     if n_workers == 1 and not case_timeout:
+        # the next case's image is read on the second core while this case is extracted (the
+        # ROI threads leave it idle part of the time); at most two images are held
+        ahead = None
         for index, case in enumerate(cases):
+            current = ahead
+            ahead = read_image_ahead(cases[index + 1], settings) if index + 1 < len(cases) else None
             if progress_fn:
                 progress_fn({"event": "case_start", "case_id": case.case_id, "index": index, "pid": os.getpid()})
-            finish(index, extract_case(case, settings, callback))
+            finish(index, extract_case(case, settings, callback, image_ahead=current))
         return [r for r in results if r is not None]
     _run_pool(cases, settings, n_workers, callback, case_timeout, progress_fn, finish, max_tasks_per_child)
     return [r for r in results if r is not None]
