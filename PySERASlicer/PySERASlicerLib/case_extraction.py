@@ -17,7 +17,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -116,26 +116,33 @@ def _hash_inputs_meanwhile(case: Case) -> Future:
 _reading_ahead: Optional[ThreadPoolExecutor] = None
 
 
-def read_case_image(case: Case, settings: Settings) -> Tuple[Image, List[str]]:
-    """The case's image as :func:`extract_case` reads it, with the reading warnings."""
-    warnings: List[str] = []
-    image = read_image(case.image, spacing=case.spacing, warnings=warnings, series_uid=case.series_uid,
-                       volume=case.volume, dicom=settings.dicom)
-    return image, warnings
+def read_case_image(case: Case, settings: Settings, warnings: List[str]) -> Image:
+    """The case's image as :func:`extract_case` reads it; reading warnings go to ``warnings``
+    (also those of a read that then fails)."""
+    return read_image(case.image, spacing=case.spacing, warnings=warnings, series_uid=case.series_uid,
+                      volume=case.volume, dicom=settings.dicom)
 
 
-def read_image_ahead(case: Case, settings: Settings) -> Optional[Future]:
+@dataclass
+class ImageAhead:
+    """A case's image being read in a helper thread, and the warnings of that read."""
+
+    future: Future
+    warnings: List[str]
+
+
+def read_image_ahead(case: Case, settings: Settings) -> Optional[ImageAhead]:
     """Start reading the case's image file in a helper thread (the next case's, while this one
     is extracted: decompressing a NIfTI .gz is a third of a small case and zlib, SimpleITK and
-    pydicom release the GIL); None for an in-memory image. Give the future to
-    :func:`extract_case` as ``image_ahead``; an error is raised there, as an inline read's."""
+    pydicom release the GIL); None for an in-memory image. Give it to :func:`extract_case` as
+    ``image_ahead``; a read error is raised there, as an inline read's."""
     global _reading_ahead
     if not isinstance(case.image, (str, os.PathLike)):
         return None
     if _reading_ahead is None:
         _reading_ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pysera-read")
-    return _reading_ahead.submit(read_case_image, case, settings)
-
+    warnings: List[str] = []
+    return ImageAhead(_reading_ahead.submit(read_case_image, case, settings, warnings), warnings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +158,7 @@ def apply_feature_value_mode(values: Dict[str, float], mode: FeatureValueMode) -
 
 def extract_case(case: Case, settings: Settings, callback: Callback = None,
                  on_step: Optional[Callable[[str, str], None]] = None,
-                 image_ahead: Optional[Future] = None) -> CaseResult:
+                 image_ahead: Optional[ImageAhead] = None) -> CaseResult:
     """Extract every selected ROI of one case. Never raises for bad input: errors become
     Report entries and ``error``; ROIs finished before an error are kept. ``image_ahead``: the
     case's image being read already (:func:`read_image_ahead`)."""
@@ -162,9 +169,13 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
     records = _hash_inputs_meanwhile(case)
     warnings: List[str] = []  # reading warnings; logged even when the case then fails
     try:
-        image, read_warnings = (image_ahead.result() if image_ahead is not None
-                                else read_case_image(case, settings))
-        warnings.extend(read_warnings)
+        if image_ahead is None:
+            image = read_case_image(case, settings, warnings)
+        else:
+            try:
+                image = image_ahead.future.result()
+            finally:  # the read is over: its warnings are complete, also when it failed
+                warnings.extend(image_ahead.warnings)
         if image.modality == "OTHER" and settings.modality.value != "OTHER":
             image = image.with_array(image.array, modality=settings.modality.value)
         image, suv_note = apply_suv(image, settings.pet_suv, warnings)  # PET DICOM -> SUV (io/suv.py)
