@@ -44,3 +44,19 @@ def write_cases_csv(path: Path, rows) -> Path:
     lines = ["case_id,image,mask,roi_label"] + [",".join(str(v) for v in row) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+class InterruptAfter:
+    """A ``progress_fn`` that raises KeyboardInterrupt (what Ctrl-C does in the middle of a
+    batch) once ``cases`` cases have ended; ``ended`` lists their ids."""
+
+    def __init__(self, cases: int):
+        self.cases = cases
+        self.ended: list = []
+
+    def __call__(self, event) -> None:
+        if event["event"] == "case_end":
+            self.ended.append(event["case_id"])
+            if len(self.ended) == self.cases:
+                raise KeyboardInterrupt
+

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from batch_fixtures import case_arrays, write_case, write_cases_csv, write_nifti
+from batch_fixtures import InterruptAfter, case_arrays, write_case, write_cases_csv, write_nifti
 from PySERASlicerLib import process_batch
 from PySERASlicerLib.progress import PROGRESS_FILE
 
@@ -105,13 +105,8 @@ def test_callbacks_in_real_time_and_fresh_workers(tmp_path):
 def test_progress_file_and_resume(tmp_path):
     folders = _cases(tmp_path, 6)
     output = tmp_path / "out"
-    ended = []
-
-    def interrupt_after_three(event):
-        if event["event"] == "case_end":
-            ended.append(event["case_id"])
-            if len(ended) == 3:
-                raise KeyboardInterrupt  # what Ctrl-C does in the middle of a batch
+    interrupt_after_three = InterruptAfter(3)
+    ended = interrupt_after_three.ended
 
     with pytest.raises(KeyboardInterrupt):
         process_batch(*folders, output, categories="stat", num_workers=1, progress_fn=interrupt_after_three)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from batch_fixtures import case_arrays, write_case, write_cases_csv
+from batch_fixtures import InterruptAfter, case_arrays, write_case, write_cases_csv
 from PySERASlicerLib import process_batch
 from PySERASlicerLib.progress import PROGRESS_FILE
 
@@ -420,13 +420,8 @@ def test_interrupt_cancels_the_rest_and_resume_reruns_only_the_missing_cases(tmp
         write_case(tmp_path, f"c{index:02d}", index)
     folders = (tmp_path / "images", tmp_path / "masks")
     output = tmp_path / "out"
-    ended = []
-
-    def interrupt_after_three(event):
-        if event["event"] == "case_end":
-            ended.append(event["case_id"])
-            if len(ended) == 3:
-                raise KeyboardInterrupt  # what Ctrl-C does in the middle of a batch
+    interrupt_after_three = InterruptAfter(3)
+    ended = interrupt_after_three.ended
 
     with local_cluster(monkeypatch) as (cluster, client):
         with pytest.raises(KeyboardInterrupt):

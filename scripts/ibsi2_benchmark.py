@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "PySERASlicer"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchmark import synthetic_case  # noqa: E402
+from benchmark import synthetic_case, time_call  # noqa: E402
 from PySERASlicerLib.engine.bounding_box import bounding_box  # noqa: E402
 from PySERASlicerLib.engine.filters import apply_filter, parse_filter  # noqa: E402
 from PySERASlicerLib.engine.filters.features import filtered_features, margin_for  # noqa: E402
@@ -38,16 +36,6 @@ FILTERS = (
 )
 
 
-def median_seconds(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -64,9 +52,9 @@ def main(argv=None) -> int:
         margin = margin_for([spec], image.spacing, image.size_ijk)
         box = bounding_box(mask, margin=(margin[2], margin[1], margin[0]))
         boxed = crop(image, box)
-        alone = median_seconds(functools.partial(apply_filter, boxed, spec), args.repeats)
+        alone = time_call(functools.partial(apply_filter, boxed, spec), args.repeats)
         settings = base.replace(filters=(spec,))
-        features = median_seconds(functools.partial(filtered_features, image, mask, settings), args.repeats)
+        features = time_call(functools.partial(filtered_features, image, mask, settings), args.repeats)
         print(f"| {spec.label} | {boxed.array.shape} | {alone:.3f} | {features:.3f} |")
     return 0
 
