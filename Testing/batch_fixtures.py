@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -59,4 +61,19 @@ class InterruptAfter:
             self.ended.append(event["case_id"])
             if len(self.ended) == self.cases:
                 raise KeyboardInterrupt
+
+
+class KillWorkerOf:
+    """A ``progress_fn`` that SIGKILLs, from outside, the worker process that starts case
+    ``case_id`` (never this process); ``killed`` lists the pids killed."""
+
+    def __init__(self, case_id: str):
+        self.case_id = case_id
+        self.killed: list = []
+
+    def __call__(self, event) -> None:
+        if event["event"] == "case_start" and event["case_id"] == self.case_id:
+            assert event["pid"] != os.getpid()
+            os.kill(event["pid"], signal.SIGKILL)
+            self.killed.append(event["pid"])
 

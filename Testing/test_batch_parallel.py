@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from batch_fixtures import InterruptAfter, case_arrays, write_case, write_cases_csv, write_nifti
+from batch_fixtures import InterruptAfter, KillWorkerOf, case_arrays, write_case, write_cases_csv, write_nifti
 from PySERASlicerLib import process_batch
 from PySERASlicerLib.progress import PROGRESS_FILE
 
@@ -39,13 +38,8 @@ def test_killed_worker_becomes_a_report_row_and_the_rest_finish(tmp_path):
     rows = [(f"c{i:02d}", f"images/c{i:02d}.nii.gz", f"masks/c{i:02d}.nii.gz", "") for i in range(4)]
     _blocking_image(tmp_path, "victim")
     rows.insert(1, ("victim", "victim.nii.gz", "masks/c00.nii.gz", ""))
-    killed = []
-
-    def progress(event):
-        if event["event"] == "case_start" and event["case_id"] == "victim":
-            assert event["pid"] != os.getpid()
-            os.kill(event["pid"], signal.SIGKILL)  # a real pool worker, killed from outside
-            killed.append(event["pid"])
+    progress = KillWorkerOf("victim")  # a real pool worker, killed from outside
+    killed = progress.killed
 
     result = process_batch(output_path=tmp_path / "out", cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
                            categories="stat", num_workers=2, progress_fn=progress)

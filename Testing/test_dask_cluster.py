@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from batch_fixtures import InterruptAfter, case_arrays, write_case, write_cases_csv
+from batch_fixtures import InterruptAfter, KillWorkerOf, case_arrays, write_case, write_cases_csv
 from PySERASlicerLib import process_batch
 from PySERASlicerLib.progress import PROGRESS_FILE
 
@@ -391,13 +391,8 @@ def test_killed_worker_is_retried_then_a_report_row(tmp_path, monkeypatch, deadl
     os.mkfifo(tmp_path / "victim.nii.gz")  # reading it blocks: the case is surely running when killed
     rows.insert(2, ("victim", "victim.nii.gz", "masks/c00.nii.gz", ""))
     cases_csv = write_cases_csv(tmp_path / "cases.csv", rows)
-    killed = []
-
-    def kill_the_victims_worker(event):
-        if event["event"] == "case_start" and event["case_id"] == "victim":
-            assert event["pid"] != os.getpid()
-            os.kill(event["pid"], signal.SIGKILL)  # a real worker process, killed from outside
-            killed.append(event["pid"])
+    kill_the_victims_worker = KillWorkerOf("victim")  # a real worker process, killed from outside
+    killed = kill_the_victims_worker.killed
 
     with local_cluster(monkeypatch) as (_, client):
         result = process_batch(output_path=tmp_path / "out", cases_csv=cases_csv, scheduler=client,
