@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +354,31 @@ def test_images_read_ahead_keep_each_case_its_own_values_errors_and_warnings(tmp
     assert errors["PatientID"].tolist() == ["p3"]
     spacing_warnings = report[report["Message"].astype(str).str.contains("no voxel spacing")]
     assert spacing_warnings["PatientID"].tolist() == ["p5"]
+
+
+def test_the_first_case_reads_and_imports_alone_before_any_image_is_read_ahead(tmp_path):
+    """In a fresh process (a user's script) the first case runs with no read-ahead thread: it
+    imports the readers and the engine's lazy modules alone, as two threads importing one package
+    at once can break it (prefetch.py); from the second case on the next image is read ahead."""
+    for index in range(4):
+        write_case(tmp_path, f"p{index}", index)
+    script = f"""
+import threading
+from PySERASlicerLib import process_batch
+seen = []
+def note(event):
+    if event["event"] in ("case_start", "case_end"):
+        readers = any(t.name.startswith("pysera-read") for t in threading.enumerate())
+        seen.append(f"{{event['event']}}:{{event['index']}}:{{readers}}")
+result = process_batch({str(tmp_path / 'images')!r}, {str(tmp_path / 'masks')!r}, None,
+                       categories="stat", enable_parallelism=False, progress_fn=note)
+assert result["processed_files"] == 4, result["error"]
+print(" ".join(seen))
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root / "PySERASlicer"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = done.stdout.split()
+    assert seen[:2] == ["case_start:0:False", "case_end:0:False"]
+    assert "case_start:2:True" in seen

@@ -650,13 +650,14 @@ def test_batch_reports_reading_warnings_of_a_failed_case_and_dicom_settings(tmp_
     result = process_batch(tmp_path / "ct", mask, tmp_path / "out", **STAT)
     assert result["failed_files"] == 1 and "missing slice" in result["error"]
     assert any(f"1 unreadable DICOM file(s) skipped ({by_z[3].name})" in line for line in result["logs"])
-    # the same series as the second case of a batch is read ahead while the first is extracted:
+    # the same series as the third case of a batch is read ahead while the second is extracted:
     # its reading warnings still reach the log with its error
     from batch_fixtures import write_cases_csv
 
-    cases_csv = write_cases_csv(tmp_path / "cases.csv", [("first", mask, mask, ""), ("ct", tmp_path / "ct", mask, "")])
+    cases_csv = write_cases_csv(tmp_path / "cases.csv", [("first", mask, mask, ""), ("second", mask, mask, ""),
+                                                         ("ct", tmp_path / "ct", mask, "")])
     result = process_batch(cases_csv=str(cases_csv), output_path=str(tmp_path / "out_csv"), **STAT)
-    assert result["processed_files"] == 1 and result["failed_files"] == 1 and result["error"].startswith("ct: ")
+    assert result["processed_files"] == 2 and result["failed_files"] == 1 and result["error"].startswith("ct: ")
     assert any(f"1 unreadable DICOM file(s) skipped ({by_z[3].name})" in line for line in result["logs"])
     # dicom.missing_slices = interpolate (settings object / settings file) reads it
     settings = Settings(categories=("stat",), enable_parallelism=False).replace(

@@ -1,11 +1,8 @@
 """ROI discovery works on the mask's bounding box, and the engine on each ROI's box, with the
 same results as on the whole grid (issue 14: whole-image work touches the box, not the grid);
-masks stay small integers; large ROIs' Moran/Geary transforms run in slabs; imports prefetch."""
+masks stay small integers; large ROIs' Moran/Geary transforms run in slabs."""
 
 from __future__ import annotations
-
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +10,6 @@ from PySERASlicerLib.engine.pipeline import extract_roi
 from PySERASlicerLib.image import Image
 from PySERASlicerLib.io.conversion import labels_from_array
 from PySERASlicerLib.io.types import MaskData
-from PySERASlicerLib.prefetch import prefetch
 from PySERASlicerLib.rois import discover_rois, nonzero_box
 from PySERASlicerLib.settings import RoiSettings, Settings
 from scipy import ndimage
@@ -122,17 +118,6 @@ def test_mask_labels_stay_small(array, dtype):
     labels = labels_from_array(array, "mask.nii", apply_preprocessing=False)
     assert labels.dtype == dtype
     np.testing.assert_array_equal(labels, array.astype(np.int64))
-
-
-def test_prefetch_imports_in_the_background_and_skips_missing_modules():
-    name = "xml.dom.minidom"
-    sys.modules.pop(name, None)
-    prefetch("no_such_module_pysera", name)
-    deadline = time.monotonic() + 10
-    while name not in sys.modules and time.monotonic() < deadline:  # never imported here
-        time.sleep(0.01)
-    assert name in sys.modules
-    assert "no_such_module_pysera" not in sys.modules
 
 
 def test_moran_geary_in_slabs_equals_one_transform(monkeypatch):

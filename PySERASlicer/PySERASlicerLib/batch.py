@@ -35,7 +35,7 @@ from .export import ID_COLUMNS
 from .io.readers import is_dicom_file
 from .io.types import InputError
 from .pool import ProgressFn, run_cases, worker_count  # noqa: F401
-from .prefetch import prefetch
+from .prefetch import prefetch, wait_for_prefetch
 from .progress import PROGRESS_FILE, ProgressStore, case_key  # noqa: F401
 from .rois import aggregate_lesions
 from .runlog import RunLog
@@ -168,6 +168,7 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         # the case's own RunLog already filtered its lines by the report level
         log.lines.extend(e.message for e in case_result.entries if e.level == "LOG")
 
+    wait_for_prefetch()  # pandas/openpyxl: never import a package the prefetch thread is still importing
     from .export import features_frame, write_outputs
 
     frame = features_frame(rows, settings.column_names)
@@ -230,6 +231,7 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def _failure(message: str, log: RunLog, start: float, output_path: Optional[str] = None) -> Dict[str, Any]:
+    wait_for_prefetch()
     import pandas as pd
 
     return {

@@ -152,11 +152,13 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
 
     if n_workers == 1 and not case_timeout:
         # the next case's image is read on the second core while this case is extracted (the
-        # ROI threads leave it idle part of the time); at most two images are held
+        # ROI threads leave it idle part of the time); at most two images are held. Not during
+        # the first case: it imports the readers and the engine's lazy modules alone (two threads
+        # importing one package at once can break it, see prefetch.py)
         ahead = None
         for index, case in enumerate(cases):
             current = ahead
-            ahead = read_image_ahead(cases[index + 1], settings) if index + 1 < len(cases) else None
+            ahead = read_image_ahead(cases[index + 1], settings) if 1 <= index < len(cases) - 1 else None
             if progress_fn:
                 progress_fn({"event": "case_start", "case_id": case.case_id, "index": index, "pid": os.getpid()})
             finish(index, extract_case(case, settings, callback, image_ahead=current))
