@@ -239,12 +239,15 @@ def test_workers_are_forked_from_one_fork_server_by_default_on_linux(tmp_path, m
 @needs_fifo
 def test_a_killed_fork_server_ends_its_workers_cases_and_fresh_workers_finish_the_batch(tmp_path, start_method):
     """The fork server killed while its two workers block on their cases: those two cases become
-    Report rows naming the server's end, and the rest of the batch runs in spawned workers."""
+    Report rows (their workers died with the server); the cases waiting behind them go back to
+    the queue and, with the rest, run in fresh (spawned) workers."""
     if start_method == "spawn":
         pytest.skip("no fork server with spawn")
     _cases(tmp_path, 3)
-    rows = [(name, f"{name}.nii.gz", "masks/c00.nii.gz", "") for name in ("blocked_a", "blocked_b")]
-    rows += [(f"c{i:02d}", f"images/c{i:02d}.nii.gz", f"masks/c{i:02d}.nii.gz", "") for i in range(3)]
+    blocked = [(name, f"{name}.nii.gz", "masks/c00.nii.gz", "") for name in ("blocked_a", "blocked_b")]
+    normal = [(f"c{i:02d}", f"images/c{i:02d}.nii.gz", f"masks/c{i:02d}.nii.gz", "") for i in range(3)]
+    # each worker gets a blocked case and, waiting behind it, a normal one; c02 stays queued
+    rows = [blocked[0], normal[0], blocked[1], normal[1], normal[2]]
     for name in ("blocked_a", "blocked_b"):
         _blocking_image(tmp_path, name)
     started = []
@@ -279,3 +282,30 @@ def test_an_unknown_start_method_is_named(tmp_path, monkeypatch, start_method):
     with pytest.raises(ValueError, match="PYSERA_WORKER_START: 'forkserver' is not valid; accepted values: fork, "
                                          "spawn"):
         process_batch(*folders, None, categories="stat", num_workers=2)
+
+
+@needs_fifo
+def test_the_next_case_waits_in_the_workers_folder_and_returns_to_the_queue_when_the_worker_is_stopped(
+        tmp_path, monkeypatch):
+    """While more cases wait than there are workers, a worker holds its next case in its folder
+    (it starts it without waiting for the parent to notice the end of the first). A worker
+    stopped by case_timeout hands that waiting case back: it runs in the next worker."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)  # tempfile reads TMPDIR again
+    _cases(tmp_path, 2)
+    _blocking_image(tmp_path, "slow")
+    rows = [("slow", "slow.nii.gz", "masks/c00.nii.gz", "")]
+    rows += [(f"c{i:02d}", f"images/c{i:02d}.nii.gz", f"masks/c{i:02d}.nii.gz", "") for i in range(2)]
+    waiting = []
+
+    def note(event):
+        if event["event"] == "case_start" and event["case_id"] == "slow":
+            waiting.extend(sorted(p.name for p in (tmp_path / "tmp").glob("pysera_pool_*/worker_000/task_*.pkl")))
+
+    result = process_batch(output_path=None, cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
+                           categories="stat", num_workers=1, case_timeout=3, progress_fn=note)
+    assert waiting == ["task_1.pkl"]  # c00, behind the blocked case
+    assert result["processed_files"] == 2 and result["failed_files"] == 1
+    assert result["error"] == "slow: exceeded case_timeout of 3 s; its worker was stopped"
+    assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01"]

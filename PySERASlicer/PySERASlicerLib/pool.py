@@ -52,7 +52,8 @@ def worker_count(settings: Settings, n_cases: int) -> int:
 
 
 class _PoolWorker:
-    """The parent's view of one pool worker: its folder, its process, the case it holds."""
+    """The parent's view of one pool worker: its folder, its process, the cases it holds (the
+    first one running, at most one more waiting in its folder)."""
 
     def __init__(self, root: Path, number: int, settings_file: Path, max_tasks: Optional[int], threads: int,
                  fork_server: Optional[ForkServer] = None):
@@ -71,14 +72,20 @@ class _PoolWorker:
             self.process = fork_server.start(self.folder, roi_threads)
         else:
             self.process = WorkerProcess(self.folder, env={**os.environ, **roi_threads})
-        self.index: Optional[int] = None
-        self.started = 0.0
+        self.held: Deque[int] = deque()
+        self.started = 0.0  # when the running case started
+        self.running: Optional[int] = None  # the case the worker said it started
         self.sent = 0
         self.offset = 0
 
     @property
     def idle(self) -> bool:
-        return self.index is None
+        return not self.held
+
+    @property
+    def index(self) -> Optional[int]:
+        """The case running (or about to start), None when idle."""
+        return self.held[0] if self.held else None
 
     @property
     def exhausted(self) -> bool:
@@ -86,8 +93,17 @@ class _PoolWorker:
 
     def send(self, index: int, case: Case) -> None:
         write_pickle(task_path(self.folder, self.sent), (index, case))
-        self.index, self.started = index, time.monotonic()
+        if not self.held:
+            self.started = time.monotonic()
+        self.held.append(index)
         self.sent += 1
+
+    def take_back(self) -> List[int]:
+        """The cases sent but not started (a worker being stopped), in order."""
+        waiting = list(self.held)[1:]
+        while len(self.held) > 1:
+            self.held.pop()
+        return waiting
 
     def events(self) -> List[Dict[str, Any]]:
         events, self.offset = read_new_lines(self.folder / "events.jsonl", self.offset)
@@ -190,6 +206,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     pending: Deque[int] = deque(range(len(cases)))
     workers: List[_PoolWorker] = []
     finished = set()
+    requeued = set()
     started = [0]
 
     fork_server = ForkServer(root) if forked else None
@@ -218,14 +235,15 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     def handle(worker: _PoolWorker, event: Dict[str, Any]) -> None:
         kind, index = event["kind"], event["index"]
         if kind == "start":
-            worker.started = time.monotonic()
+            worker.started, worker.running = time.monotonic(), index
             if progress_fn:
                 progress_fn({"event": "case_start", "case_id": cases[index].case_id, "index": index,
                              "pid": event["pid"]})
         elif kind == "roi":
             user_callback(event["flag"], event["case_id"], event["roi"])
         elif kind == "done":
-            worker.index = None
+            worker.held.popleft()
+            worker.started = time.monotonic()  # the next one held starts now
             complete(index, worker.result(event["number"]))
 
     pause = POLL_INTERVALS[0]
@@ -234,10 +252,13 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
             spawn()
         while len(finished) < len(cases):
             for worker in list(workers):  # hand out work
-                if worker.idle and pending:
-                    if worker.exhausted:  # it leaves by itself after its last case
-                        retire(worker, kill=False)
-                        continue
+                if worker.idle and pending and worker.exhausted:  # it leaves by itself after its last case
+                    retire(worker, kill=False)
+                    continue
+                # while more cases wait than there are workers, one more waits in the worker's
+                # folder: it starts the moment the first ends, not when we notice that end
+                depth = 2 if len(pending) > len(workers) else 1
+                while pending and len(worker.held) < depth and not worker.exhausted:
                     index = pending.popleft()
                     worker.send(index, cases[index])
             # replace a retired or dead worker, and one running its last case at once: the
@@ -253,6 +274,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
                     pause = POLL_INTERVALS[0]
                 if not worker.idle and case_timeout and time.monotonic() - worker.started > case_timeout:
                     index = worker.index
+                    pending.extendleft(reversed(worker.take_back()))
                     retire(worker, kill=True)
                     complete(index, _failure_result(
                         cases[index], f"exceeded case_timeout of {case_timeout:g} s; its worker was stopped", settings))
@@ -261,6 +283,14 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
                     for event in worker.events():  # what it said before it ended
                         handle(worker, event)
                     index, code = worker.index, worker.process.returncode
+                    waiting = worker.take_back()
+                    if index is not None and worker.running != index and index not in requeued:
+                        # it died before the case began (a worker killed with its fork server):
+                        # the case goes back to the queue, once
+                        requeued.add(index)
+                        waiting.insert(0, index)
+                        index = None
+                    pending.extendleft(reversed(waiting))
                     if index is not None:
                         LOGGER.warning(f"pool worker {worker.process.pid} ended ({exit_description(code)}) during "
                                        f"case {cases[index].case_id}; its log:\n{worker.process.log_tail(2000)}")
