@@ -66,18 +66,20 @@ def shifted_views(shape: Sequence[int], offset: Sequence[int]) -> Tuple[tuple, t
 # ------------------------------------------------------------------------------------------
 # Co-occurrence (GLCM, IBSI 3.6)
 # ------------------------------------------------------------------------------------------
-def cooccurrence(q: np.ndarray, n_g: int, offset: Sequence[int], per_slice: bool) -> np.ndarray:
+def cooccurrence(q: np.ndarray, n_g: int, offset: Sequence[int], per_slice: bool,
+                 scaled: Optional[np.ndarray] = None) -> np.ndarray:
     """Symmetric co-occurrence counts for one offset.
 
     Returns ``(n_k, n_g, n_g)`` per k-slice when ``per_slice`` (the offset must be in-plane),
     else ``(n_g, n_g)``. Element ``[i-1, j-1]`` counts neighbour pairs (levels i, j) in either
     order, so each pair is counted twice in total (IBSI symmetric GLCM: ``M + M^T``).
+    ``scaled`` may hold ``q * (n_g + 1)`` as ``np.intp``, shared by the offsets of one ROI.
     """
     src, dst = shifted_views(q.shape, offset)
-    a = q[src].astype(np.intp)
-    b = q[dst]
     size = n_g + 1  # level 0 (outside the ROI) gets its own row/column, dropped below
-    code = a * size + b
+    if scaled is None:
+        scaled = q.astype(np.intp) * size
+    code = scaled[src] + q[dst]
     if per_slice:
         n_k = q.shape[0]
         code += (np.arange(n_k, dtype=np.intp) * size * size)[src[0]][:, None, None]
@@ -89,15 +91,18 @@ def cooccurrence(q: np.ndarray, n_g: int, offset: Sequence[int], per_slice: bool
 
 def glcm_stacks(q: np.ndarray, n_g: int, distance: int, need_2d: bool, need_3d: bool):
     """Co-occurrence matrices: ``m2`` (n_k, 4, n_g, n_g) per slice and in-plane direction and
-    ``m3`` (13, n_g, n_g) per 3D direction (``None`` when not needed). The in-plane 3D matrices
-    are the per-slice matrices summed over slices, so they are computed once."""
+    ``m3`` (13, n_g, n_g) per 3D direction (``None`` when not needed). With both, the in-plane
+    3D matrices are the per-slice matrices summed over slices, so they are computed once."""
     m2 = m3 = None
-    if need_2d or need_3d:
-        m2 = np.stack([cooccurrence(q, n_g, d * distance, True) for d in DIRECTIONS_3D[:N_IN_PLANE]], axis=1)
+    scaled = q.astype(np.intp) * (n_g + 1)
+    if need_2d:
+        m2 = np.stack([cooccurrence(q, n_g, d * distance, True, scaled) for d in DIRECTIONS_3D[:N_IN_PLANE]],
+                      axis=1)
     if need_3d:
-        rest = [cooccurrence(q, n_g, d * distance, False) for d in DIRECTIONS_3D[N_IN_PLANE:]]
-        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)])
-    return (m2 if need_2d else None), m3
+        first = N_IN_PLANE if need_2d else 0
+        rest = [cooccurrence(q, n_g, d * distance, False, scaled) for d in DIRECTIONS_3D[first:]]
+        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)]) if need_2d else np.stack(rest)
+    return m2, m3
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,13 +163,14 @@ def glrlm_stacks(q: np.ndarray, n_g: int, need_2d: bool, need_3d: bool):
     """Run-length matrices: ``m2`` (n_k, 4, n_g, n_j) per slice and in-plane direction,
     ``m3`` (13, n_g, n_j) per 3D direction (``None`` when not needed) and the run lengths ``j``
     (n_j,) of the columns (only lengths that occur).
-    Runs along in-plane directions never leave their slice, so the in-plane 3D matrices are the
-    per-slice matrices summed over slices."""
+    Runs along in-plane directions never leave their slice, so with both the in-plane 3D
+    matrices are the per-slice matrices summed over slices."""
     q = small_levels(q)
     directions = DIRECTIONS_3D if need_3d else DIRECTIONS_3D[:N_IN_PLANE]
     found = [runs(q, d) for d in directions]
     n_k = q.shape[0]
-    # one shared set of run-length columns (the lengths that occur in any direction)
+    # one shared set of run-length columns (the lengths that occur in any direction); one
+    # bincount per direction: arrays of one direction's runs stay in the cache
     occurs = np.zeros(max(q.shape) + 1, dtype=bool)
     for _, length, _ in found:
         occurs[length] = True
@@ -172,16 +178,15 @@ def glrlm_stacks(q: np.ndarray, n_g: int, need_2d: bool, need_3d: bool):
     n_j = max(j.size, 1)
     column = np.cumsum(occurs) - 1  # length -> its column
     m2 = m3 = None
-    planar = []
-    for level, length, k in found[:N_IN_PLANE]:
-        code = (k * n_g + level - 1) * n_j + column[length]
-        planar.append(np.bincount(code, minlength=n_k * n_g * n_j).reshape(n_k, n_g, n_j))
-    m2 = np.stack(planar, axis=1)
+    if need_2d:
+        m2 = np.stack([np.bincount((k * n_g + level - 1) * n_j + column[length], minlength=n_k * n_g * n_j)
+                       .reshape(n_k, n_g, n_j) for level, length, k in found[:N_IN_PLANE]], axis=1)
     if need_3d:
+        first = N_IN_PLANE if need_2d else 0
         rest = [np.bincount((level - 1) * n_j + column[length], minlength=n_g * n_j).reshape(n_g, n_j)
-                for level, length, _ in found[N_IN_PLANE:]]
-        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)])
-    return (m2 if need_2d else None), m3, (j if j.size else np.ones(1, dtype=np.intp))
+                for level, length, _ in found[first:]]
+        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)]) if need_2d else np.stack(rest)
+    return m2, m3, (j if j.size else np.ones(1, dtype=np.intp))
 
 
 # ------------------------------------------------------------------------------------------
@@ -268,6 +273,20 @@ def zone_min(values: np.ndarray, labels: np.ndarray, n_zones: int) -> np.ndarray
     return out[1:]
 
 
+def occurring_values(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(j, index)``: the distinct values of a 1D array of integers >= 0, sorted, and each item's
+    index into them (``np.unique(values, return_inverse=True)``). A ``bincount`` of the values
+    where their range is small against their number (run lengths, dependences, distances), the
+    sort of ``np.unique`` otherwise (zone sizes may reach the ROI size)."""
+    values = np.asarray(values).reshape(-1)
+    top = int(values.max()) if values.size else -1
+    if top > 4 * values.size + 1024:
+        j, index = np.unique(values, return_inverse=True)
+        return j, index.reshape(-1)
+    occurs = np.bincount(values, minlength=top + 1) > 0
+    return np.flatnonzero(occurs), (np.cumsum(occurs) - 1)[values]
+
+
 def count_matrix(level: np.ndarray, column: np.ndarray, k: np.ndarray, n_g: int, n_k: int,
                  per_slice: bool) -> Tuple[np.ndarray, np.ndarray]:
     """``bincount`` of (grey level 1..n_g, column value >= 1) items.
@@ -276,9 +295,9 @@ def count_matrix(level: np.ndarray, column: np.ndarray, k: np.ndarray, n_g: int,
     ``(n_g, n_j)``, and the column values ``j`` (n_j,). Only column values that occur get a
     column: zone sizes can reach the ROI size, and all-zero columns add nothing to any feature.
     """
-    j, column_index = np.unique(column, return_inverse=True)
+    j, column_index = occurring_values(column)
     n_j = max(j.size, 1)
-    code = (level - 1) * n_j + column_index.reshape(-1)
+    code = (level - 1) * n_j + column_index
     if per_slice:
         code = code + k * (n_g * n_j)
         return np.bincount(code, minlength=n_k * n_g * n_j).reshape(n_k, n_g, n_j), j if j.size else np.ones(1)

@@ -162,6 +162,45 @@ def mesh_vertices(mask: np.ndarray, spacing_ijk, hull_candidates: bool = False) 
 
 
 # ---------------------------------------------------------------------------------------------
+# Moments of the voxel centres, from projections of the mask
+# ---------------------------------------------------------------------------------------------
+def voxel_moments(mask: np.ndarray, spacing_ijk) -> Tuple[int, np.ndarray, np.ndarray]:
+    """``(n, centre, covariance)`` of the voxel centres of a boolean (k, j, i) mask, in mm along
+    (i, j, k) from the array's first voxel: the mean (3,) and the covariance (3, 3), normalised by
+    ``n - 1`` as ``np.cov`` (zeros for fewer than 2 voxels).
+
+    Every sum is an exact integer sum over the mask's three 2D projections (the cross moment of
+    axes a and b is a weighted sum of the projection on (a, b)), so no array of voxel positions is
+    built, and the covariance is ``(n S_ab - S_a S_b) / (n (n - 1))`` in exact (Python) integers
+    before the one conversion to float: no cancellation."""
+    p_ji, p_ki, p_kj = (mask.sum(axis=axis, dtype=np.int64) for axis in (0, 1, 2))
+    k, j, i = (np.arange(n, dtype=np.int64) for n in mask.shape)
+    per_axis = (p_ji.sum(axis=0), p_ji.sum(axis=1), p_kj.sum(axis=1))  # counts along i, j, k
+    index = (i, j, k)
+    n = int(per_axis[0].sum())
+    first = [int(index[a] @ per_axis[a]) for a in range(3)]
+    cross = {(0, 1): j @ p_ji @ i, (0, 2): k @ p_ki @ i, (1, 2): k @ p_kj @ j}
+    spacing = np.asarray(spacing_ijk, dtype=float)
+    centre = np.array(first, dtype=float) / max(n, 1) * spacing
+    covariance = np.zeros((3, 3))
+    if n > 1:
+        for a in range(3):
+            for b in range(a, 3):
+                s_ab = int(index[a] * index[a] @ per_axis[a]) if a == b else int(cross[a, b])
+                covariance[a, b] = covariance[b, a] = (float(n * s_ab - first[a] * first[b])
+                                                       * spacing[a] * spacing[b] / (n * (n - 1)))
+    return n, centre, covariance
+
+
+def weighted_centre(weights: np.ndarray, spacing_ijk) -> np.ndarray:
+    """``sum_x w(x) x`` (3,) over the voxel centres (mm along (i, j, k), from the first voxel) of a
+    (k, j, i) float array of weights, from its per-axis sums."""
+    plane = weights.sum(axis=0)  # (j, i)
+    sums = (plane.sum(axis=0), plane.sum(axis=1), weights.sum(axis=(1, 2)))
+    return np.array([np.arange(len(s)) @ s for s in sums]) * np.asarray(spacing_ijk, dtype=float)
+
+
+# ---------------------------------------------------------------------------------------------
 # Enclosing shapes
 # ---------------------------------------------------------------------------------------------
 def ellipsoid_area(a: float, b: float, c: float) -> float:
@@ -718,25 +757,23 @@ def morphology(ctx: RoiContext, wanted: Iterable[str]) -> Dict[str, float]:
     out["morph_sphericity"] = sphere_area / area  # [QCFX] (36 pi V^2)^1/3 / A
     out["morph_asphericity"] = (area**3 / (36 * math.pi * volume**2)) ** (1 / 3) - 1  # [25C7]
 
-    # voxel centres (mm, i j k) of the morphological and intensity masks
-    kji = np.nonzero(mask)
-    pos = np.stack(kji[::-1], axis=1) * spacing
+    # voxel centres (mm, i j k, from the box origin) of the morphological and intensity masks
+    n_voxels, centre, covariance = voxel_moments(mask, spacing)
     int_mask = ctx.int_mask[box]
-    intensities = ctx.image.array[box][int_mask]
+    box_image = ctx.image.array[box]
+    intensities = box_image[int_mask]
     if intensities.size:
-        int_pos = np.stack(np.nonzero(int_mask)[::-1], axis=1) * spacing
         total = intensities.sum()
-        com_gl = (int_pos * intensities[:, None]).sum(axis=0) / total if total != 0 else np.full(3, np.nan)
+        com_gl = weighted_centre(np.where(int_mask, box_image, 0.0), spacing) / total if total != 0 \
+            else np.full(3, np.nan)
         # [KLMA] || centre of the morphological mask - intensity-weighted centre of the intensity mask ||
-        out["morph_com"] = float(np.linalg.norm(pos.mean(axis=0) - com_gl))
+        out["morph_com"] = float(np.linalg.norm(centre - com_gl))
         out["morph_integ_int"] = float(volume * intensities.mean())  # [99N0] V * mean intensity
     else:
         out["morph_com"] = out["morph_integ_int"] = _NAN
 
     # PCA of the voxel centres: axis lengths 4 sqrt(lambda) [TDIC, P9VJ, 7J51]
-    if len(pos) > 1:
-        centred = pos - pos.mean(axis=0)
-        covariance = np.einsum("ni,nj->ij", centred, centred) / (len(pos) - 1)  # np.cov, without BLAS threads
+    if n_voxels > 1:
         eig = np.clip(np.sort(np.linalg.eigvalsh(covariance))[::-1], 0, None)
     else:
         eig = np.zeros(3)
