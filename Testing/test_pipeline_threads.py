@@ -56,3 +56,22 @@ def test_default_is_one_thread_in_a_pool_worker(monkeypatch):
     process.start()
     assert queue.get(timeout=60) == 1
     process.join(timeout=60)
+
+
+def test_work_items_split_moran_and_share_the_zones():
+    groups = {"stat": ["stat_mean"], "glszm": ["szm_sze_3D"], "morph": ["morph_volume", "morph_moran_i"],
+              "gldzm": ["dzm_sde_3D"], "glcm": ["cm_energy_3D_comb"]}
+    items = pipeline.work_items(groups)
+    assert [name for name, _ in items] == ["morph", "morph_autocorrelation", "glszm+gldzm", "glcm", "stat"]
+    assert dict(items)["morph"] == [("morph", ["morph_volume"])]
+    assert dict(items)["morph_autocorrelation"] == [("morph", ["morph_moran_i"])]
+    assert dict(items)["glszm+gldzm"] == [("glszm", ["szm_sze_3D"]), ("gldzm", ["dzm_sde_3D"])]
+
+
+def test_two_threads_report_each_family_once():
+    image, mask = _case()
+    settings = Settings.from_dict({"categories": "all", "dimensions": "1st,3d"})
+    steps = []
+    pipeline.extract_roi(image, mask, settings, threads=2, on_step=steps.append)
+    families = list(pipeline.group_by_family(pipeline.selected_specs(settings)))
+    assert sorted(steps) == sorted(families)
