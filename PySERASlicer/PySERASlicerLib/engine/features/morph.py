@@ -633,8 +633,8 @@ def oriented_minimum_bounding_box(hull: ConvexHull, chunk: int = 64) -> Tuple[fl
     search(order[:chunk])
     rest = order[chunk:]
     rest = rest[bound[rest] < best_volume * (1 - 1e-12)]
-    for block in range(0, len(rest), chunk):
-        refine(rest[block:block + chunk])
+    for block in range(0, len(rest), 4 * chunk):
+        refine(rest[block:block + 4 * chunk])
     search(rest)
     return float(best_volume), best_dims
 
