@@ -398,13 +398,16 @@ def _rectangles(normals: np.ndarray, edges: np.ndarray, outline: np.ndarray,
     return area[pick, choice], w1[pick, choice], w2[pick, choice]
 
 
+#: Largest m x n x k of a matrix product that OpenBLAS computes in the calling thread (its
+#: GEMM_MULTITHREAD_THRESHOLD x 65536): larger ones wake its thread pool, which then competes
+#: with the second ROI thread for the cores.
+_SINGLE_THREAD_GEMM = 4 * 65536
+
+
 def _outer_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b.T`` for (n, 3) and (m, 3) arrays as three broadcast multiply-adds: for k = 3 this is
-    several times faster than ``einsum`` (its inner loop over k) and uses no BLAS threads."""
-    out = np.multiply(a[:, 0, None], b[None, :, 0])
-    for k in (1, 2):
-        out += a[:, k, None] * b[None, :, k]
-    return out
+    """``a @ b.T`` for (n, 3) and (m, 3) arrays, a BLAS product (some 30 times faster than
+    broadcast multiply-adds); callers keep ``3 n m`` within :data:`_SINGLE_THREAD_GEMM`."""
+    return a @ b.T
 
 
 class _HullEdges:
@@ -561,18 +564,19 @@ def oriented_minimum_bounding_box(hull: ConvexHull, chunk: int = 64) -> Tuple[fl
     v_axis = np.cross(normals, u_axis)
 
     # Heights, facing facets and shadow areas of every normal, a block of normals at a time
-    # (small temporaries: fresh memory is costly). (normal, point) products as broadcast
-    # multiply-adds, not a BLAS product, whose threads cost more than these thin (k = 3) products.
+    # (small temporaries: fresh memory is costly; BLAS products in the calling thread).
     n_normals = len(normals)
+    # blocks of normals small enough for single-threaded products with the facets and vertices
+    shadow_chunk = max(1, min(chunk, _SINGLE_THREAD_GEMM // (3 * max(len(facet_normals), len(vertex_points)))))
     heights, projected = np.empty(n_normals), np.empty(n_normals)
     facing = np.empty((len(facet_normals), n_normals), dtype=bool)  # (facet, normal)
-    for block in range(0, n_normals, chunk):
-        ids = slice(block, min(block + chunk, n_normals))
+    for block in range(0, n_normals, shadow_chunk):
+        ids = slice(block, min(block + shadow_chunk, n_normals))
         along_normal = _outer_dot(normals[ids], vertex_points)
         heights[ids] = along_normal.max(axis=1) - along_normal.min(axis=1)
         cosines = _outer_dot(facet_normals, normals[ids])
         np.greater(cosines, 0, out=facing[:, ids])
-        projected[ids] = 0.5 * np.einsum("fn,f->n", np.abs(cosines, out=cosines), facet_areas)
+        projected[ids] = 0.5 * (facet_areas @ np.abs(cosines, out=cosines))
     bound = heights * projected
     counts = np.zeros(n_normals, dtype=np.intp)
 
