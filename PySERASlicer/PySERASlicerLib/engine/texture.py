@@ -329,12 +329,20 @@ def equal_neighbour_counts(q: np.ndarray, distance: int, alpha: int, in_plane: b
         counts = planar.copy()
         offsets = offsets[offsets[:, 0] != 0]
     else:
-        counts = np.zeros(q.shape, dtype=np.intp)
+        # the smallest counter that holds every neighbour (uint8 up to distance 2): less memory
+        # to touch per offset
+        most = 2 * len(half_neighbourhood(distance, False))
+        counts = np.zeros(q.shape, dtype=np.uint8 if most < 256 else np.uint16 if most < 65536 else np.intp)
+    q = small_levels(q)
     for offset in offsets:
         src, dst = shifted_views(q.shape, offset)
         a, b = q[src], q[dst]
-        linked = (a > 0) & (b > 0)
-        linked &= (a == b) if alpha == 0 else (np.abs(a.astype(np.intp) - b) <= alpha)
+        if alpha == 0:  # equal levels, both in the ROI (level 0 is outside)
+            linked = a == b
+            linked &= a > 0
+        else:
+            linked = (a > 0) & (b > 0)
+            linked &= np.abs(a.astype(np.intp) - b) <= alpha
         # each linked pair adds a neighbour to both of its voxels
         counts[src] += linked
         counts[dst] += linked
