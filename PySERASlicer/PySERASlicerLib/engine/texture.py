@@ -146,16 +146,17 @@ def runs(q: np.ndarray, direction: Sequence[int], coords=None) -> Tuple[np.ndarr
                 target.append(slice(start, start + shape[b]))
             lines[target[0], target[1], t] = q.take(t, axis=a) if a else q[t]
     flat = lines.reshape(-1)
-    change = np.flatnonzero(flat[1:] != flat[:-1])  # last voxel of each constant stretch
-    ends = change[flat[change] > 0]  # the array ends in a 0 sentinel: every run ends here
-    starts = change + 1
-    level = flat[starts]
-    starts = starts[level > 0]
-    if flat[0]:  # a run starting at the very first element has no change before it
-        starts = np.concatenate(([0], starts))
-    level = flat[starts].astype(np.intp)
-    lengths = ends - starts + 1
-    k = starts // (sizes[1] * (n_a + 1)) if a != 0 and v[0] == 0 else np.zeros_like(starts)
+    # last element of each constant stretch (the array ends in a 0 sentinel, so every stretch
+    # ends at one); a stretch of a level > 0 is a run, which began after the stretch before
+    change = np.flatnonzero(flat[1:] != flat[:-1])
+    level = flat[change]
+    is_run = level > 0
+    before = np.empty_like(change)  # last element of the stretch before (-1 for the first)
+    before[0:1] = -1
+    before[1:] = change[:-1]
+    lengths = (change - before)[is_run]
+    level = level[is_run].astype(np.intp)
+    k = (before[is_run] + 1) // (sizes[1] * (n_a + 1)) if a != 0 and v[0] == 0 else np.zeros_like(lengths)
     return level, lengths, k
 
 
@@ -169,23 +170,23 @@ def glrlm_stacks(q: np.ndarray, n_g: int, need_2d: bool, need_3d: bool):
     directions = DIRECTIONS_3D if need_3d else DIRECTIONS_3D[:N_IN_PLANE]
     found = [runs(q, d) for d in directions]
     n_k = q.shape[0]
-    # one shared set of run-length columns (the lengths that occur in any direction); one
-    # bincount per direction: arrays of one direction's runs stay in the cache
-    occurs = np.zeros(max(q.shape) + 1, dtype=bool)
-    for _, length, _ in found:
-        occurs[length] = True
-    j = np.flatnonzero(occurs)
-    n_j = max(j.size, 1)
-    column = np.cumsum(occurs) - 1  # length -> its column
+    # one column per length 1..longest first (one bincount per direction: the arrays of one
+    # direction's runs stay in the cache), then only the lengths that occur in any direction
+    n_j = max([int(length.max()) for _, length, _ in found if length.size], default=1)
     m2 = m3 = None
     if need_2d:
-        m2 = np.stack([np.bincount((k * n_g + level - 1) * n_j + column[length], minlength=n_k * n_g * n_j)
+        m2 = np.stack([np.bincount((k * n_g + level - 1) * n_j + length - 1, minlength=n_k * n_g * n_j)
                        .reshape(n_k, n_g, n_j) for level, length, k in found[:N_IN_PLANE]], axis=1)
     if need_3d:
         first = N_IN_PLANE if need_2d else 0
-        rest = [np.bincount((level - 1) * n_j + column[length], minlength=n_g * n_j).reshape(n_g, n_j)
+        rest = [np.bincount((level - 1) * n_j + length - 1, minlength=n_g * n_j).reshape(n_g, n_j)
                 for level, length, _ in found[first:]]
         m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)]) if need_2d else np.stack(rest)
+    occurs = (m3 if m3 is not None else m2).reshape(-1, n_j).any(axis=0)
+    j = np.flatnonzero(occurs) + 1
+    if 0 < j.size < n_j:  # (no run at all: one empty column, as for a ROI without pairs)
+        m2 = m2[..., occurs] if m2 is not None else None
+        m3 = m3[..., occurs] if m3 is not None else None
     return m2, m3, (j if j.size else np.ones(1, dtype=np.intp))
 
 
