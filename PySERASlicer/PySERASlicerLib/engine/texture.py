@@ -21,6 +21,7 @@ written to broadcast over them; "averaged" = features then mean, "merged" = sum 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -439,7 +440,11 @@ COUNT_FEATURES: Dict[str, Callable[[CountStats], np.ndarray]] = {
 def mean_over_valid(values: np.ndarray, valid: np.ndarray) -> float:
     """Mean of per-matrix feature values over the non-empty matrices whose value is defined
     (IBSI: averaging skips slices/directions without pairs, runs or zones); NaN when none."""
-    v = np.asarray(values, dtype=np.float64)[np.asarray(valid, dtype=bool)]
+    values, valid = np.asarray(values, dtype=np.float64), np.asarray(valid, dtype=bool)
+    if values.size == 1:  # one matrix (merged or volumetric aggregations): no array mean
+        value = float(values.reshape(-1)[0])
+        return value if bool(valid.reshape(-1)[0]) and math.isfinite(value) else float("nan")
+    v = values[valid]
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
 

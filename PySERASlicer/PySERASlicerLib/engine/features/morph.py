@@ -146,19 +146,31 @@ def mesh_vertices(mask: np.ndarray, spacing_ijk, hull_candidates: bool = False) 
         lo = [slice(None)] * 3
         hi = [slice(None)] * 3
         lo[axis], hi[axis] = slice(None, -1), slice(1, None)
-        idx = np.array(np.nonzero(m[tuple(lo)] != m[tuple(hi)]))
-        if hull_candidates and idx.shape[1] > 2:
-            # np.nonzero lists the cells line by line along the last axis: keep each line's ends
-            line = idx[0] * m.shape[1] + idx[1]
-            change = line[1:] != line[:-1]
-            ends = np.ones(line.size, dtype=bool)
-            ends[1:-1] = change[:-1] | change[1:]
-            idx = idx[:, ends]
+        crossing = m[tuple(lo)] != m[tuple(hi)]
+        if hull_candidates:
+            idx = _line_ends(crossing)
+        else:
+            idx = np.array(np.nonzero(crossing))
         idx = idx.astype(float)
         idx[axis] += 0.5
         points.append(idx)
     kji = np.concatenate(points, axis=1) - 1.0  # undo the padding
     return kji[::-1].T * np.asarray(spacing_ijk, dtype=float)
+
+
+def _line_ends(cells: np.ndarray) -> np.ndarray:
+    """Indices (3, n) of the first and last True cell of each line along the last axis of a
+    boolean 3D array (once where they coincide), lines in raster order: the order in which
+    ``np.nonzero`` lists them, without listing the cells in between."""
+    occupied = cells.any(axis=2)
+    first = cells.argmax(axis=2)
+    last = cells.shape[2] - 1 - cells[:, :, ::-1].argmax(axis=2)
+    k, j = np.nonzero(occupied)
+    first, last = first[k, j], last[k, j]
+    keep = np.ones((len(k), 2), dtype=bool)
+    keep[:, 1] = last != first
+    keep = keep.ravel()
+    return np.stack([np.repeat(k, 2)[keep], np.repeat(j, 2)[keep], np.stack([first, last], axis=1).ravel()[keep]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -792,12 +804,12 @@ def morphology(ctx: RoiContext, wanted: Iterable[str]) -> Dict[str, float]:
     out["morph_area_dens_aee"] = _ratio(area, ellipsoid_area_ibsi(a, b, c)) if c > 0 else _NAN
 
     vertices = mesh_vertices(mask, spacing, hull_candidates=True)  # same hull and bounding box
-    dims = np.ptp(vertices, axis=0)
+    hull = ConvexHull(vertices)
+    hull_points = vertices[hull.vertices]
+    dims = np.ptp(hull_points, axis=0)  # the hull's vertices span the same box as all vertices
     out["morph_vol_dens_aabb"] = volume / float(dims.prod())  # [PBX1] V / V_aabb
     out["morph_area_dens_aabb"] = area / float(2 * (dims[0] * dims[1] + dims[1] * dims[2] + dims[0] * dims[2]))
 
-    hull = ConvexHull(vertices)
-    hull_points = vertices[hull.vertices]
     out["morph_diam"] = maximum_diameter(hull_points)  # [L0JK] on hull vertices
     out["morph_vol_dens_conv_hull"] = volume / hull.volume  # [R3ER]
     out["morph_area_dens_conv_hull"] = area / hull.area  # [7T7F]
