@@ -37,9 +37,10 @@ StepCallback = Optional[Callable[[str], None]]
 ROI_THREADS_ENV = "PYSERA_ROI_THREADS"
 #: Work items, costliest first (the order both threads take them in; measured on a 32,000-voxel
 #: CT lesion): the morphology without Moran's I / Geary's C (mesh, hull, bounding box,
-#: ellipsoids), then those two, then the texture families; names as :func:`work_items` gives them.
-COST_ORDER = ("morph", "morph_autocorrelation", "glszm+gldzm", "glrlm", "glcm", "ngldm", "ngtdm",
-              "ip", "mi", "ivh", "ih", "stat", "diag")
+#: ellipsoids), then those two, then the zones, local intensity peaks (FFT convolution), runs...;
+#: names as :func:`work_items` gives them.
+COST_ORDER = ("morph", "morph_autocorrelation", "glszm+gldzm", "ip", "glrlm", "glcm", "diag", "ngldm",
+              "ngtdm", "mi", "ivh", "ih", "stat")
 #: Families reading the discretised texture box, the discretised image, or the intensities (built
 #: before the threads start, so that no two threads build them at once).
 _TEXTURE_FAMILIES = ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
