@@ -1,10 +1,14 @@
 """The process pool: worker death, timeouts, failing cases, progress file and resume,
-1 vs N workers, real-time callbacks, and the 20-case batch with 3 broken cases."""
+1 vs N workers, real-time callbacks, and the 20-case batch with 3 broken cases; each with
+workers forked from the fork server (Linux's default) and with fresh interpreters (spawn, the
+only way on macOS and Windows). Then what only the fork server does."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -13,9 +17,18 @@ import pandas as pd
 import pytest
 from batch_fixtures import InterruptAfter, KillWorkerOf, case_arrays, write_case, write_cases_csv, write_nifti
 from PySERASlicerLib import process_batch
+from PySERASlicerLib.fork_server import START_VARIABLE
 from PySERASlicerLib.progress import PROGRESS_FILE
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server runs on Linux only")
+
+
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def start_method(request, monkeypatch):
+    """How the pool starts its workers (the workers inherit the variable)."""
+    monkeypatch.setenv(START_VARIABLE, request.param)
+    return request.param
 
 
 def _cases(tmp_path: Path, n: int):
@@ -184,3 +197,85 @@ def test_failing_case_in_pool_keeps_other_rows(tmp_path):
     result = process_batch(*folders, tmp_path / "out", categories="stat", num_workers=3)
     assert result["processed_files"] == 2
     assert result["error"].startswith("c01: ") and "c01.nii.gz" in result["error"]
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        return int(handle.read().rsplit(b")", 1)[1].split()[1])
+
+
+def _command_line(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().replace(b"\0", b" ").decode()
+
+
+@linux_only
+def test_workers_are_forked_from_one_fork_server_by_default_on_linux(tmp_path, monkeypatch, start_method):
+    """Without PYSERA_WORKER_START, Linux forks every worker from one fork server; spawn starts
+    each as a fresh interpreter, a child of this process. (The workers stay until the pool's end,
+    so each one is alive when its first event is read.)"""
+    if start_method == "fork":
+        monkeypatch.delenv(START_VARIABLE)
+    folders = _cases(tmp_path, 4)
+    parents = {}
+
+    def note(event):
+        if event["event"] == "case_start" and event["pid"] not in parents:
+            parent = _parent_of(event["pid"])
+            parents[event["pid"]] = (parent, _parent_of(parent), _command_line(parent))
+
+    result = process_batch(*folders, None, categories="stat", num_workers=2, max_tasks_per_child=None,
+                           progress_fn=note)
+    assert result["processed_files"] == 4 and len(parents) == 2
+    if start_method == "spawn":
+        assert {parent for parent, _, _ in parents.values()} == {os.getpid()}
+    else:
+        ((server, its_parent, its_command),) = set(parents.values())
+        assert server != os.getpid() and its_parent == os.getpid()
+        assert "fork_server" in its_command
+
+
+@linux_only
+@needs_fifo
+def test_a_killed_fork_server_ends_its_workers_cases_and_fresh_workers_finish_the_batch(tmp_path, start_method):
+    """The fork server killed while its two workers block on their cases: those two cases become
+    Report rows naming the server's end, and the rest of the batch runs in spawned workers."""
+    if start_method == "spawn":
+        pytest.skip("no fork server with spawn")
+    _cases(tmp_path, 3)
+    rows = [(name, f"{name}.nii.gz", "masks/c00.nii.gz", "") for name in ("blocked_a", "blocked_b")]
+    rows += [(f"c{i:02d}", f"images/c{i:02d}.nii.gz", f"masks/c{i:02d}.nii.gz", "") for i in range(3)]
+    for name in ("blocked_a", "blocked_b"):
+        _blocking_image(tmp_path, name)
+    started = []
+
+    def kill_the_server(event):
+        if event["event"] == "case_start":
+            started.append(event["pid"])
+            if len(started) == 2:  # both forked workers are blocked on their cases
+                os.kill(_parent_of(event["pid"]), signal.SIGKILL)
+
+    result = process_batch(output_path=None, cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
+                           categories="stat", num_workers=2, progress_fn=kill_the_server)
+    assert result["processed_files"] == 3 and result["failed_files"] == 2
+    assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01", "c02"]
+    for name in ("blocked_a", "blocked_b"):
+        assert f"{name}: the worker process died while processing this case" in result["error"]
+    assert not any(_running(pid) for pid in started[:2]), "the forked workers ended with their server"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def test_an_unknown_start_method_is_named(tmp_path, monkeypatch, start_method):
+    monkeypatch.setenv(START_VARIABLE, "forkserver")
+    folders = _cases(tmp_path, 2)
+    with pytest.raises(ValueError, match="PYSERA_WORKER_START: 'forkserver' is not valid; accepted values: fork, "
+                                         "spawn"):
+        process_batch(*folders, None, categories="stat", num_workers=2)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from batch_fixtures import case_arrays, write_case, write_cases_csv, write_nifti
+from PySERASlicerLib.fork_server import START_VARIABLE
 from PySERASlicerLib.image import Image
 from PySERASlicerLib.io.types import MaskData
 from PySERASlicerLib.jobs import start_batch, start_extraction
@@ -160,11 +161,15 @@ def test_unguarded_script_runs_cases_in_two_workers(tmp_path, how):
 # ---------------------------------------------------------------------------------------------
 # behind a launcher (what sys.executable is in Slicer)
 # ---------------------------------------------------------------------------------------------
-def test_batch_through_a_launcher_completes(tmp_path, launcher, monkeypatch):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_batch_through_a_launcher_completes(tmp_path, launcher, monkeypatch, start):
+    """spawn: each worker is python-real behind its own launcher; fork (Linux): the workers are
+    forked from one fork server, which is python-real behind the launcher."""
     from PySERASlicerLib import process_batch
 
     images, masks = _one_roi_cases(tmp_path, 4)
     monkeypatch.setenv(PYTHON_VARIABLE, str(launcher))
+    monkeypatch.setenv(START_VARIABLE, start)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr("tempfile.tempdir", None)  # tempfile reads TMPDIR again
@@ -172,7 +177,10 @@ def test_batch_through_a_launcher_completes(tmp_path, launcher, monkeypatch):
 
     def progress(event):
         if event["event"] == "case_start":  # the real worker is a child of a launcher process
-            parents.append(_command_line(_parent_of(event["pid"])))
+            real = event["pid"] if start == "spawn" else _parent_of(event["pid"])
+            if start == "fork":
+                assert "fork_server" in _command_line(real)
+            parents.append(_command_line(_parent_of(real)))
 
     result = process_batch(str(images), str(masks), str(tmp_path / "out"), num_workers=2, categories="stat",
                            dimensions="1st", progress_fn=progress)
@@ -213,18 +221,21 @@ def test_cancel_ends_the_launcher_and_the_real_worker(launcher):
     assert not folder.exists()
 
 
-def test_cancel_of_a_batch_job_ends_its_pool_too(tmp_path, launcher):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_cancel_of_a_batch_job_ends_its_pool_too(tmp_path, launcher, start):
     """A batch job runs process_batch with a pool inside the worker: Cancel ends the job's
-    worker, its launcher and the pool's workers (and their launchers)."""
+    worker, its launcher and the pool's workers (and their fork server)."""
     _one_roi_cases(tmp_path, 1)
     os.mkfifo(tmp_path / "blocked.nii.gz")  # reading it blocks forever: the pool is busy at Cancel
     rows = [("c00", "images/c00.nii.gz", "masks/c00.nii.gz", ""), ("blocked", "blocked.nii.gz", "masks/c00.nii.gz", "")]
     cases = write_cases_csv(tmp_path / "cases.csv", rows)
     tmp = tmp_path / "tmp"
     job = start_batch(None, None, str(tmp_path / "out"), STAT.replace(num_workers=2), python=str(launcher),
-                      env=_environment(tmp), cases_csv=str(cases))
-    # inside the job's python-real, sys.executable is python-real: the pool starts it directly
-    assert _wait_until(lambda: len(_live_processes_mentioning(str(tmp / "pysera_pool_"))) == 2, 60), \
+                      env={**_environment(tmp), START_VARIABLE: start}, cases_csv=str(cases))
+    # inside the job's python-real, sys.executable is python-real: the pool starts it directly;
+    # forked workers carry their fork server's command line
+    expected = 2 if start == "spawn" else 3
+    assert _wait_until(lambda: len(_live_processes_mentioning(str(tmp / "pysera_pool_"))) == expected, 60), \
         "two pool workers"
     job.cancel()
     for text in (str(tmp_path), str(job.folder)):

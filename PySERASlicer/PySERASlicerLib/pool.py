@@ -1,7 +1,8 @@
 """Running cases: serially in this process, or in a pool of worker processes.
 
 Pool workers are started by :class:`~.worker_process.WorkerProcess` as
-``python -m PySERASlicerLib.worker`` (never by re-importing the caller's ``__main__``), and
+``python -m PySERASlicerLib.worker`` (never by re-importing the caller's ``__main__``) or, on
+Linux, forked from one such process that has imported the engine (:mod:`.fork_server`), and
 talk to the parent through files in a temporary folder per worker (:mod:`.worker`): the parent
 writes ``task_<n>.pkl``, the worker appends events to ``events.jsonl`` and writes
 ``result_<n>.pkl``. A case that raises, runs past ``case_timeout`` or kills its worker becomes
@@ -18,10 +19,11 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Union
 
 from .case_extraction import Callback, CaseResult, extract_case, read_image_ahead
 from .cases import Case
+from .fork_server import ForkedWorker, ForkServer, fork_server_wanted
 from .runlog import LOGGER, ReportEntry, RunLog
 from .settings import DEFAULT_MAX_TASKS_PER_CHILD, Settings
 from .worker_files import (
@@ -52,7 +54,8 @@ def worker_count(settings: Settings, n_cases: int) -> int:
 class _PoolWorker:
     """The parent's view of one pool worker: its folder, its process, the case it holds."""
 
-    def __init__(self, root: Path, number: int, settings_file: Path, max_tasks: Optional[int], threads: int):
+    def __init__(self, root: Path, number: int, settings_file: Path, max_tasks: Optional[int], threads: int,
+                 fork_server: Optional[ForkServer] = None):
         from .engine.pipeline import ROI_THREADS_ENV
 
         self.folder = root / f"worker_{number:03d}"
@@ -62,9 +65,12 @@ class _PoolWorker:
             json.dump({"kind": "pool", "max_tasks": max_tasks, "threads": threads}, handle)
         self.max_tasks = max_tasks
         # threads per ROI: the cores this worker's siblings leave it (the engine uses at most 2)
-        environment = dict(os.environ)
-        environment.setdefault(ROI_THREADS_ENV, str(min(2, threads)))
-        self.process = WorkerProcess(self.folder, env=environment)
+        roi_threads = {} if ROI_THREADS_ENV in os.environ else {ROI_THREADS_ENV: str(min(2, threads))}
+        self.process: Union[WorkerProcess, ForkedWorker]
+        if fork_server is not None and fork_server.running():
+            self.process = fork_server.start(self.folder, roi_threads)
+        else:
+            self.process = WorkerProcess(self.folder, env={**os.environ, **roi_threads})
         self.index: Optional[int] = None
         self.started = 0.0
         self.sent = 0
@@ -176,6 +182,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     killed worker can spoil nothing but its own files. The folders live in the system's
     temporary folder (never in the output folder) and are removed at the end.
     """
+    forked = fork_server_wanted()
     root = Path(tempfile.mkdtemp(prefix=POOL_FOLDER_PREFIX))
     settings_file = root / "settings.pkl"
     write_pickle(settings_file, settings)
@@ -185,8 +192,10 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     finished = set()
     started = [0]
 
+    fork_server = ForkServer(root) if forked else None
+
     def spawn() -> None:
-        workers.append(_PoolWorker(root, started[0], settings_file, max_tasks, threads))
+        workers.append(_PoolWorker(root, started[0], settings_file, max_tasks, threads, fork_server))
         started[0] += 1
 
     def retire(worker: _PoolWorker, kill: bool) -> None:
@@ -267,4 +276,6 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
         deadline = time.monotonic() + 5
         for worker in list(workers):
             worker.end(kill=not worker.idle, grace=max(0.0, deadline - time.monotonic()))
+        if fork_server is not None:
+            fork_server.close()
         remove_folder(root)

@@ -34,10 +34,14 @@ from .image import Image
 from .io.types import MaskData
 from .settings import Settings
 from .worker_files import (
+    EXIT_FILE,
+    LOG_FILE,
     PID_FILE,
     POOL_FOLDER_PREFIX,
     STOP_FILE,
     EventWriter,
+    fork_request_path,
+    process_running,
     read_pickle,
     result_path,
     task_path,
@@ -84,19 +88,16 @@ def parent_alive_check(pid: int) -> Callable[[], bool]:
 
             return lambda: not select.select([pidfd], [], [], 0)[0]  # readable once it exited
 
-    def alive() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-        except (OSError, IndexError):
-            return True
-    return alive
+    return lambda: process_running(pid)
+
+
+def remove_orphaned_folder(folder: Path) -> None:
+    """Remove the files of a worker whose parent died (nobody will read them) and, once no other
+    worker of its pool is left, the pool's folder."""
+    shutil.rmtree(folder, ignore_errors=True)
+    pool_root = folder.parent
+    if pool_root.name.startswith(POOL_FOLDER_PREFIX) and not any(pool_root.glob("worker_*")):
+        shutil.rmtree(pool_root, ignore_errors=True)
 
 
 def watch_parent(pid: int, folder: Path, interval: float = PARENT_CHECK_INTERVAL) -> None:
@@ -107,10 +108,7 @@ def watch_parent(pid: int, folder: Path, interval: float = PARENT_CHECK_INTERVAL
     def watch() -> None:
         while alive():
             time.sleep(interval)
-        shutil.rmtree(folder, ignore_errors=True)
-        pool_root = folder.parent
-        if pool_root.name.startswith(POOL_FOLDER_PREFIX) and not any(pool_root.glob("worker_*")):
-            shutil.rmtree(pool_root, ignore_errors=True)
+        remove_orphaned_folder(folder)
         os._exit(EXIT_ORPHANED)
 
     threading.Thread(target=watch, name="pysera-parent-watch", daemon=True).start()
@@ -238,6 +236,129 @@ def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# The fork server (Linux: pool workers forked from one process that has imported the engine)
+# ---------------------------------------------------------------------------------------------
+#: What every case needs, imported once by the fork server instead of by each worker.
+FORK_SERVER_PRELOAD = ("scipy.ndimage", "scipy.spatial", "scipy.sparse.csgraph", "SimpleITK",
+                       "PySERASlicerLib.case_extraction", "PySERASlicerLib.io.readers",
+                       "PySERASlicerLib.engine.pipeline")
+
+
+def run_fork_server(folder: Path, parent_pid: Optional[int]) -> int:
+    """Import the engine once, then fork one pool worker per request file (``fork_<n>.json``:
+    the worker's folder and environment), reap them and write each one's exit status into its
+    folder (the pool's parent cannot wait for a grandchild). Leaves when its parent is gone,
+    killing its workers. Single-threaded: a fork copies only the calling thread, so no other
+    thread may hold a lock at that moment."""
+    import importlib
+
+    from .engine.registry import all_specs
+
+    for name in FORK_SERVER_PRELOAD:
+        importlib.import_module(name)
+    all_specs()  # every family module
+    parent_alive = parent_alive_check(parent_pid) if parent_pid is not None else (lambda: True)
+    children: Dict[int, Path] = {}
+    number, delay, next_parent_check = 0, TASK_POLL_INTERVAL, 0.0
+    while True:
+        request = fork_request_path(folder, number)
+        if request.exists():
+            with open(request, encoding="utf-8") as handle:
+                spec = json.load(handle)
+            request.unlink()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            server = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                _run_forked_worker(Path(spec["folder"]), spec["env"], parent_pid, server)  # never returns
+            children[pid] = Path(spec["folder"])
+            try:  # at once, so that the parent can kill a worker that has not started yet
+                (children[pid] / PID_FILE).write_text(str(pid), encoding="ascii")
+            except OSError:
+                pass
+            number, delay = number + 1, TASK_POLL_INTERVAL
+            continue
+        _reap(children)
+        if time.monotonic() >= next_parent_check:
+            if not parent_alive():
+                for pid, child_folder in children.items():
+                    _kill_quietly(pid)
+                    os.waitpid(pid, 0)
+                    shutil.rmtree(child_folder, ignore_errors=True)
+                remove_orphaned_folder(folder)
+                os._exit(EXIT_ORPHANED)
+            next_parent_check = time.monotonic() + PARENT_CHECK_INTERVAL
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+
+
+def _reap(children: Dict[int, Path]) -> None:
+    """Collect the workers that ended and record each one's exit status in its folder."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        folder = children.pop(pid, None)
+        if folder is not None:
+            try:
+                write_json(folder / EXIT_FILE, {"returncode": os.waitstatus_to_exitcode(status)})
+            except OSError:
+                pass  # the parent already removed the folder
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _die_with_the_fork_server(server: int) -> None:
+    """Linux's parent-death signal: should the fork server (pid ``server``) be killed, its
+    workers get SIGKILL at once (their own watch looks at the pool's parent, which may still run)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server:  # it died before the call
+        os._exit(EXIT_ORPHANED)
+
+
+def _run_forked_worker(folder: Path, environment: Dict[str, str], parent_pid: Optional[int], server: int) -> None:
+    """The forked child: its own log and parent watch, then the pool worker's loop; never
+    returns into the fork server's loop."""
+    code = 1
+    try:
+        _die_with_the_fork_server(server)
+        log = os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.environ.update(environment)
+        if parent_pid is not None:
+            watch_parent(parent_pid, folder)
+        (folder / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
+        with open(folder / "job.json", encoding="utf-8") as handle:
+            code = run_pool_worker(folder, json.load(handle))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported in the worker's log, which the parent shows
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parent_pid = None
@@ -250,11 +371,13 @@ def main(argv=None) -> int:
     folder = Path(argv[0])
     # Ctrl-C belongs to the parent, which ends the workers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent_pid is not None:
-        watch_parent(parent_pid, folder)
-    (folder / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
     with open(folder / "job.json", encoding="utf-8") as handle:
         job = json.load(handle)
+    (folder / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
+    if job["kind"] == "fork_server":  # starts no thread: it forks
+        return run_fork_server(folder, parent_pid)
+    if parent_pid is not None:
+        watch_parent(parent_pid, folder)
     if job["kind"] == "pool":
         return run_pool_worker(folder, job)
     if job["kind"] in ("case", "batch"):

@@ -23,6 +23,10 @@ PID_FILE = "pid.txt"
 POOL_FOLDER_PREFIX = "pysera_pool_"
 #: A pool worker leaves when this file appears in its folder (and no task is waiting).
 STOP_FILE = "stop"
+#: Name of the file, in a worker's folder, receiving its stdout and stderr.
+LOG_FILE = "worker.log"
+#: Name of the file, in a forked worker's folder, where the fork server writes its exit status.
+EXIT_FILE = "exit_status.txt"
 
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:
@@ -93,3 +97,23 @@ def task_path(folder: Path, number: int) -> Path:
 
 def result_path(folder: Path, number: int) -> Path:
     return folder / f"result_{number}.pkl"
+
+
+def fork_request_path(folder: Path, number: int) -> Path:
+    """Request ``number`` to a fork server (its folder): the worker folder and environment."""
+    return folder / f"fork_{number}.json"
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie counts as exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(pid, 0) said it exists

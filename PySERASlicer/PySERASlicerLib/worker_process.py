@@ -38,7 +38,7 @@ import weakref
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .worker_files import PID_FILE
+from .worker_files import LOG_FILE, PID_FILE
 
 #: Folder that holds the PySERASlicerLib package (put on the worker's PYTHONPATH).
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
@@ -46,8 +46,6 @@ PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 PYTHON_VARIABLE = "PYSERA_WORKER_PYTHON"
 #: Environment variable (set for workers) naming the file where nested workers record their group.
 GROUPS_VARIABLE = "PYSERA_WORKER_GROUPS"
-#: Name of the file, in a worker's folder, receiving its stdout and stderr.
-LOG_FILE = "worker.log"
 
 _IS_WINDOWS = sys.platform == "win32"
 _LIVE: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
