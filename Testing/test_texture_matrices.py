@@ -333,3 +333,27 @@ def test_count_feature_tags_unique_and_mapped(family):
     stems = [row[0] for row in family.TABLE]
     assert len(set(stems)) == len(stems)
     assert all(row[3] in texture.COUNT_FEATURES for row in family.TABLE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_rois)
+def test_3d_only_stacks_equal_the_3d_part_of_both(q):
+    """The 3D sets skip the per-slice matrices: same 3D matrices (and run-length columns)."""
+    _, m3 = texture.glcm_stacks(q, 3, 1, need_2d=True, need_3d=True)
+    m2_only, m3_only = texture.glcm_stacks(q, 3, 1, need_2d=False, need_3d=True)
+    assert m2_only is None
+    np.testing.assert_array_equal(m3_only, m3)
+    _, r3, j = texture.glrlm_stacks(q, 3, need_2d=True, need_3d=True)
+    r2_only, r3_only, j_only = texture.glrlm_stacks(q, 3, need_2d=False, need_3d=True)
+    assert r2_only is None
+    np.testing.assert_array_equal(j_only, j)
+    np.testing.assert_array_equal(r3_only, r3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.intp, st.integers(0, 40), elements=st.integers(0, 3000)))
+def test_occurring_values_equal_np_unique(values):
+    j, index = texture.occurring_values(values)
+    expected_j, expected_index = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(j, expected_j)
+    np.testing.assert_array_equal(index, expected_index.reshape(-1))
