@@ -357,3 +357,22 @@ def test_occurring_values_equal_np_unique(values):
     expected_j, expected_index = np.unique(values, return_inverse=True)
     np.testing.assert_array_equal(j, expected_j)
     np.testing.assert_array_equal(index, expected_index.reshape(-1))
+
+
+@pytest.mark.parametrize("in_plane", [False, True])
+def test_zone_labelling_paths_agree_for_many_levels(in_plane, monkeypatch):
+    """Distance 1: per-level labelling (few levels) and the neighbour graph (many) give the same
+    zones; 14 levels take the graph path by default."""
+    rng = np.random.default_rng(11)
+    q = rng.integers(0, 15, size=(5, 12, 13)).astype(np.int32)
+    assert len(np.unique(q[q > 0])) > texture.LABEL_PER_LEVEL_MAX
+    graph = texture.zones(q, 14, 1, in_plane)
+    monkeypatch.setattr(texture, "LABEL_PER_LEVEL_MAX", 1000)
+    per_level = texture.zones(q, 14, 1, in_plane)
+    assert graph.n_zones == per_level.n_zones
+
+    def table(zones):  # (level, size, and for in-plane zones their slice) of every zone
+        return Counter(zip(zones.level.tolist(), zones.size.tolist(), (zones.k if in_plane else zones.level).tolist()))
+
+    assert table(graph) == table(per_level)
+    assert Counter(zip(graph.level.tolist(), graph.size.tolist())) == slow_zones(q, in_plane)

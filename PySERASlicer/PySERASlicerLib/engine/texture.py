@@ -194,15 +194,24 @@ def glrlm_stacks(q: np.ndarray, n_g: int, need_2d: bool, need_3d: bool):
 # ------------------------------------------------------------------------------------------
 # Zones (GLSZM IBSI 3.8, GLDZM IBSI 3.9)
 # ------------------------------------------------------------------------------------------
+#: Most grey levels for which :func:`zone_labels` labels each level on its own (distance 1).
+LABEL_PER_LEVEL_MAX = 10
+
+
 def zone_labels(q: np.ndarray, n_g: int, distance: int, in_plane: bool) -> Tuple[np.ndarray, int]:
     """Zones: connected groups of equal grey level, linked at Chebyshev ``distance``.
 
     Returns ``(labels, n_zones)``: ``labels`` (same shape as ``q``) numbers the zones 1..n_zones,
     0 outside the ROI. ``in_plane`` links only within a k-slice (8-connected for distance 1)
-    else in 3D (26-connected). Distance 1 uses ``scipy.ndimage.label`` per grey level; larger
-    distances build the neighbour graph and use ``scipy.sparse.csgraph.connected_components``.
+    else in 3D (26-connected). With few grey levels (at most :data:`LABEL_PER_LEVEL_MAX`) and
+    distance 1, ``scipy.ndimage.label`` per grey level; otherwise the neighbour graph and
+    ``scipy.sparse.csgraph.connected_components`` (one labelling scans the whole box, so its cost
+    grows with the number of levels, while the graph shrinks as the zones get smaller: on a
+    32,000-voxel CT lesion 5.4 against 13 ms at 6 levels, 12 against 9 ms at 15, 18 against
+    4 ms at 29). Both number the same zones (in a different order).
     """
-    if distance == 1:
+    present = np.flatnonzero(np.bincount(q.ravel(), minlength=n_g + 1)[1:]) + 1
+    if distance == 1 and len(present) <= LABEL_PER_LEVEL_MAX:
         structure = np.ones((3, 3, 3), dtype=bool)
         if in_plane:
             structure[0] = structure[2] = False
@@ -211,7 +220,6 @@ def zone_labels(q: np.ndarray, n_g: int, distance: int, in_plane: bool) -> Tuple
         labels = np.zeros(q.shape, dtype=np.int32)
         found = np.empty(q.shape, dtype=np.int32)
         n_zones = 0
-        present = np.flatnonzero(np.bincount(q.ravel(), minlength=n_g + 1)[1:]) + 1
         for g in present:
             n = ndimage.label(q == g, structure=structure, output=found)
             # the levels' zones are disjoint: write this level's, offset, where it has any
