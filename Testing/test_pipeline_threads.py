@@ -4,6 +4,7 @@ follows ``PYSERA_ROI_THREADS`` and is 1 in a multiprocessing child."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -75,3 +76,23 @@ def test_two_threads_report_each_family_once():
     pipeline.extract_roi(image, mask, settings, threads=2, on_step=steps.append)
     families = list(pipeline.group_by_family(pipeline.selected_specs(settings)))
     assert sorted(steps) == sorted(families)
+
+
+def test_a_failing_family_stops_both_threads(monkeypatch):
+    """An error in the calling thread's first family is raised, and the helper takes no
+    further item (it finishes the one it has)."""
+    image, mask = _case()
+    settings = Settings.from_dict({"categories": "all", "dimensions": "1st,3d"})
+    ran = []
+    real = pipeline._run_item
+
+    def failing(ctx, item):
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("family failed")
+        ran.append(item[0][0])
+        return real(ctx, item)
+
+    monkeypatch.setattr(pipeline, "_run_item", failing)
+    with pytest.raises(RuntimeError, match="family failed"):
+        pipeline.extract_roi(image, mask, settings, threads=2)
+    assert len(ran) <= 2  # of 13 items: the helper's first, perhaps a second taken meanwhile

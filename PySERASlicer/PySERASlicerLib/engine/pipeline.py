@@ -167,6 +167,10 @@ def _run_shared(ctx, groups: Dict[str, List[str]], on_step: StepCallback) -> Dic
             if item is None:
                 break
             values.update(_run_item(ctx, item))
+    except BaseException:
+        with lock:  # the helper stops after its current item
+            items.clear()
+        raise
     finally:
         wait([future])  # the helper never outlives this call
     values.update(future.result())  # re-raises the helper's exception, if any
