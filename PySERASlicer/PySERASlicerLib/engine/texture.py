@@ -126,9 +126,10 @@ def runs(q: np.ndarray, direction: Sequence[int], coords=None) -> Tuple[np.ndarr
 
     ``q`` is copied into a sheared array whose last axis runs along the direction: for the
     primary axis ``a`` (first non-zero component) every other axis ``b`` is replaced by
-    ``x_b - v_b x_a`` (constant along a line), one slice ``x_a = t`` at a time, and each line
-    ends in a 0 sentinel so that runs never continue into the next line. Runs are then the
-    constant stretches found by ``diff``. (``coords`` is accepted for compatibility, unused.)
+    ``x_b - v_b x_a`` (constant along a line), and each line ends in a 0 sentinel so that runs
+    never continue into the next line. The shear is affine, so the copy is one assignment into a
+    strided view of the sheared array indexed like ``q`` (no loop over slices). Runs are then
+    the constant stretches found by ``diff``. (``coords`` is accepted for compatibility, unused.)
     """
     v = [int(c) for c in direction]
     a = next(axis for axis in range(3) if v[axis] != 0)
@@ -140,12 +141,23 @@ def runs(q: np.ndarray, direction: Sequence[int], coords=None) -> Tuple[np.ndarr
     if not any(v[b] for b in others):
         lines[..., :n_a] = np.moveaxis(q, a, -1)
     else:
-        for t in range(n_a):
-            target = []
-            for b in others:
-                start = (n_a - 1 - t if v[b] > 0 else t) if v[b] else 0
-                target.append(slice(start, start + shape[b]))
-            lines[target[0], target[1], t] = q.take(t, axis=a) if a else q[t]
+        # q[x] goes to lines[x_b + start_b(x_a) for the two other axes b, x_a], with
+        # start_b(t) = n_a - 1 - t (v_b > 0), t (v_b < 0) or 0: a view of ``lines`` with the
+        # strides of that affine map, based at q[0, 0, 0]'s place, indexed like q. Every place it
+        # reaches lies inside ``lines`` (0 <= x_b + start_b(x_a) < sizes), so the copy is safe.
+        strides = [0, 0, 0]
+        strides[a] = lines.strides[2]
+        base = []
+        for index, b in enumerate(others):
+            strides[b] = lines.strides[index]
+            if v[b] > 0:  # start_b falls by one per step along a
+                strides[a] -= lines.strides[index]
+            elif v[b] < 0:
+                strides[a] += lines.strides[index]
+            base.append(n_a - 1 if v[b] > 0 else 0)
+        view = np.lib.stride_tricks.as_strided(lines[base[0]:, base[1]:], shape=shape, strides=strides,
+                                               writeable=True)
+        view[...] = q
     flat = lines.reshape(-1)
     # last element of each constant stretch (the array ends in a 0 sentinel, so every stretch
     # ends at one); a stretch of a level > 0 is a run, which began after the stretch before
