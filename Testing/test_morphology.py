@@ -216,3 +216,24 @@ def test_centre_of_mass_shift_and_integrated_intensity():
     weighted = (9 * (1 + 2 + 3) + 27 * (4 + 5 + 6)) / (27 + 81)
     assert values["morph_com"] == pytest.approx(abs(weighted - 3.5))
     assert values["morph_integ_int"] == pytest.approx(values["morph_volume"] * 2.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_voxel_moments_and_hull_candidates_equal_direct_computations(seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((6, 9, 11)) > 0.6
+    spacing = np.array([0.7, 1.1, 2.5])
+    n, centre, covariance = morph.voxel_moments(mask, spacing)
+    positions = np.stack(np.nonzero(mask)[::-1], axis=1) * spacing
+    assert n == len(positions)
+    np.testing.assert_allclose(centre, positions.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(covariance, np.cov(positions.T), rtol=1e-12, atol=1e-14)
+    weights = np.where(mask, rng.normal(size=mask.shape), 0.0)
+    np.testing.assert_allclose(morph.weighted_centre(weights, spacing),
+                               (positions * weights[mask][:, None]).sum(axis=0), rtol=1e-12, atol=1e-12)
+    # hull candidates: each grid line's first and last vertex of each kind, same hull as all vertices
+    every = morph.mesh_vertices(mask, spacing)
+    candidates = morph.mesh_vertices(mask, spacing, hull_candidates=True)
+    assert len(candidates) < len(every)
+    assert {tuple(p) for p in candidates} <= {tuple(p) for p in every}
+    assert ConvexHull(candidates).volume == pytest.approx(ConvexHull(every).volume, rel=1e-12)

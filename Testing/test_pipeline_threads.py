@@ -4,6 +4,7 @@ follows ``PYSERA_ROI_THREADS`` and is 1 in a multiprocessing child."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -56,3 +57,42 @@ def test_default_is_one_thread_in_a_pool_worker(monkeypatch):
     process.start()
     assert queue.get(timeout=60) == 1
     process.join(timeout=60)
+
+
+def test_work_items_split_moran_and_share_the_zones():
+    groups = {"stat": ["stat_mean"], "glszm": ["szm_sze_3D"], "morph": ["morph_volume", "morph_moran_i"],
+              "gldzm": ["dzm_sde_3D"], "glcm": ["cm_energy_3D_comb"]}
+    items = pipeline.work_items(groups)
+    assert [name for name, _ in items] == ["morph", "morph_autocorrelation", "glszm+gldzm", "glcm", "stat"]
+    assert dict(items)["morph"] == [("morph", ["morph_volume"])]
+    assert dict(items)["morph_autocorrelation"] == [("morph", ["morph_moran_i"])]
+    assert dict(items)["glszm+gldzm"] == [("glszm", ["szm_sze_3D"]), ("gldzm", ["dzm_sde_3D"])]
+
+
+def test_two_threads_report_each_family_once():
+    image, mask = _case()
+    settings = Settings.from_dict({"categories": "all", "dimensions": "1st,3d"})
+    steps = []
+    pipeline.extract_roi(image, mask, settings, threads=2, on_step=steps.append)
+    families = list(pipeline.group_by_family(pipeline.selected_specs(settings)))
+    assert sorted(steps) == sorted(families)
+
+
+def test_a_failing_family_stops_both_threads(monkeypatch):
+    """An error in the calling thread's first family is raised, and the helper takes no
+    further item (it finishes the one it has)."""
+    image, mask = _case()
+    settings = Settings.from_dict({"categories": "all", "dimensions": "1st,3d"})
+    ran = []
+    real = pipeline._run_item
+
+    def failing(ctx, item):
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("family failed")
+        ran.append(item[0][0])
+        return real(ctx, item)
+
+    monkeypatch.setattr(pipeline, "_run_item", failing)
+    with pytest.raises(RuntimeError, match="family failed"):
+        pipeline.extract_roi(image, mask, settings, threads=2)
+    assert len(ran) <= 2  # of 13 items: the helper's first, perhaps a second taken meanwhile

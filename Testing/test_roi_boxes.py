@@ -150,3 +150,15 @@ def test_read_image_uses_the_itk_buffer_without_a_copy(tmp_path):
     _ = [sitk.GetImageFromArray(np.full((40, 40, 40), 7, np.int16)) for _ in range(4)]  # reuse freed memory
     assert not image.array.flags.owndata and image.array.flags.writeable
     np.testing.assert_array_equal(image.array, data)
+
+
+def test_bounding_box_grows_by_the_margin_and_clips():
+    from PySERASlicerLib.engine.bounding_box import bounding_box
+
+    mask = np.zeros((5, 6, 7), dtype=bool)
+    mask[1, 2:4, 6] = True
+    assert bounding_box(mask) == (slice(1, 2), slice(2, 4), slice(6, 7))
+    assert bounding_box(mask, margin=(2, 1, 3)) == (slice(0, 4), slice(1, 5), slice(3, 7))
+    assert bounding_box(mask[:, ::2]) == (slice(1, 2), slice(1, 2), slice(6, 7))  # not contiguous
+    with pytest.raises(ValueError, match="empty ROI mask"):
+        bounding_box(np.zeros((2, 2, 2), dtype=bool))

@@ -333,3 +333,46 @@ def test_count_feature_tags_unique_and_mapped(family):
     stems = [row[0] for row in family.TABLE]
     assert len(set(stems)) == len(stems)
     assert all(row[3] in texture.COUNT_FEATURES for row in family.TABLE)
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_rois)
+def test_3d_only_stacks_equal_the_3d_part_of_both(q):
+    """The 3D sets skip the per-slice matrices: same 3D matrices (and run-length columns)."""
+    _, m3 = texture.glcm_stacks(q, 3, 1, need_2d=True, need_3d=True)
+    m2_only, m3_only = texture.glcm_stacks(q, 3, 1, need_2d=False, need_3d=True)
+    assert m2_only is None
+    np.testing.assert_array_equal(m3_only, m3)
+    _, r3, j = texture.glrlm_stacks(q, 3, need_2d=True, need_3d=True)
+    r2_only, r3_only, j_only = texture.glrlm_stacks(q, 3, need_2d=False, need_3d=True)
+    assert r2_only is None
+    np.testing.assert_array_equal(j_only, j)
+    np.testing.assert_array_equal(r3_only, r3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.intp, st.integers(0, 40), elements=st.integers(0, 3000)))
+def test_occurring_values_equal_np_unique(values):
+    j, index = texture.occurring_values(values)
+    expected_j, expected_index = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(j, expected_j)
+    np.testing.assert_array_equal(index, expected_index.reshape(-1))
+
+
+@pytest.mark.parametrize("in_plane", [False, True])
+def test_zone_labelling_paths_agree_for_many_levels(in_plane, monkeypatch):
+    """Distance 1: per-level labelling (few levels) and the neighbour graph (many) give the same
+    zones; 14 levels take the graph path by default."""
+    rng = np.random.default_rng(11)
+    q = rng.integers(0, 15, size=(5, 12, 13)).astype(np.int32)
+    assert len(np.unique(q[q > 0])) > texture.LABEL_PER_LEVEL_MAX
+    graph = texture.zones(q, 14, 1, in_plane)
+    monkeypatch.setattr(texture, "LABEL_PER_LEVEL_MAX", 1000)
+    per_level = texture.zones(q, 14, 1, in_plane)
+    assert graph.n_zones == per_level.n_zones
+
+    def table(zones):  # (level, size, and for in-plane zones their slice) of every zone
+        return Counter(zip(zones.level.tolist(), zones.size.tolist(), (zones.k if in_plane else zones.level).tolist()))
+
+    assert table(graph) == table(per_level)
+    assert Counter(zip(graph.level.tolist(), graph.size.tolist())) == slow_zones(q, in_plane)

@@ -20,11 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .engine.bounding_box import Box, nonzero_box
 from .io.readers import InputError, MaskData
 from .settings import RoiSelectionMode, RoiSettings
 
-#: Slices (k, j, i) of a box on the image grid.
-Box = Tuple[slice, slice, slice]
 #: 26-connectivity in 3D.
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
@@ -60,21 +59,6 @@ class RoiDiscovery:
 def _label_text(value) -> str:
     value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
-
-
-def nonzero_box(array: np.ndarray) -> Optional[Box]:
-    """Bounding box (k, j, i slices) of the non-zero voxels, or None when there are none.
-
-    Two passes over the grid, the second only over the slices that hold any: each later step of
-    ROI discovery then reads the box alone (the same result as on the whole grid)."""
-    n_k = array.shape[0]
-    slices = np.flatnonzero(array.reshape(n_k, -1).any(axis=1))
-    if slices.size == 0:
-        return None
-    k = slice(int(slices[0]), int(slices[-1]) + 1)
-    plane = array[k].any(axis=0)
-    rows, columns = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-    return k, slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1)
 
 
 def _label_values(labels: np.ndarray) -> np.ndarray:

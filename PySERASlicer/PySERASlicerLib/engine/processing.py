@@ -35,7 +35,7 @@ from ..settings import (
     ResegmentationSettings,
     Settings,
 )
-from .bounding_box import bounding_box
+from .bounding_box import bounding_box, nonzero_box
 from .context import RoiContext
 from .discretisation import discretise, lloyd_max_thresholds  # noqa: F401  (re-exported)
 
@@ -150,22 +150,25 @@ def _intensity_diagnostics(out: Dict[str, float], prefix: str, values: np.ndarra
 
 
 def _bb_dims_ijk(mask: np.ndarray) -> Tuple[float, float, float]:
-    if not mask.any():
+    box = nonzero_box(mask)
+    if box is None:
         return (0.0, 0.0, 0.0)
-    box = bounding_box(mask)
     return tuple(float(box[axis].stop - box[axis].start) for axis in (2, 1, 0))
 
 
 def _roi_diagnostics(out: Dict[str, float], stage: str, grid_size_ijk, int_mask: np.ndarray,
                      morph_mask: np.ndarray, int_values: np.ndarray) -> None:
     """IBSI ROI diagnostics of one stage (masks may be cropped: sizes refer to the full grid)."""
-    int_bb, morph_bb = _bb_dims_ijk(int_mask), _bb_dims_ijk(morph_mask)
+    same = int_mask is morph_mask  # before re-segmentation: one mask, measured once
+    int_bb = _bb_dims_ijk(int_mask)
+    morph_bb = int_bb if same else _bb_dims_ijk(morph_mask)
     for index, axis in enumerate(_AXES):
         out[f"int_mask_dim_{axis}_{stage}_roi"] = float(grid_size_ijk[index])
         out[f"int_mask_bb_dim_{axis}_{stage}_roi"] = int_bb[index]
         out[f"morph_mask_bb_dim_{axis}_{stage}_roi"] = morph_bb[index]
     out[f"int_mask_vox_count_{stage}_roi"] = float(np.count_nonzero(int_mask))
-    out[f"morph_mask_vox_count_{stage}_roi"] = float(np.count_nonzero(morph_mask))
+    out[f"morph_mask_vox_count_{stage}_roi"] = (out[f"int_mask_vox_count_{stage}_roi"] if same
+                                                 else float(np.count_nonzero(morph_mask)))
     tmp: Dict[str, float] = {}
     _intensity_diagnostics(tmp, "", int_values)
     for key, value in tmp.items():

@@ -21,6 +21,7 @@ written to broadcast over them; "averaged" = features then mean, "merged" = sum 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -66,18 +67,20 @@ def shifted_views(shape: Sequence[int], offset: Sequence[int]) -> Tuple[tuple, t
 # ------------------------------------------------------------------------------------------
 # Co-occurrence (GLCM, IBSI 3.6)
 # ------------------------------------------------------------------------------------------
-def cooccurrence(q: np.ndarray, n_g: int, offset: Sequence[int], per_slice: bool) -> np.ndarray:
+def cooccurrence(q: np.ndarray, n_g: int, offset: Sequence[int], per_slice: bool,
+                 scaled: Optional[np.ndarray] = None) -> np.ndarray:
     """Symmetric co-occurrence counts for one offset.
 
     Returns ``(n_k, n_g, n_g)`` per k-slice when ``per_slice`` (the offset must be in-plane),
     else ``(n_g, n_g)``. Element ``[i-1, j-1]`` counts neighbour pairs (levels i, j) in either
     order, so each pair is counted twice in total (IBSI symmetric GLCM: ``M + M^T``).
+    ``scaled`` may hold ``q * (n_g + 1)`` as ``np.intp``, shared by the offsets of one ROI.
     """
     src, dst = shifted_views(q.shape, offset)
-    a = q[src].astype(np.intp)
-    b = q[dst]
     size = n_g + 1  # level 0 (outside the ROI) gets its own row/column, dropped below
-    code = a * size + b
+    if scaled is None:
+        scaled = q.astype(np.intp) * size
+    code = scaled[src] + q[dst]
     if per_slice:
         n_k = q.shape[0]
         code += (np.arange(n_k, dtype=np.intp) * size * size)[src[0]][:, None, None]
@@ -89,15 +92,18 @@ def cooccurrence(q: np.ndarray, n_g: int, offset: Sequence[int], per_slice: bool
 
 def glcm_stacks(q: np.ndarray, n_g: int, distance: int, need_2d: bool, need_3d: bool):
     """Co-occurrence matrices: ``m2`` (n_k, 4, n_g, n_g) per slice and in-plane direction and
-    ``m3`` (13, n_g, n_g) per 3D direction (``None`` when not needed). The in-plane 3D matrices
-    are the per-slice matrices summed over slices, so they are computed once."""
+    ``m3`` (13, n_g, n_g) per 3D direction (``None`` when not needed). With both, the in-plane
+    3D matrices are the per-slice matrices summed over slices, so they are computed once."""
     m2 = m3 = None
-    if need_2d or need_3d:
-        m2 = np.stack([cooccurrence(q, n_g, d * distance, True) for d in DIRECTIONS_3D[:N_IN_PLANE]], axis=1)
+    scaled = q.astype(np.intp) * (n_g + 1)
+    if need_2d:
+        m2 = np.stack([cooccurrence(q, n_g, d * distance, True, scaled) for d in DIRECTIONS_3D[:N_IN_PLANE]],
+                      axis=1)
     if need_3d:
-        rest = [cooccurrence(q, n_g, d * distance, False) for d in DIRECTIONS_3D[N_IN_PLANE:]]
-        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)])
-    return (m2 if need_2d else None), m3
+        first = N_IN_PLANE if need_2d else 0
+        rest = [cooccurrence(q, n_g, d * distance, False, scaled) for d in DIRECTIONS_3D[first:]]
+        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)]) if need_2d else np.stack(rest)
+    return m2, m3
 
 
 # ------------------------------------------------------------------------------------------
@@ -120,9 +126,10 @@ def runs(q: np.ndarray, direction: Sequence[int], coords=None) -> Tuple[np.ndarr
 
     ``q`` is copied into a sheared array whose last axis runs along the direction: for the
     primary axis ``a`` (first non-zero component) every other axis ``b`` is replaced by
-    ``x_b - v_b x_a`` (constant along a line), one slice ``x_a = t`` at a time, and each line
-    ends in a 0 sentinel so that runs never continue into the next line. Runs are then the
-    constant stretches found by ``diff``. (``coords`` is accepted for compatibility, unused.)
+    ``x_b - v_b x_a`` (constant along a line), and each line ends in a 0 sentinel so that runs
+    never continue into the next line. The shear is affine, so the copy is one assignment into a
+    strided view of the sheared array indexed like ``q`` (no loop over slices). Runs are then
+    the constant stretches found by ``diff``. (``coords`` is accepted for compatibility, unused.)
     """
     v = [int(c) for c in direction]
     a = next(axis for axis in range(3) if v[axis] != 0)
@@ -134,23 +141,35 @@ def runs(q: np.ndarray, direction: Sequence[int], coords=None) -> Tuple[np.ndarr
     if not any(v[b] for b in others):
         lines[..., :n_a] = np.moveaxis(q, a, -1)
     else:
-        for t in range(n_a):
-            target = []
-            for b in others:
-                start = (n_a - 1 - t if v[b] > 0 else t) if v[b] else 0
-                target.append(slice(start, start + shape[b]))
-            lines[target[0], target[1], t] = q.take(t, axis=a) if a else q[t]
+        # q[x] goes to lines[x_b + start_b(x_a) for the two other axes b, x_a], with
+        # start_b(t) = n_a - 1 - t (v_b > 0), t (v_b < 0) or 0: a view of ``lines`` with the
+        # strides of that affine map, based at q[0, 0, 0]'s place, indexed like q. Every place it
+        # reaches lies inside ``lines`` (0 <= x_b + start_b(x_a) < sizes), so the copy is safe.
+        strides = [0, 0, 0]
+        strides[a] = lines.strides[2]
+        base = []
+        for index, b in enumerate(others):
+            strides[b] = lines.strides[index]
+            if v[b] > 0:  # start_b falls by one per step along a
+                strides[a] -= lines.strides[index]
+            elif v[b] < 0:
+                strides[a] += lines.strides[index]
+            base.append(n_a - 1 if v[b] > 0 else 0)
+        view = np.lib.stride_tricks.as_strided(lines[base[0]:, base[1]:], shape=shape, strides=strides,
+                                               writeable=True)
+        view[...] = q
     flat = lines.reshape(-1)
-    change = np.flatnonzero(flat[1:] != flat[:-1])  # last voxel of each constant stretch
-    ends = change[flat[change] > 0]  # the array ends in a 0 sentinel: every run ends here
-    starts = change + 1
-    level = flat[starts]
-    starts = starts[level > 0]
-    if flat[0]:  # a run starting at the very first element has no change before it
-        starts = np.concatenate(([0], starts))
-    level = flat[starts].astype(np.intp)
-    lengths = ends - starts + 1
-    k = starts // (sizes[1] * (n_a + 1)) if a != 0 and v[0] == 0 else np.zeros_like(starts)
+    # last element of each constant stretch (the array ends in a 0 sentinel, so every stretch
+    # ends at one); a stretch of a level > 0 is a run, which began after the stretch before
+    change = np.flatnonzero(flat[1:] != flat[:-1])
+    level = flat[change]
+    is_run = level > 0
+    before = np.empty_like(change)  # last element of the stretch before (-1 for the first)
+    before[0:1] = -1
+    before[1:] = change[:-1]
+    lengths = (change - before)[is_run]
+    level = level[is_run].astype(np.intp)
+    k = (before[is_run] + 1) // (sizes[1] * (n_a + 1)) if a != 0 and v[0] == 0 else np.zeros_like(lengths)
     return level, lengths, k
 
 
@@ -158,44 +177,57 @@ def glrlm_stacks(q: np.ndarray, n_g: int, need_2d: bool, need_3d: bool):
     """Run-length matrices: ``m2`` (n_k, 4, n_g, n_j) per slice and in-plane direction,
     ``m3`` (13, n_g, n_j) per 3D direction (``None`` when not needed) and the run lengths ``j``
     (n_j,) of the columns (only lengths that occur).
-    Runs along in-plane directions never leave their slice, so the in-plane 3D matrices are the
-    per-slice matrices summed over slices."""
+    Runs along in-plane directions never leave their slice, so with both the in-plane 3D
+    matrices are the per-slice matrices summed over slices."""
     q = small_levels(q)
     directions = DIRECTIONS_3D if need_3d else DIRECTIONS_3D[:N_IN_PLANE]
     found = [runs(q, d) for d in directions]
     n_k = q.shape[0]
-    # one shared set of run-length columns (the lengths that occur in any direction)
-    occurs = np.zeros(max(q.shape) + 1, dtype=bool)
-    for _, length, _ in found:
-        occurs[length] = True
-    j = np.flatnonzero(occurs)
-    n_j = max(j.size, 1)
-    column = np.cumsum(occurs) - 1  # length -> its column
+    # one column per length 1..longest first (one bincount per direction: the arrays of one
+    # direction's runs stay in the cache), then only the lengths that occur in any direction
+    n_j = max([int(length.max()) for _, length, _ in found if length.size], default=1)
     m2 = m3 = None
-    planar = []
-    for level, length, k in found[:N_IN_PLANE]:
-        code = (k * n_g + level - 1) * n_j + column[length]
-        planar.append(np.bincount(code, minlength=n_k * n_g * n_j).reshape(n_k, n_g, n_j))
-    m2 = np.stack(planar, axis=1)
+    if need_2d:
+        m2 = np.stack([np.bincount((k * n_g + level - 1) * n_j + length - 1, minlength=n_k * n_g * n_j)
+                       .reshape(n_k, n_g, n_j) for level, length, k in found[:N_IN_PLANE]], axis=1)
     if need_3d:
-        rest = [np.bincount((level - 1) * n_j + column[length], minlength=n_g * n_j).reshape(n_g, n_j)
-                for level, length, _ in found[N_IN_PLANE:]]
-        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)])
-    return (m2 if need_2d else None), m3, (j if j.size else np.ones(1, dtype=np.intp))
+        first = N_IN_PLANE if need_2d else 0
+        rest = [np.bincount((level - 1) * n_j + length - 1, minlength=n_g * n_j).reshape(n_g, n_j)
+                for level, length, _ in found[first:]]
+        m3 = np.concatenate([m2.sum(axis=0), np.stack(rest)]) if need_2d else np.stack(rest)
+    occurs = (m3 if m3 is not None else m2).reshape(-1, n_j).any(axis=0)
+    j = np.flatnonzero(occurs) + 1
+    if 0 < j.size < n_j:  # (no run at all: one empty column, as for a ROI without pairs)
+        m2 = m2[..., occurs] if m2 is not None else None
+        m3 = m3[..., occurs] if m3 is not None else None
+    return m2, m3, (j if j.size else np.ones(1, dtype=np.intp))
 
 
 # ------------------------------------------------------------------------------------------
 # Zones (GLSZM IBSI 3.8, GLDZM IBSI 3.9)
 # ------------------------------------------------------------------------------------------
+#: Most grey levels for which :func:`zone_labels` labels each level on its own (distance 1).
+LABEL_PER_LEVEL_MAX = 6
+#: Largest box (voxels) whose distance-1 zones may come from the neighbour graph: its edge lists
+#: take some 100 bytes per voxel, the labelling a few.
+GRAPH_MAX_VOXELS = 1 << 20
+
+
 def zone_labels(q: np.ndarray, n_g: int, distance: int, in_plane: bool) -> Tuple[np.ndarray, int]:
     """Zones: connected groups of equal grey level, linked at Chebyshev ``distance``.
 
     Returns ``(labels, n_zones)``: ``labels`` (same shape as ``q``) numbers the zones 1..n_zones,
     0 outside the ROI. ``in_plane`` links only within a k-slice (8-connected for distance 1)
-    else in 3D (26-connected). Distance 1 uses ``scipy.ndimage.label`` per grey level; larger
-    distances build the neighbour graph and use ``scipy.sparse.csgraph.connected_components``.
+    else in 3D (26-connected). With distance 1 and few grey levels (at most
+    :data:`LABEL_PER_LEVEL_MAX`) or a large box (over :data:`GRAPH_MAX_VOXELS`),
+    ``scipy.ndimage.label`` per grey level; otherwise the neighbour graph and
+    ``scipy.sparse.csgraph.connected_components`` (one labelling scans the whole box, so its cost
+    grows with the number of levels, while the graph shrinks as the zones get smaller: 3D zones of
+    a 32,000-voxel CT lesion 5.2 against 5.3 ms at 6 levels, 9.2 against 4.6 ms at 15, 15 against
+    3.5 ms at 29). Both number the same zones (in a different order).
     """
-    if distance == 1:
+    present = np.flatnonzero(np.bincount(q.ravel(), minlength=n_g + 1)[1:]) + 1
+    if distance == 1 and (len(present) <= LABEL_PER_LEVEL_MAX or q.size > GRAPH_MAX_VOXELS):
         structure = np.ones((3, 3, 3), dtype=bool)
         if in_plane:
             structure[0] = structure[2] = False
@@ -204,32 +236,41 @@ def zone_labels(q: np.ndarray, n_g: int, distance: int, in_plane: bool) -> Tuple
         labels = np.zeros(q.shape, dtype=np.int32)
         found = np.empty(q.shape, dtype=np.int32)
         n_zones = 0
-        present = np.flatnonzero(np.bincount(q.ravel(), minlength=n_g + 1)[1:]) + 1
         for g in present:
             n = ndimage.label(q == g, structure=structure, output=found)
             # the levels' zones are disjoint: write this level's, offset, where it has any
             np.add(found, n_zones, out=labels, where=found > 0)
             n_zones += n
         return labels, n_zones
-    labels = np.zeros(q.shape, dtype=np.intp)
-    from scipy.sparse import coo_matrix
+    from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    roi = q > 0
-    n_v = int(roi.sum())
-    index = np.full(q.shape, -1, dtype=np.intp)
-    index[roi] = np.arange(n_v)
+    # Links on the flat array padded by ``distance`` empty voxels: an offset is then one flat
+    # shift (positive: the offsets are lexicographically positive) that never wraps a real voxel
+    # onto another row, and the comparisons and index lists are contiguous.
+    padded = np.pad(small_levels(q), distance)
+    flat = padded.reshape(-1)
+    size = flat.size
     rows, cols = [], []
     for offset in half_neighbourhood(distance, in_plane):
-        src, dst = shifted_views(q.shape, offset)
-        linked = (q[src] == q[dst]) & roi[src]
-        rows.append(index[src][linked])
-        cols.append(index[dst][linked])
+        shift = (int(offset[0]) * padded.shape[1] + int(offset[1])) * padded.shape[2] + int(offset[2])
+        a = flat[:size - shift]
+        linked = a == flat[shift:]
+        linked &= a > 0
+        start = np.flatnonzero(linked)
+        rows.append(start)
+        cols.append(start + shift)
     rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_v, n_v))
-    n_zones, component = connected_components(graph, directed=False)
-    labels[roi] = component + 1
-    return labels, int(n_zones)
+    graph = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(size, size))
+    n_components, component = connected_components(graph, directed=False)
+    # number the components holding ROI voxels 1..n_zones (the empty voxels are components too)
+    roi = flat > 0
+    holds_roi = np.zeros(n_components, dtype=bool)
+    holds_roi[component[roi]] = True
+    number = np.cumsum(holds_roi).astype(np.int32)
+    labels = np.where(roi, number[component], 0).reshape(padded.shape)
+    inner = tuple(slice(distance, n - distance) for n in padded.shape)
+    return np.ascontiguousarray(labels[inner]), int(number[-1]) if n_components else 0
 
 
 def zone_table(q: np.ndarray, labels: np.ndarray, n_zones: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,6 +309,20 @@ def zone_min(values: np.ndarray, labels: np.ndarray, n_zones: int) -> np.ndarray
     return out[1:]
 
 
+def occurring_values(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(j, index)``: the distinct values of a 1D array of integers >= 0, sorted, and each item's
+    index into them (``np.unique(values, return_inverse=True)``). A ``bincount`` of the values
+    where their range is small against their number (run lengths, dependences, distances), the
+    sort of ``np.unique`` otherwise (zone sizes may reach the ROI size)."""
+    values = np.asarray(values).reshape(-1)
+    top = int(values.max()) if values.size else -1
+    if top > 4 * values.size + 1024:
+        j, index = np.unique(values, return_inverse=True)
+        return j, index.reshape(-1)
+    occurs = np.bincount(values, minlength=top + 1) > 0
+    return np.flatnonzero(occurs), (np.cumsum(occurs) - 1)[values]
+
+
 def count_matrix(level: np.ndarray, column: np.ndarray, k: np.ndarray, n_g: int, n_k: int,
                  per_slice: bool) -> Tuple[np.ndarray, np.ndarray]:
     """``bincount`` of (grey level 1..n_g, column value >= 1) items.
@@ -276,9 +331,9 @@ def count_matrix(level: np.ndarray, column: np.ndarray, k: np.ndarray, n_g: int,
     ``(n_g, n_j)``, and the column values ``j`` (n_j,). Only column values that occur get a
     column: zone sizes can reach the ROI size, and all-zero columns add nothing to any feature.
     """
-    j, column_index = np.unique(column, return_inverse=True)
+    j, column_index = occurring_values(column)
     n_j = max(j.size, 1)
-    code = (level - 1) * n_j + column_index.reshape(-1)
+    code = (level - 1) * n_j + column_index
     if per_slice:
         code = code + k * (n_g * n_j)
         return np.bincount(code, minlength=n_k * n_g * n_j).reshape(n_k, n_g, n_j), j if j.size else np.ones(1)
@@ -310,12 +365,20 @@ def equal_neighbour_counts(q: np.ndarray, distance: int, alpha: int, in_plane: b
         counts = planar.copy()
         offsets = offsets[offsets[:, 0] != 0]
     else:
-        counts = np.zeros(q.shape, dtype=np.intp)
+        # the smallest counter that holds every neighbour (uint8 up to distance 2): less memory
+        # to touch per offset
+        most = 2 * len(half_neighbourhood(distance, False))
+        counts = np.zeros(q.shape, dtype=np.uint8 if most < 256 else np.uint16 if most < 65536 else np.intp)
+    q = small_levels(q)
     for offset in offsets:
         src, dst = shifted_views(q.shape, offset)
         a, b = q[src], q[dst]
-        linked = (a > 0) & (b > 0)
-        linked &= (a == b) if alpha == 0 else (np.abs(a.astype(np.intp) - b) <= alpha)
+        if alpha == 0:  # equal levels, both in the ROI (level 0 is outside)
+            linked = a == b
+            linked &= a > 0
+        else:
+            linked = (a > 0) & (b > 0)
+            linked &= np.abs(a.astype(np.intp) - b) <= alpha
         # each linked pair adds a neighbour to both of its voxels
         counts[src] += linked
         counts[dst] += linked
@@ -411,7 +474,11 @@ COUNT_FEATURES: Dict[str, Callable[[CountStats], np.ndarray]] = {
 def mean_over_valid(values: np.ndarray, valid: np.ndarray) -> float:
     """Mean of per-matrix feature values over the non-empty matrices whose value is defined
     (IBSI: averaging skips slices/directions without pairs, runs or zones); NaN when none."""
-    v = np.asarray(values, dtype=np.float64)[np.asarray(valid, dtype=bool)]
+    values, valid = np.asarray(values, dtype=np.float64), np.asarray(valid, dtype=bool)
+    if values.size == 1:  # one matrix (merged or volumetric aggregations): no array mean
+        value = float(values.reshape(-1)[0])
+        return value if bool(valid.reshape(-1)[0]) and math.isfinite(value) else float("nan")
+    v = values[valid]
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
 

@@ -40,14 +40,20 @@ def ngtdm_matrix(q: np.ndarray, n_g: int, distance: int, in_plane: bool):
     """``(n, s)``: per k-slice ``(n_k, n_g)`` when ``in_plane`` else ``(n_g,)`` — the voxel counts
     :math:`n_i` and the grey tone differences :math:`s_i`."""
     roi = q > 0
-    total = texture.box_sum(q, distance, in_plane) - q  # centre excluded
-    count = texture.box_sum(roi, distance, in_plane) - roi
-    valid = roi & (count > 0)
-    level = q[valid]
+    # One box sum for both the neighbours' level sum and their number: q * scale + roi packs
+    # them (the count stays below ``scale``) and the box sums are exact integers.
+    scale = (2 * distance + 1) ** (2 if in_plane else 3) + 1
+    packed = texture.box_sum(q.astype(np.int64) * scale + roi, distance, in_plane)[roi]
+    level = q[roi]
+    total, count = np.divmod(packed, scale)
+    total -= level  # centre excluded
+    count -= 1
+    valid = count > 0
+    level = level[valid]
     diff = np.abs(level - total[valid] / count[valid])
     if in_plane:
         n_k = q.shape[0]
-        code = np.nonzero(valid)[0] * n_g + level - 1
+        code = np.nonzero(roi)[0][valid] * n_g + level - 1
         n = np.bincount(code, minlength=n_k * n_g).reshape(n_k, n_g)
         s = np.bincount(code, weights=diff, minlength=n_k * n_g).reshape(n_k, n_g)
         return n, s
