@@ -59,3 +59,28 @@ def test_a_failed_case_is_counted_in_the_closing_row(tmp_path):
     assert result["failed_files"] == 1 and "orphan: No matching mask found" in result["error"]
     report = list(openpyxl.load_workbook(result["excel_path"])["Report"].iter_rows(min_row=2, values_only=True))
     assert report[-1][3].startswith("run finished: 2 case(s), 1 failed, 2 ROI(s)")
+
+
+def test_the_streamed_workbook_holds_what_pandas_to_excel_would_write(tmp_path):
+    """write_workbook streams the cells itself (pandas' to_excel styled every cell first, a
+    third of a small case's batch time): the values read back are those pandas writes, the
+    header is bold and the panes frozen."""
+    import numpy as np
+    import pandas as pd
+    from PySERASlicerLib.export import write_workbook
+
+    frame = pd.DataFrame({
+        "PatientID": ["p1", "p2", "p3", "p4"], "ROI": ["a", "b", None, "d"],
+        "value": [1.5, np.nan, np.inf, -np.inf], "count": np.array([1, 2, 3, 4], dtype=np.int64),
+        "flag": [True, False, True, False],
+        "mixed": [np.float64(2.5), np.int32(7), "text", float("nan")],
+        "big": [1e300, -0.0, 1e-300, 123456789.123],
+    })
+    ours, theirs = tmp_path / "ours.xlsx", tmp_path / "pandas.xlsx"
+    write_workbook(ours, {"Sheet": (frame, "C2")})
+    frame.to_excel(theirs, sheet_name="Sheet", index=False)
+    read = [list(openpyxl.load_workbook(p)["Sheet"].iter_rows(values_only=True)) for p in (ours, theirs)]
+    assert read[0] == read[1]
+    sheet = openpyxl.load_workbook(ours)["Sheet"]
+    assert sheet.freeze_panes == "C2" and sheet["A1"].font.b
+    assert sheet.column_dimensions["B"].width >= 8 and sheet.column_dimensions["F"].width >= len("text")

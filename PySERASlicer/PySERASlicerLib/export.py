@@ -19,6 +19,7 @@ sheet (section ``provenance`` / ``inputs``) and as ``<stem>.json`` beside the Ex
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import json
 import platform
@@ -197,10 +198,7 @@ def write_outputs(output_path: str, frame, settings: Settings, entries: Sequence
         REPORT_SHEET: (report, "A2"),
         DEFINITIONS_SHEET: (definitions, "B2"),
     }
-    with pd.ExcelWriter(xlsx, engine="openpyxl") as writer:
-        for name, (data, freeze) in sheets.items():
-            data.to_excel(writer, sheet_name=name, index=False)
-            _format_sheet(writer.sheets[name], data, freeze)
+    write_workbook(xlsx, sheets)
     frame.to_csv(csv, index=False)
     json_path = stem.with_suffix(".json")
     outputs = {str(p): _sha256(p) for p in (xlsx, csv)}
@@ -210,18 +208,64 @@ def write_outputs(output_path: str, frame, settings: Settings, entries: Sequence
     return str(xlsx), str(csv), str(json_path)
 
 
-def _format_sheet(sheet, data, freeze: str) -> None:
-    """Freeze the header (and id columns) and size each column to its longest entry."""
+def write_workbook(path: Path, sheets: Dict[str, Tuple[Any, str]]) -> None:
+    """Write ``sheets`` (name -> (DataFrame, first cell below the frozen header / right of the
+    frozen columns)) as one .xlsx: a bold header row, frozen panes, each column as wide as its
+    longest entry. Streamed with openpyxl's write-only workbook: pandas' ``to_excel`` formats
+    and styles every cell first, which took a third of a small case's batch time."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
-    sheet.freeze_panes = freeze
-    sample = data.head(200)  # widths from the first rows: a batch of thousands need not be scanned
-    for index, column in enumerate(data.columns, start=1):
-        lengths = [len(str(column))] + [len(str(v)) for v in sample[column].tolist() if not isinstance(v, float)]
-        if any(isinstance(v, float) for v in sample[column].tolist()):
-            lengths.append(12)  # a float as Excel shows it by default
-        width = min(max(max(lengths) + 2, MIN_WIDTH), MAX_WIDTH)
-        sheet.column_dimensions[get_column_letter(index)].width = width
+    book = Workbook(write_only=True)
+    bold = Font(bold=True)
+    for name, (data, freeze) in sheets.items():
+        sheet = book.create_sheet(name)
+        sheet.freeze_panes = freeze
+        header = [str(column) for column in data.columns]
+        rows = [[excel_value(v) for v in row] for row in data.to_numpy(dtype=object).tolist()]
+        sample = rows[:200]  # widths from the first rows: a batch of thousands need not be scanned
+        for index, title in enumerate(header):
+            sheet.column_dimensions[get_column_letter(index + 1)].width = _column_width(
+                title, [row[index] for row in sample])
+        cells = []
+        for title in header:
+            cell = WriteOnlyCell(sheet, value=title)
+            cell.font = bold
+            cells.append(cell)
+        sheet.append(cells)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+
+
+def excel_value(value: Any) -> Any:
+    """A cell's value as pandas' ``to_excel`` writes it: NaN/None/NA empty, infinities as the
+    text ``inf`` / ``-inf``, numpy scalars as Python numbers, other objects as their text."""
+    if isinstance(value, float):
+        if value != value:
+            return None
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if value is None or isinstance(value, (str, bool, int, datetime.date, datetime.time, datetime.timedelta)):
+        return value
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return excel_value(item())
+    if str(value) in ("<NA>", "NaT"):
+        return None
+    return str(value)
+
+
+def _column_width(title: str, values: Sequence[Any]) -> float:
+    """Width in characters: the longest of the header and the entries, a number counting as
+    Excel shows one by default."""
+    lengths = [len(title)] + [len(str(v)) for v in values if v is not None and not isinstance(v, float)]
+    if any(v is None or isinstance(v, float) for v in values):
+        lengths.append(12)
+    return min(max(max(lengths) + 2, MIN_WIDTH), MAX_WIDTH)
 
 
 def _sha256(path: Path) -> str:
