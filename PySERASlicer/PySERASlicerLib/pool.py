@@ -28,7 +28,6 @@ from .runlog import LOGGER, ReportEntry, RunLog
 from .settings import DEFAULT_MAX_TASKS_PER_CHILD, Settings
 from .worker_files import (
     POOL_FOLDER_PREFIX,
-    STOP_FILE,
     read_new_lines,
     read_pickle,
     result_path,
@@ -114,13 +113,6 @@ class _PoolWorker:
         result = read_pickle(path)
         path.unlink()
         return result
-
-    def stop(self) -> None:
-        """Ask an idle worker to leave (it exits by itself, or is killed by :meth:`end`)."""
-        try:
-            (self.folder / STOP_FILE).touch()
-        except OSError:
-            pass
 
     def end(self, kill: bool, grace: float = 5.0) -> None:
         """Let the worker leave (or kill its tree), then remove its folder."""
@@ -299,13 +291,9 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
                         complete(index, _failure_result(
                             cases[index], f"the worker process died while processing this case "
                                           f"({exit_description(code)}); the case was skipped", settings))
-    finally:  # done, or interrupted (Ctrl-C, an error): busy workers are stopped now
-        for worker in workers:
-            if worker.idle:
-                worker.stop()
-        deadline = time.monotonic() + 5
-        for worker in list(workers):
-            worker.end(kill=not worker.idle, grace=max(0.0, deadline - time.monotonic()))
+    finally:  # done, or interrupted (Ctrl-C, an error): every worker ends now (an idle one holds nothing)
         if fork_server is not None:
-            fork_server.close()
+            fork_server.close()  # its process group: the server and every worker forked from it
+        for worker in list(workers):
+            worker.end(kill=True)
         remove_folder(root)

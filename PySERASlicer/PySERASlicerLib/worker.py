@@ -8,7 +8,7 @@ runs the same behind Slicer's PythonSlicer launcher. ``job.json`` says what to d
   append progress events to ``progress.jsonl``, write ``result.json``;
 * ``pool`` (a worker of :mod:`.pool`): run the cases the parent writes as ``task_<n>.pkl``
   one after another, append events to ``events.jsonl`` and write ``result_<n>.pkl`` each;
-  leave after ``max_tasks`` cases or when the parent writes ``stop``.
+  leave after ``max_tasks`` cases (an idle worker no longer needed is killed).
 
 The worker writes its pid to ``pid.txt`` and exits as soon as its parent process is gone
 (``--parent-pid``), so a killed script or Slicer leaves no worker computing. Plain Python: no
@@ -38,7 +38,6 @@ from .worker_files import (
     LOG_FILE,
     PID_FILE,
     POOL_FOLDER_PREFIX,
-    STOP_FILE,
     EventWriter,
     fork_request_path,
     process_running,
@@ -186,18 +185,14 @@ def run_job(folder: Path, job: Dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Pool workers (pool.run_cases)
 # ---------------------------------------------------------------------------------------------
-def _next_task(folder: Path, number: int) -> Optional[Path]:
-    """Wait for task file ``number``; None when the parent asked us to stop."""
+def _next_task(folder: Path, number: int) -> Path:
+    """Wait for task file ``number`` (the parent ends an idle worker it no longer needs)."""
     path = task_path(folder, number)
-    stop = folder / STOP_FILE
     delay = TASK_POLL_INTERVAL
-    while True:
-        if path.exists():
-            return path
-        if stop.exists():
-            return None
+    while not path.exists():
         time.sleep(delay)
         delay = min(delay * 1.5, 0.05)  # an idle worker looks less often
+    return path
 
 
 def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
@@ -219,8 +214,6 @@ def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
     number = 0
     while not max_tasks or number < max_tasks:
         path = _next_task(folder, number)
-        if path is None:
-            break
         index, case = read_pickle(path)
         path.unlink()
         events.emit(kind="start", index=index, pid=os.getpid())

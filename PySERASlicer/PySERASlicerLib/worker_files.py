@@ -21,8 +21,6 @@ import numpy as np
 PID_FILE = "pid.txt"
 #: Name start of a pool's temporary folder (it holds one ``worker_<n>`` folder per worker).
 POOL_FOLDER_PREFIX = "pysera_pool_"
-#: A pool worker leaves when this file appears in its folder (and no task is waiting).
-STOP_FILE = "stop"
 #: Name of the file, in a worker's folder, receiving its stdout and stderr.
 LOG_FILE = "worker.log"
 #: Name of the file, in a forked worker's folder, where the fork server writes its exit status.
