@@ -309,3 +309,27 @@ def test_the_next_case_waits_in_the_workers_folder_and_returns_to_the_queue_when
     assert result["processed_files"] == 2 and result["failed_files"] == 1
     assert result["error"] == "slow: exceeded case_timeout of 3 s; its worker was stopped"
     assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01"]
+
+
+@linux_only
+def test_workers_keep_freed_memory_for_the_next_case_unless_the_user_chose(tmp_path, monkeypatch, start_method):
+    """Workers get glibc malloc settings that reuse freed memory across cases (no page faults
+    for each case's large arrays); a value the user set wins."""
+    from PySERASlicerLib.worker_process import WORKER_MALLOC_SETTINGS
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    folders = _cases(tmp_path, 2)
+    environments = []
+
+    def note(event):
+        if event["event"] == "case_start":
+            with open(f"/proc/{event['pid']}/environ", "rb") as handle:
+                environments.append(dict(item.split(b"=", 1) for item in handle.read().split(b"\0") if b"=" in item))
+
+    result = process_batch(*folders, None, categories="stat", num_workers=2, max_tasks_per_child=None,
+                           progress_fn=note)
+    assert result["processed_files"] == 2 and len(environments) == 2
+    for environment in environments:
+        assert environment[b"MALLOC_MMAP_THRESHOLD_"] == WORKER_MALLOC_SETTINGS["MALLOC_MMAP_THRESHOLD_"].encode()
+        assert environment[b"MALLOC_TRIM_THRESHOLD_"] == b"12345"
