@@ -34,7 +34,7 @@ def _slow_circular_package(root: Path) -> None:
     (package / "__init__.py").write_text(textwrap.dedent("""
         import time
         helper = "ready"
-        time.sleep(0.6)
+        time.sleep(1.0)
         from circularpkg.book import Book  # noqa: E402
         """))
     (package / "book.py").write_text(textwrap.dedent("""
@@ -50,7 +50,8 @@ def _import_while_prefetching(root: Path, wait: bool) -> subprocess.CompletedPro
         sys.path[:0] = [{str(root)!r}, {str(PACKAGE_ROOT)!r}]
         from PySERASlicerLib.prefetch import prefetch, wait_for_prefetch
         prefetch("circularpkg")
-        time.sleep(0.2)  # the background import is inside circularpkg/__init__
+        while "circularpkg" not in sys.modules:  # until the background import is inside __init__
+            time.sleep(0.001)
         if {wait!r}:
             wait_for_prefetch()
         from circularpkg.book import Book

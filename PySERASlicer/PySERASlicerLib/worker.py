@@ -316,7 +316,10 @@ def _die_with_the_fork_server(server: int) -> None:
     import ctypes
 
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (AttributeError, OSError):  # a C library without prctl: the pool's parent watch remains
+        return
     if os.getppid() != server:  # it died before the call
         os._exit(EXIT_ORPHANED)
 
