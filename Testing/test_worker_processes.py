@@ -20,7 +20,8 @@ from PySERASlicerLib.image import Image
 from PySERASlicerLib.io.types import MaskData
 from PySERASlicerLib.jobs import start_batch, start_extraction
 from PySERASlicerLib.settings import Settings
-from PySERASlicerLib.worker_process import PID_FILE, PYTHON_VARIABLE
+from PySERASlicerLib.worker_files import PID_FILE
+from PySERASlicerLib.worker_process import PYTHON_VARIABLE
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="walks /proc (Linux)")
 

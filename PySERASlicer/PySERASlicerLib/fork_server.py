@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .runlog import LOGGER
-from .worker_files import EXIT_FILE, LOG_FILE, PID_FILE, fork_request_path, process_running, write_json
+from .worker_files import EXIT_FILE, fork_request_path, process_running, read_log_tail, read_worker_pid, write_json
 from .worker_process import WorkerProcess, exit_description
 
 #: Environment variable choosing how pool workers start: ``fork`` (the default on Linux) or
@@ -95,10 +95,7 @@ class ForkedWorker:
         return self.reported_pid()
 
     def reported_pid(self) -> Optional[int]:
-        try:
-            return int((self.folder / PID_FILE).read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            return None
+        return read_worker_pid(self.folder)
 
     def poll(self) -> Optional[int]:
         if self.returncode is not None:
@@ -152,7 +149,4 @@ class ForkedWorker:
         """Nothing to release (the server holds the process)."""
 
     def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return (self.folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").strip()[-limit:]
-        except OSError:
-            return ""
+        return read_log_tail(self.folder, limit)

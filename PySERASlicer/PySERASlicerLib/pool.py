@@ -201,7 +201,7 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
     requeued = set()
     started = [0]
 
-    fork_server = ForkServer(root) if forked else None
+    fork_server: Optional[ForkServer] = None
 
     def spawn() -> None:
         workers.append(_PoolWorker(root, started[0], settings_file, max_tasks, threads, fork_server))
@@ -240,6 +240,8 @@ def _run_pool(cases: Sequence[Case], settings: Settings, n_workers: int, callbac
 
     pause = POLL_INTERVALS[0]
     try:
+        if forked:
+            fork_server = ForkServer(root)
         for _ in range(n_workers):
             spawn()
         while len(finished) < len(cases):

@@ -13,7 +13,7 @@ import os
 import pickle
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -95,6 +95,23 @@ def task_path(folder: Path, number: int) -> Path:
 
 def result_path(folder: Path, number: int) -> Path:
     return folder / f"result_{number}.pkl"
+
+
+def read_worker_pid(folder: Path) -> Optional[int]:
+    """The pid a worker wrote to ``pid.txt`` in its folder (``python-real`` behind a launcher),
+    None before it did."""
+    try:
+        return int((folder / PID_FILE).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def read_log_tail(folder: Path, limit: int = 4000) -> str:
+    """The last ``limit`` characters of a worker's ``worker.log``."""
+    try:
+        return (folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").strip()[-limit:]
+    except OSError:
+        return ""
 
 
 def fork_request_path(folder: Path, number: int) -> Path:

@@ -38,7 +38,7 @@ import weakref
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .worker_files import LOG_FILE, PID_FILE
+from .worker_files import LOG_FILE, read_log_tail, read_worker_pid
 
 #: Folder that holds the PySERASlicerLib package (put on the worker's PYTHONPATH).
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
@@ -161,10 +161,7 @@ class WorkerProcess:
     def log_tail(self, limit: int = 4000) -> str:
         if not self._log.closed:
             self._log.flush()
-        try:
-            return (self.folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").strip()[-limit:]
-        except OSError:
-            return ""
+        return read_log_tail(self.folder, limit)
 
     def _nested_groups(self) -> List[int]:
         try:
@@ -175,10 +172,7 @@ class WorkerProcess:
 
     def reported_pid(self) -> Optional[int]:
         """Pid of the real worker process (``python-real`` behind a launcher), once it started."""
-        try:
-            return int((self.folder / PID_FILE).read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            return None
+        return read_worker_pid(self.folder)
 
     def __del__(self):  # never leave a worker behind a forgotten object
         try:
