@@ -338,8 +338,7 @@ def _run_forked_worker(folder: Path, environment: Dict[str, str], parent_pid: Op
         os.environ.update(environment)
         if parent_pid is not None:
             watch_parent(parent_pid, folder)
-        (folder / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
-        with open(folder / "job.json", encoding="utf-8") as handle:
+        with open(folder / "job.json", encoding="utf-8") as handle:  # pid.txt: the server wrote it
             code = run_pool_worker(folder, json.load(handle))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
