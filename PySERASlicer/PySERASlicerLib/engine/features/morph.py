@@ -82,32 +82,31 @@ _CORNERS = np.array([[c & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dty
 
 
 @cache
-def _case_triangles() -> Tuple[np.ndarray, ...]:
-    """Triangles (n, 3, 3) in unit-cube coordinates for each of the 256 corner patterns,
-    oriented with normals pointing out of the object (right-hand rule)."""
+def _case_triangles() -> Tuple[np.ndarray, np.ndarray]:
+    """Every triangle (n, 3, 3) of the 256 corner patterns in unit-cube coordinates, oriented
+    with normals pointing out of the object (right-hand rule), and the pattern of each (n,)."""
     from .marching_cubes_cases import CASES, EDGES
 
     # vertex codes: 0..11 the midpoints of EDGES, 12 ("c") the cube centre
     points = np.array([_CORNERS[list(edge)].mean(axis=0) for edge in EDGES] + [[0.5, 0.5, 0.5]])
-    cases = []
-    for text in CASES:
-        cases.append(points[[int(digit, 16) for digit in text]].reshape(-1, 3, 3))
-    return tuple(cases)
+    codes = [[int(digit, 16) for digit in text] for text in CASES]
+    triangles = points[np.array([code for pattern in codes for code in pattern], dtype=np.intp)].reshape(-1, 3, 3)
+    patterns = np.repeat(np.arange(len(CASES)), [len(pattern) // 3 for pattern in codes])
+    return triangles, patterns
 
 
 @lru_cache(maxsize=64)
 def _case_sums(spacing: Tuple[float, float, float]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per case: mesh area, local signed-volume term and the vector multiplying the cube origin."""
-    scale = np.asarray(spacing)
-    area, local, linear = np.zeros(256), np.zeros(256), np.zeros((256, 3))
-    for case, tri in enumerate(_case_triangles()):
-        if tri.size == 0:
-            continue
-        a, b, c = tri[:, 0] * scale, tri[:, 1] * scale, tri[:, 2] * scale
-        cross = np.cross(b - a, c - a)
-        area[case] = 0.5 * np.linalg.norm(cross, axis=1).sum()
-        local[case] = np.einsum("ij,ij->", a, np.cross(b, c)) / 6.0
-        linear[case] = cross.sum(axis=0) / 6.0
+    """Per case: mesh area, local signed-volume term and the vector multiplying the cube origin.
+    All triangles at once: a batch of scans with as many voxel spacings pays this per scan."""
+    triangles, patterns = _case_triangles()
+    scaled = triangles * np.asarray(spacing)
+    a, b, c = scaled[:, 0], scaled[:, 1], scaled[:, 2]
+    cross = np.cross(b - a, c - a)
+    area = 0.5 * np.bincount(patterns, weights=np.sqrt(np.einsum("ij,ij->i", cross, cross)), minlength=256)
+    local = np.bincount(patterns, weights=np.einsum("ij,ij->i", a, np.cross(b, c)), minlength=256) / 6.0
+    linear = np.stack([np.bincount(patterns, weights=cross[:, axis], minlength=256) for axis in range(3)],
+                      axis=1) / 6.0
     return area, local, linear
 
 
