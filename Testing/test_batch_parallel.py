@@ -311,6 +311,83 @@ def test_the_next_case_waits_in_the_workers_folder_and_returns_to_the_queue_when
     assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01"]
 
 
+class _FifoFeeder:
+    """Ends every read of the named pipes ``gate`` and ``probe`` with end-of-file: whenever a
+    reader holds one open, a writer opens and closes it (a reader may open the file several
+    times). ``gate`` only once ``probe`` had a reader, or after ``patience`` seconds."""
+
+    def __init__(self, gate: Path, probe: Path, patience: float = 20.0):
+        import threading
+
+        self.gate, self.probe, self.patience = gate, probe, patience
+        self.probe_read_while_gate_closed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _end_read(path: Path) -> bool:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO: nobody reads it now
+            return True
+        except OSError:
+            return False
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.patience
+        gate_open = False
+        while not self._stop.is_set():
+            if self._end_read(self.probe) and not gate_open:
+                self.probe_read_while_gate_closed = True
+            gate_open = gate_open or self.probe_read_while_gate_closed or time.monotonic() > deadline
+            if gate_open:
+                self._end_read(self.gate)
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@needs_fifo
+def test_a_worker_reads_its_next_cases_image_while_it_extracts_and_a_failed_read_is_that_cases_row(tmp_path):
+    """From its second case on, a pool worker reads the image of the case waiting in its folder
+    while it works on the current one (as the in-process loop does). Case c01's image is a pipe
+    that stays closed until c02's image, another pipe, has been opened for reading: only a read
+    ahead opens it while c01 waits. Both reads then fail, and each is its own case's Report row."""
+    _cases(tmp_path, 2)
+    gate, probe = _blocking_image(tmp_path, "gate"), _blocking_image(tmp_path, "probe")
+    rows = [("c00", "images/c00.nii.gz", "masks/c00.nii.gz", ""), ("gated", gate.name, "masks/c00.nii.gz", ""),
+            ("probed", probe.name, "masks/c00.nii.gz", ""), ("c01", "images/c01.nii.gz", "masks/c01.nii.gz", "")]
+    with _FifoFeeder(gate, probe) as feeder:
+        result = process_batch(output_path=None, cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
+                               categories="stat", num_workers=1, case_timeout=60)
+    assert feeder.probe_read_while_gate_closed
+    assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01"]
+    assert result["failed_files"] == 2
+    assert "gated: " in result["error"] and "gate.nii.gz" in result["error"]
+    assert "probed: " in result["error"] and "probe.nii.gz" in result["error"]
+
+
+def test_cases_held_in_memory_run_in_a_pool_worker_without_a_read_ahead():
+    """In-memory images (nothing to read ahead) go through the same worker loop."""
+    from PySERASlicerLib.cases import Case
+    from PySERASlicerLib.image import Image
+    from PySERASlicerLib.pool import run_cases
+    from PySERASlicerLib.settings import Settings
+
+    cases = []
+    for seed in range(4):
+        image, mask = case_arrays(seed)
+        cases.append(Case(f"m{seed}", Image(image.astype(np.float64), spacing=(1.0, 1.0, 2.0)), mask))
+    results = run_cases(cases, Settings(categories=("stat",)), case_timeout=60, workers=1)
+    assert [r.case_id for r in results] == ["m0", "m1", "m2", "m3"]
+    assert not any(r.error for r in results) and all(len(r.rows) == 2 for r in results)
+
+
 @linux_only
 def test_workers_keep_freed_memory_for_the_next_case_unless_the_user_chose(tmp_path, monkeypatch, start_method):
     """Workers get glibc malloc settings that reuse freed memory across cases (no page faults

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -185,14 +185,72 @@ def run_job(folder: Path, job: Dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Pool workers (pool.run_cases)
 # ---------------------------------------------------------------------------------------------
-def _next_task(folder: Path, number: int) -> Path:
+def _next_task(folder: Path, number: int, longest_wait: float = 0.05) -> Path:
     """Wait for task file ``number`` (the parent ends an idle worker it no longer needs)."""
     path = task_path(folder, number)
     delay = TASK_POLL_INTERVAL
     while not path.exists():
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)  # an idle worker looks less often
+        delay = min(delay * 1.5, longest_wait)  # an idle worker looks less often
     return path
+
+
+def _take_task(folder: Path, number: int, longest_wait: float = 0.05) -> Tuple[int, Any]:
+    """Task ``number`` once the parent has written it: ``(case index, case)``; the file is removed."""
+    path = _next_task(folder, number, longest_wait)
+    task = read_pickle(path)
+    path.unlink()
+    return task
+
+
+class _TaskAhead:
+    """Task ``number`` taken, and its image read, in a helper thread while this worker extracts
+    the case before it (a daemon thread: it may wait for a task that never comes).
+
+    Reading is a third of a small case (decompressing a NIfTI .gz; zlib and SimpleITK release the
+    GIL), which the in-process loop already hides the same way (:func:`.pool.run_cases`). A read
+    error is raised by :func:`~.case_extraction.extract_case`, as an inline read's would be."""
+
+    #: The helper looks for the task this often at most: it is due while the current case runs.
+    LONGEST_WAIT = 0.005
+
+    def __init__(self, folder: Path, number: int, settings: Settings):
+        from concurrent.futures import Future
+
+        from .case_extraction import ImageAhead
+
+        self.number = number
+        self._taken = threading.Event()
+        self._task: Optional[Tuple[int, Any]] = None
+        self._task_error: Optional[BaseException] = None
+        self.image = ImageAhead(Future(), [])
+        threading.Thread(target=self._run, args=(folder, settings), name="pysera-next-task", daemon=True).start()
+
+    def _run(self, folder: Path, settings: Settings) -> None:
+        from .case_extraction import read_case_image
+
+        image = self.image
+        try:
+            self._task = _take_task(folder, self.number, self.LONGEST_WAIT)
+            if not isinstance(self._task[1].image, (str, os.PathLike)):
+                self.image = image = None  # an in-memory image: nothing to read (decided before task() returns)
+        except BaseException as exc:  # noqa: BLE001 - raised in the worker's own thread by task()
+            self._task_error = exc
+            return
+        finally:
+            self._taken.set()
+        if image is None:
+            return
+        try:
+            image.future.set_result(read_case_image(self._task[1], settings, image.warnings))
+        except BaseException as exc:  # noqa: BLE001 - extract_case raises it as the case's error
+            image.future.set_exception(exc)
+
+    def task(self) -> Tuple[int, Any]:
+        self._taken.wait()
+        if self._task_error is not None:
+            raise self._task_error
+        return self._task
 
 
 def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
@@ -212,16 +270,22 @@ def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
     events = EventWriter(folder / "events.jsonl")
     max_tasks = job.get("max_tasks")
     number = 0
+    ahead: Optional[_TaskAhead] = None
     while not max_tasks or number < max_tasks:
-        path = _next_task(folder, number)
-        index, case = read_pickle(path)
-        path.unlink()
+        if ahead is not None:
+            (index, case), image_ahead = ahead.task(), ahead.image
+        else:
+            (index, case), image_ahead = _take_task(folder, number), None
         events.emit(kind="start", index=index, pid=os.getpid())
+        # the next task's image is read meanwhile; not during the first case, which imports the
+        # readers and the engine's lazy modules alone (see prefetch.py)
+        more = not max_tasks or number + 1 < max_tasks
+        ahead = _TaskAhead(folder, number + 1, settings) if number >= 1 and more else None
 
         def on_roi(flag: str, case_id: str, roi: str, _index: int = index) -> None:
             events.emit(kind="roi", index=_index, flag=flag, case_id=case_id, roi=roi)
 
-        result = extract_case(case, settings, on_roi)
+        result = extract_case(case, settings, on_roi, image_ahead=image_ahead)
         write_pickle(result_path(folder, number), result)
         events.emit(kind="done", index=index, number=number)
         number += 1
