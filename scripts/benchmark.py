@@ -700,6 +700,21 @@ def _peak_mb_of(pid: int) -> Optional[float]:
     return None
 
 
+def _cpu_seconds_and_parent_of(pid: int) -> Tuple[Optional[float], Optional[int]]:
+    """(user + system CPU seconds so far, parent pid) of process ``pid`` from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None, None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[1])
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> List[Dict[str, object]]:
     """``process_batch`` over ``n_cases`` copies of the lesion-1 case: in-process (the engine's
     threads per ROI), and pools of 1 and 2 workers (one thread per ROI each). A pool of one is
@@ -725,22 +740,33 @@ def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> Li
                                      ("pool of 2 workers", 2, True)):
             peaks: Dict[int, float] = {}
             ends: List[float] = []
+            # CPU seconds of every other process of the run (workers, the fork server), last sampled
+            cpu: Dict[int, float] = {}
 
-            def sample(event: Dict[str, object], peaks: Dict[int, float] = peaks, ends: List[float] = ends) -> None:
+            def sample(event: Dict[str, object], peaks: Dict[int, float] = peaks, ends: List[float] = ends,
+                       cpu: Dict[int, float] = cpu) -> None:
                 pid = event.get("pid")
                 if isinstance(pid, int) and pid != os.getpid():
                     peaks.setdefault(pid, 0.0)
+                    parent = _cpu_seconds_and_parent_of(pid)[1]
+                    if parent is not None and parent != os.getpid():
+                        cpu.setdefault(parent, 0.0)  # the fork server
                 for known in peaks:
                     peaks[known] = max(peaks[known], _peak_mb_of(known) or 0.0)
+                for known in list(peaks) + list(cpu):
+                    seconds = _cpu_seconds_and_parent_of(known)[0]
+                    if seconds is not None:
+                        cpu[known] = seconds
                 if event["event"] == "case_end":
                     ends.append(time.perf_counter())
 
-            start = time.perf_counter()
+            start, own_cpu = time.perf_counter(), _own_cpu_seconds()
             result = process_batch(str(images), str(masks), output_path=None,
                                    settings=settings.replace(num_workers=workers, enable_parallelism=True),
                                    case_timeout=1e9 if pool else None, max_tasks_per_child=None,
                                    progress_fn=sample)
             seconds[label] = time.perf_counter() - start
+            cpu_total = _own_cpu_seconds() - own_cpu + sum(cpu.values())
             if result["processed_files"] != n_cases:
                 raise RuntimeError(f"{label}: {result['processed_files']} of {n_cases} cases ({result['error']})")
             # after the first result the workers are started: the rate at which results then come
@@ -749,6 +775,8 @@ def section_worker_scaling(image: Image, labels: np.ndarray, n_cases: int) -> Li
                          "per case (s)": seconds[label] / n_cases,
                          "first result after (s)": ends[0] - start if ends else float("nan"),
                          "per case after the first result (s)": steady[label],
+                         "CPU s per case, all processes": cpu_total / n_cases,
+                         "cores busy": cpu_total / seconds[label],
                          "peak RSS per worker (MB)": ", ".join(f"{v:.0f}" for v in peaks.values()) or "-"})
     rows.append({"run": "speed-up, pool of 2 over pool of 1",
                  "total (s)": f"{seconds['pool of 1 worker'] / seconds['pool of 2 workers']:.2f}x"})
