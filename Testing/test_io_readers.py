@@ -139,6 +139,45 @@ def test_mask_values_rounded_only_with_preprocessing():
         read_mask(np.full((2, 2, 2), np.nan), image)
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_nifti_decoded_once_equals_itks_reading(tmp_path, suffix, dtype):
+    """Floating-point NIfTI voxels are decoded once (to look for NaN) and used as they are, with
+    the geometry of ITK's header reading: the same image as ITK's full read, oblique axes too."""
+    from PySERASlicerLib.io.readers import check_nifti_complete
+
+    array = np.random.default_rng(3).normal(50, 20, (6, 7, 8)).astype(dtype)
+    source = _sitk(array)
+    angle = np.deg2rad(20)
+    source.SetDirection((np.cos(angle), -np.sin(angle), 0, np.sin(angle), np.cos(angle), 0, 0, 0, -1))
+    path = tmp_path / f"float{suffix}"
+    sitk.WriteImage(source, str(path))
+    assert check_nifti_complete(path) is not None  # the decoded voxels stand in for ITK's read
+    image, itk = read_image(path, modality="PT"), sitk.ReadImage(str(path))
+    assert image.array.dtype == dtype and image.array.flags.writeable and image.modality == "PT"
+    np.testing.assert_array_equal(image.array, sitk.GetArrayFromImage(itk))
+    assert image.spacing == itk.GetSpacing() and image.origin == itk.GetOrigin()
+    np.testing.assert_array_equal(image.direction, np.reshape(itk.GetDirection(), (3, 3)))
+
+
+def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path):
+    """Voxels ITK would rescale (scl_slope / scl_inter) or that were not decoded come from ITK."""
+    import gzip
+
+    from PySERASlicerLib.io.readers import check_nifti_complete
+
+    array = np.arange(6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8)
+    sitk.WriteImage(_sitk(array), str(tmp_path / "plain.nii"))
+    header = bytearray((tmp_path / "plain.nii").read_bytes())
+    header[112:120] = np.array([2.0, -5.0], "<f4").tobytes()  # scl_slope, scl_inter
+    (tmp_path / "scaled.nii.gz").write_bytes(gzip.compress(bytes(header)))
+    assert check_nifti_complete(tmp_path / "scaled.nii.gz") is None
+    np.testing.assert_array_equal(read_image(tmp_path / "scaled.nii.gz").array, 2 * array - 5)
+    sitk.WriteImage(_sitk(array.astype(np.int16)), str(tmp_path / "int.nii.gz"))
+    assert check_nifti_complete(tmp_path / "int.nii.gz") is None
+    np.testing.assert_array_equal(read_image(tmp_path / "int.nii.gz").array, array.astype(np.int16))
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
 def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix):
     """ITK's NIfTI reader turns NaN voxels into 0; the reader must report them instead."""

@@ -17,8 +17,9 @@ Every problem raises :class:`InputError` whose message names the file and the pr
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -80,7 +81,10 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     import SimpleITK as sitk
 
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        check_nifti_complete(path)
+        voxels = check_nifti_complete(path)
+        image = _image_from_voxels(path, voxels, modality or "OTHER") if voxels is not None else None
+        if image is not None:
+            return image
     try:
         sitk_image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -92,40 +96,63 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}
 
 
-def _nifti_layout(header: bytes):
-    """(endian, data offset, number of voxels, bytes per voxel, datatype) of a NIfTI-1/2 header, or None."""
+@dataclass(frozen=True)
+class _NiftiLayout:
+    """What :func:`check_nifti_complete` needs from a NIfTI-1/2 header."""
+
+    endian: str
+    offset: int
+    dims: Tuple[int, ...]  # dim[1..dim[0]]
+    item_size: int
+    datatype: int
+    slope: float
+    inter: float
+    single_file: bool  # magic "n+1" / "n+2": header and voxels in one .nii
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod([max(d, 1) for d in self.dims]))
+
+
+def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
+    """The layout of a NIfTI-1/2 header, or None when it is not one."""
     import struct
 
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
-            datatype = struct.unpack(endian + "h", header[70:72])[0]
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 348)
+            slope, inter = struct.unpack(endian + "2f", header[112:120])
+            single_file = header[344:348] == b"n+1\0"
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             dims = struct.unpack(endian + "8q", header[16:80])
-            datatype = struct.unpack(endian + "h", header[12:14])[0]
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
             offset = max(int(struct.unpack(endian + "q", header[168:176])[0]), 540)
+            slope, inter = struct.unpack(endian + "2d", header[176:192])
+            single_file = header[4:8] == b"n+2\0"
             break
     else:
         return None
     n_dims = int(dims[0])
     if not 1 <= n_dims <= 7 or bitpix <= 0 or bitpix % 8:
         return None
-    n_voxels = int(np.prod([max(int(d), 1) for d in dims[1:n_dims + 1]]))
-    return endian, offset, n_voxels, bitpix // 8, int(datatype)
+    return _NiftiLayout(endian, offset, tuple(int(d) for d in dims[1:n_dims + 1]), bitpix // 8, int(datatype),
+                        float(slope), float(inter), single_file)
 
 
-def check_nifti_complete(path: Path) -> None:
+def check_nifti_complete(path: Path) -> Optional[np.ndarray]:
     """Raise :class:`InputError` for a truncated NIfTI file or one with NaN/infinite voxels.
 
     ITK reads a truncated ``.nii``/``.nii.gz`` without an error, filling the missing voxels with
     zeros, and its NIfTI reader turns NaN voxels into 0: both would silently give wrong features.
     The header says how many bytes the file must hold; for ``.gz`` the gzip trailer's
-    uncompressed size is checked. Floating-point data is streamed once (in blocks, so memory
-    stays small) to count non-finite values.
+    uncompressed size is checked. Floating-point data is decoded once to count non-finite values.
+
+    Returns those decoded voxels (flat, file order) where they can stand in for ITK's reading of
+    the file, so that it is not decompressed twice: one 3D float volume in native byte order
+    without intensity scaling. Otherwise None.
     """
     import gzip
     import zlib
@@ -139,10 +166,10 @@ def check_nifti_complete(path: Path) -> None:
         raise InputError(f"{path}: cannot read image (corrupt file: {exc})") from None
     layout = _nifti_layout(header)
     if layout is None:
-        return  # not a NIfTI header we understand; let ITK report it
-    endian, offset, n_voxels, item_size, datatype = layout
-    expected = offset + n_voxels * item_size
-    is_float = datatype in _NIFTI_FLOATS and item_size == int(_NIFTI_FLOATS[datatype][1])
+        return None  # not a NIfTI header we understand; let ITK report it
+    offset, item_size = layout.offset, layout.item_size
+    expected = offset + layout.n_voxels * item_size
+    is_float = layout.datatype in _NIFTI_FLOATS and item_size == int(_NIFTI_FLOATS[layout.datatype][1])
     if not compressed:
         size = path.stat().st_size
         if size < expected:
@@ -151,29 +178,60 @@ def check_nifti_complete(path: Path) -> None:
         with open(path, "rb") as handle:
             handle.seek(-4, os.SEEK_END)
             if int.from_bytes(handle.read(4), "little") == expected % (1 << 32):
-                return
+                return None
     if not compressed and not is_float:
-        return
-    dtype = np.dtype(endian + _NIFTI_FLOATS[datatype]) if is_float else None
-    count, bad = 0, 0
+        return None
+    # streamed: a compressed file whose trailer does not tell (over 4 GB, several members) is
+    # counted; floating-point voxels are kept
+    dtype = np.dtype(layout.endian + _NIFTI_FLOATS[layout.datatype]) if is_float else None
+    voxels = np.empty(layout.n_voxels, dtype=dtype) if dtype is not None else None
+    voxel_bytes = voxels.view(np.uint8) if voxels is not None else None
+    count = 0
     block = item_size * (1 << 20)
     try:
         with opener() as handle:
             handle.read(offset)
             count = offset
             for chunk in iter(lambda: handle.read(block), b""):
-                if dtype is not None:
-                    usable = min(len(chunk), expected - count) // item_size * item_size
-                    if usable > 0:
-                        bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk[:usable], dtype=dtype))))
+                usable = min(len(chunk), max(expected - count, 0))
+                if usable > 0 and voxel_bytes is not None:
+                    start = count - offset
+                    voxel_bytes[start:start + usable] = np.frombuffer(chunk, np.uint8, usable)
                 count += len(chunk)
     except (OSError, EOFError, zlib.error):
         raise InputError(f"{path}: cannot read image (compressed file is truncated or corrupt after "
                          f"{count} of {expected} bytes)") from None
     if count < expected:
         raise InputError(f"{path}: cannot read image (file is truncated: {count} of {expected} bytes)")
+    if voxels is None:
+        return None
+    bad = int(np.count_nonzero(~np.isfinite(voxels)))
     if bad:
         raise InputError(f"{path}: image contains {bad} NaN or infinite voxel value(s)")
+    as_read_by_itk = (layout.single_file and len(layout.dims) == 3 and dtype.isnative
+                      and layout.slope in (0.0, 1.0) and layout.inter == 0.0)
+    return voxels if as_read_by_itk else None
+
+
+def _image_from_voxels(path: Path, voxels: np.ndarray, modality: str) -> Optional[Image]:
+    """The image of a NIfTI file from its decoded voxels and ITK's reading of the header alone
+    (the same geometry, in LPS, as a full read), or None where ITK would read other voxels."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot read image ({sitk_message(exc)})") from None
+    pixel = {np.dtype("float32"): sitk.sitkFloat32, np.dtype("float64"): sitk.sitkFloat64}.get(voxels.dtype)
+    size = reader.GetSize()
+    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or reader.GetPixelID() != pixel
+            or int(np.prod(size)) != voxels.size):
+        return None
+    direction = np.array(reader.GetDirection(), dtype=float).reshape(3, 3)
+    return Image(voxels.reshape(size[::-1]), reader.GetSpacing(), reader.GetOrigin(), direction,
+                 modality=modality, source=str(path))
 
 
 def read_mask(source: Union[Source, MaskData], reference: Image, apply_preprocessing: bool = False,
