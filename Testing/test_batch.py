@@ -356,6 +356,33 @@ def test_images_read_ahead_keep_each_case_its_own_values_errors_and_warnings(tmp
     assert spacing_warnings["PatientID"].tolist() == ["p5"]
 
 
+@pytest.mark.parametrize("case_timeout", [None, 60], ids=["in-process", "pool-worker"])
+def test_masks_read_ahead_keep_their_warnings_and_errors_with_their_cases(tmp_path, case_timeout):
+    """A plain mask file is read ahead with its image (in this process, and in a pool worker:
+    case_timeout starts one): p3's cropped mask is placed on its image's grid with p3's warning,
+    p4's truncated mask is p4's Report row, and p3's values equal those with its full mask."""
+    from batch_fixtures import SPACING
+
+    for index, name in enumerate(("p1", "p2", "p3", "p4")):
+        write_case(tmp_path, name, index)
+    mask = case_arrays(2)[1]
+    write_nifti(tmp_path / "full_p3.nii.gz", mask)
+    write_nifti(tmp_path / "masks" / "p3.nii.gz", mask[1:, 2:, 3:], origin=(3 * SPACING[0], 2 * SPACING[1], SPACING[2]))
+    truncated = tmp_path / "masks" / "p4.nii.gz"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    result = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", case_timeout=case_timeout,
+                           **STAT)
+    assert result["processed_files"] == 3 and result["failed_files"] == 1
+    assert result["error"].startswith("p4: ") and "p4.nii.gz: cannot read image" in result["error"]
+    report = _report(result)
+    placed = report[report["Message"].astype(str).str.contains("masks/p3.nii.gz: ", regex=False)]
+    assert placed["PatientID"].tolist() == ["p3"] and placed["Level"].tolist() == ["WARNING"]
+    alone = process_batch(tmp_path / "images" / "p3.nii.gz", tmp_path / "full_p3.nii.gz", output_path=None,
+                          **STAT)["features_extracted"].drop(columns=["PatientID", "ROI"])
+    own = result["features_extracted"].set_index("PatientID").loc["p3"].drop(columns=["ROI"])
+    np.testing.assert_array_equal(own.to_numpy(dtype=float), alone.to_numpy(dtype=float))
+
+
 def test_the_first_case_reads_and_imports_alone_before_any_image_is_read_ahead(tmp_path):
     """In a fresh process (a user's script) the first case runs with no read-ahead thread: it
     imports the readers and the engine's lazy modules alone, as two threads importing one package

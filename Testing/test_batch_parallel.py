@@ -353,18 +353,23 @@ class _FifoFeeder:
 
 
 @needs_fifo
-def test_a_worker_reads_its_next_cases_image_while_it_extracts_and_a_failed_read_is_that_cases_row(tmp_path):
-    """From its second case on, a pool worker reads the image of the case waiting in its folder
-    while it works on the current one (as the in-process loop does). Case c01's image is a pipe
-    that stays closed until c02's image, another pipe, has been opened for reading: only a read
-    ahead opens it while c01 waits. Both reads then fail, and each is its own case's Report row."""
+@pytest.mark.parametrize("probed", ["image", "mask"])
+@pytest.mark.parametrize("case_timeout", [60, None], ids=["pool-worker", "in-process"])
+def test_the_next_cases_files_are_read_while_a_case_is_extracted_and_a_failed_read_is_that_cases_row(
+        tmp_path, probed, case_timeout):
+    """From its second case on, a pool worker (case_timeout starts one) and the one-worker loop
+    in this process read the image and a plain mask file of the next case while working on the
+    current one. Case "gated"'s image is a pipe that stays closed until the next case's image or
+    mask, another pipe, has been opened for reading: only a read ahead opens it while "gated"
+    waits. Both reads then fail, and each is its own case's Report row."""
     _cases(tmp_path, 2)
     gate, probe = _blocking_image(tmp_path, "gate"), _blocking_image(tmp_path, "probe")
+    image, mask = ("probe.nii.gz", "masks/c00.nii.gz") if probed == "image" else ("images/c00.nii.gz", "probe.nii.gz")
     rows = [("c00", "images/c00.nii.gz", "masks/c00.nii.gz", ""), ("gated", gate.name, "masks/c00.nii.gz", ""),
-            ("probed", probe.name, "masks/c00.nii.gz", ""), ("c01", "images/c01.nii.gz", "masks/c01.nii.gz", "")]
+            ("probed", image, mask, ""), ("c01", "images/c01.nii.gz", "masks/c01.nii.gz", "")]
     with _FifoFeeder(gate, probe) as feeder:
         result = process_batch(output_path=None, cases_csv=write_cases_csv(tmp_path / "cases.csv", rows),
-                               categories="stat", num_workers=1, case_timeout=60)
+                               categories="stat", num_workers=1, case_timeout=case_timeout)
     assert feeder.probe_read_while_gate_closed
     assert sorted(result["features_extracted"]["PatientID"].unique()) == ["c00", "c01"]
     assert result["failed_files"] == 2

@@ -23,6 +23,7 @@ import numpy as np
 
 from .cases import Case
 from .image import Image
+from .io.files import is_dicom_file
 from .io.readers import read_image, read_mask
 from .io.suv import apply_suv
 from .io.types import InputError
@@ -125,24 +126,57 @@ def read_case_image(case: Case, settings: Settings, warnings: List[str]) -> Imag
 
 @dataclass
 class ImageAhead:
-    """A case's image being read in a helper thread, and the warnings of that read."""
+    """A case's image, and its mask when that is a plain image file, being read in a helper
+    thread (:func:`read_case_inputs`), and the warnings of those reads."""
 
-    future: Future
-    warnings: List[str]
+    future: Future = field(default_factory=Future)
+    warnings: List[str] = field(default_factory=list)
+    #: the mask on the image's grid; None: read in the case's own thread (DICOM, folders, arrays)
+    mask: Future = field(default_factory=Future)
+    mask_warnings: List[str] = field(default_factory=list)
+
+
+def read_case_inputs(case: Case, settings: Settings, ahead: ImageAhead) -> None:
+    """The helper thread's work for ``ahead``: the case's image, then a plain mask file put on
+    its grid (each outcome, value or error, goes to its future; :func:`extract_case` raises an
+    error where its own read would have)."""
+    try:
+        image = read_case_image(case, settings, ahead.warnings)
+    except BaseException as exc:  # noqa: BLE001 - raised by extract_case, as an inline read's
+        ahead.future.set_exception(exc)
+        ahead.mask.set_result(None)
+        return
+    ahead.future.set_result(image)
+    try:
+        ahead.mask.set_result(_read_plain_mask(case, image, settings, ahead.mask_warnings))
+    except BaseException as exc:  # noqa: BLE001 - raised by extract_case after the image checks
+        ahead.mask.set_exception(exc)
+
+
+def _read_plain_mask(case: Case, reference: Image, settings: Settings, warnings: List[str]):
+    """The case's mask when it is an image file (only the image's grid matters, which SUV
+    conversion keeps), else None."""
+    mask = case.mask
+    if not isinstance(mask, (str, os.PathLike)) or not Path(mask).exists() or Path(mask).is_dir() \
+            or is_dicom_file(mask):
+        return None
+    return read_mask(mask, reference, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir,
+                     dicom=settings.dicom)
 
 
 def read_image_ahead(case: Case, settings: Settings) -> Optional[ImageAhead]:
-    """Start reading the case's image file in a helper thread (the next case's, while this one
-    is extracted: decompressing a NIfTI .gz is a third of a small case and zlib, SimpleITK and
-    pydicom release the GIL); None for an in-memory image. Give it to :func:`extract_case` as
-    ``image_ahead``; a read error is raised there, as an inline read's."""
+    """Start reading the case's image (and plain mask file) in a helper thread (the next case's,
+    while this one is extracted: decompressing a NIfTI .gz is a third of a small case and zlib,
+    SimpleITK and pydicom release the GIL); None for an in-memory image. Give it to
+    :func:`extract_case` as ``image_ahead``."""
     global _reading_ahead
     if not isinstance(case.image, (str, os.PathLike)):
         return None
     if _reading_ahead is None:
         _reading_ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pysera-read")
-    warnings: List[str] = []
-    return ImageAhead(_reading_ahead.submit(read_case_image, case, settings, warnings), warnings)
+    ahead = ImageAhead()
+    _reading_ahead.submit(read_case_inputs, case, settings, ahead)
+    return ahead
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,8 +222,15 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
         if image.array.dtype.kind == "f" and not np.isfinite(image.array).all():
             bad = int(np.count_nonzero(~np.isfinite(image.array)))
             raise InputError(f"{source}: image contains {bad} NaN or infinite voxel value(s)")
-        mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings, temp_dir=case.temp_dir,
-                              dicom=settings.dicom)
+        mask_data = None
+        if image_ahead is not None:
+            try:
+                mask_data = image_ahead.mask.result()
+            finally:
+                warnings.extend(image_ahead.mask_warnings)
+        if mask_data is None:
+            mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings,
+                                  temp_dir=case.temp_dir, dicom=settings.dicom)
         _log_warnings(log, warnings, case.case_id)
         for name, origin in mask_data.sources.items():  # every DICOM SEG segment read, by number
             voxels = int(np.count_nonzero(mask_data.named[name]))

@@ -204,8 +204,9 @@ def _take_task(folder: Path, number: int, longest_wait: float = 0.05) -> Tuple[i
 
 
 class _TaskAhead:
-    """Task ``number`` taken, and its image read, in a helper thread while this worker extracts
-    the case before it (a daemon thread: it may wait for a task that never comes).
+    """Task ``number`` taken, and its image (and a plain mask file) read, in a helper thread while
+    this worker extracts the case before it (a daemon thread: it may wait for a task that never
+    comes).
 
     Reading is a third of a small case (decompressing a NIfTI .gz; zlib and SimpleITK release the
     GIL), which the in-process loop already hides the same way (:func:`.pool.run_cases`). A read
@@ -215,19 +216,17 @@ class _TaskAhead:
     LONGEST_WAIT = 0.005
 
     def __init__(self, folder: Path, number: int, settings: Settings):
-        from concurrent.futures import Future
-
         from .case_extraction import ImageAhead
 
         self.number = number
         self._taken = threading.Event()
         self._task: Optional[Tuple[int, Any]] = None
         self._task_error: Optional[BaseException] = None
-        self.image = ImageAhead(Future(), [])
+        self.image: Optional[ImageAhead] = ImageAhead()
         threading.Thread(target=self._run, args=(folder, settings), name="pysera-next-task", daemon=True).start()
 
     def _run(self, folder: Path, settings: Settings) -> None:
-        from .case_extraction import read_case_image
+        from .case_extraction import read_case_inputs
 
         image = self.image
         try:
@@ -239,12 +238,8 @@ class _TaskAhead:
             return
         finally:
             self._taken.set()
-        if image is None:
-            return
-        try:
-            image.future.set_result(read_case_image(self._task[1], settings, image.warnings))
-        except BaseException as exc:  # noqa: BLE001 - extract_case raises it as the case's error
-            image.future.set_exception(exc)
+        if image is not None:
+            read_case_inputs(self._task[1], settings, image)
 
     def task(self) -> Tuple[int, Any]:
         self._taken.wait()
