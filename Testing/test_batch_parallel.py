@@ -377,8 +377,9 @@ def test_the_next_cases_files_are_read_while_a_case_is_extracted_and_a_failed_re
     assert "probed: " in result["error"] and "probe.nii.gz" in result["error"]
 
 
-def test_cases_held_in_memory_run_in_a_pool_worker_without_a_read_ahead():
-    """In-memory images (nothing to read ahead) go through the same worker loop."""
+def test_cases_held_in_memory_run_in_a_pool_worker():
+    """In-memory images (nothing to read: the read-ahead only wraps them) go through the same
+    worker loop."""
     from PySERASlicerLib.cases import Case
     from PySERASlicerLib.image import Image
     from PySERASlicerLib.pool import run_cases

@@ -125,28 +125,28 @@ def read_case_image(case: Case, settings: Settings, warnings: List[str]) -> Imag
 
 
 @dataclass
-class ImageAhead:
+class InputsAhead:
     """A case's image, and its mask when that is a plain image file, being read in a helper
     thread (:func:`read_case_inputs`), and the warnings of those reads."""
 
-    future: Future = field(default_factory=Future)
+    image: Future = field(default_factory=Future)
     warnings: List[str] = field(default_factory=list)
     #: the mask on the image's grid; None: read in the case's own thread (DICOM, folders, arrays)
     mask: Future = field(default_factory=Future)
     mask_warnings: List[str] = field(default_factory=list)
 
 
-def read_case_inputs(case: Case, settings: Settings, ahead: ImageAhead) -> None:
+def read_case_inputs(case: Case, settings: Settings, ahead: InputsAhead) -> None:
     """The helper thread's work for ``ahead``: the case's image, then a plain mask file put on
     its grid (each outcome, value or error, goes to its future; :func:`extract_case` raises an
     error where its own read would have)."""
     try:
         image = read_case_image(case, settings, ahead.warnings)
     except BaseException as exc:  # noqa: BLE001 - raised by extract_case, as an inline read's
-        ahead.future.set_exception(exc)
+        ahead.image.set_exception(exc)
         ahead.mask.set_result(None)
         return
-    ahead.future.set_result(image)
+    ahead.image.set_result(image)
     try:
         ahead.mask.set_result(_read_plain_mask(case, image, settings, ahead.mask_warnings))
     except BaseException as exc:  # noqa: BLE001 - raised by extract_case after the image checks
@@ -164,17 +164,15 @@ def _read_plain_mask(case: Case, reference: Image, settings: Settings, warnings:
                      dicom=settings.dicom)
 
 
-def read_image_ahead(case: Case, settings: Settings) -> Optional[ImageAhead]:
+def read_inputs_ahead(case: Case, settings: Settings) -> InputsAhead:
     """Start reading the case's image (and plain mask file) in a helper thread (the next case's,
     while this one is extracted: decompressing a NIfTI .gz is a third of a small case and zlib,
-    SimpleITK and pydicom release the GIL); None for an in-memory image. Give it to
-    :func:`extract_case` as ``image_ahead``."""
+    SimpleITK and pydicom release the GIL; an in-memory image is only wrapped). Give it to
+    :func:`extract_case` as ``inputs_ahead``."""
     global _reading_ahead
-    if not isinstance(case.image, (str, os.PathLike)):
-        return None
     if _reading_ahead is None:
         _reading_ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pysera-read")
-    ahead = ImageAhead()
+    ahead = InputsAhead()
     _reading_ahead.submit(read_case_inputs, case, settings, ahead)
     return ahead
 
@@ -192,10 +190,10 @@ def apply_feature_value_mode(values: Dict[str, float], mode: FeatureValueMode) -
 
 def extract_case(case: Case, settings: Settings, callback: Callback = None,
                  on_step: Optional[Callable[[str, str], None]] = None,
-                 image_ahead: Optional[ImageAhead] = None) -> CaseResult:
+                 inputs_ahead: Optional[InputsAhead] = None) -> CaseResult:
     """Extract every selected ROI of one case. Never raises for bad input: errors become
-    Report entries and ``error``; ROIs finished before an error are kept. ``image_ahead``: the
-    case's image being read already (:func:`read_image_ahead`)."""
+    Report entries and ``error``; ROIs finished before an error are kept. ``inputs_ahead``: the
+    case's image (and mask) being read already (:func:`read_inputs_ahead`)."""
     start = time.perf_counter()
     result = CaseResult(case.case_id)
     log = RunLog(settings.report)
@@ -203,13 +201,13 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
     records = _hash_inputs_meanwhile(case)
     warnings: List[str] = []  # reading warnings; logged even when the case then fails
     try:
-        if image_ahead is None:
+        if inputs_ahead is None:
             image = read_case_image(case, settings, warnings)
         else:
             try:
-                image = image_ahead.future.result()
+                image = inputs_ahead.image.result()
             finally:  # the read is over: its warnings are complete, also when it failed
-                warnings.extend(image_ahead.warnings)
+                warnings.extend(inputs_ahead.warnings)
         if image.modality == "OTHER" and settings.modality.value != "OTHER":
             image = image.with_array(image.array, modality=settings.modality.value)
         image, suv_note = apply_suv(image, settings.pet_suv, warnings)  # PET DICOM -> SUV (io/suv.py)
@@ -223,11 +221,11 @@ def extract_case(case: Case, settings: Settings, callback: Callback = None,
             bad = int(np.count_nonzero(~np.isfinite(image.array)))
             raise InputError(f"{source}: image contains {bad} NaN or infinite voxel value(s)")
         mask_data = None
-        if image_ahead is not None:
+        if inputs_ahead is not None:
             try:
-                mask_data = image_ahead.mask.result()
+                mask_data = inputs_ahead.mask.result()
             finally:
-                warnings.extend(image_ahead.mask_warnings)
+                warnings.extend(inputs_ahead.mask_warnings)
         if mask_data is None:
             mask_data = read_mask(case.mask, image, settings.rois.apply_preprocessing, warnings,
                                   temp_dir=case.temp_dir, dicom=settings.dicom)

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Union
 
-from .case_extraction import Callback, CaseResult, extract_case, read_image_ahead
+from .case_extraction import Callback, CaseResult, extract_case, read_inputs_ahead
 from .cases import Case
 from .fork_server import ForkedWorker, ForkServer, fork_server_wanted
 from .runlog import LOGGER, ReportEntry, RunLog
@@ -172,10 +172,10 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
         ahead = None
         for index, case in enumerate(cases):
             current = ahead
-            ahead = read_image_ahead(cases[index + 1], settings) if 1 <= index < len(cases) - 1 else None
+            ahead = read_inputs_ahead(cases[index + 1], settings) if 1 <= index < len(cases) - 1 else None
             if progress_fn:
                 progress_fn({"event": "case_start", "case_id": case.case_id, "index": index, "pid": os.getpid()})
-            finish(index, extract_case(case, settings, callback, image_ahead=current))
+            finish(index, extract_case(case, settings, callback, inputs_ahead=current))
         return [r for r in results if r is not None]
     _run_pool(cases, settings, n_workers, callback, case_timeout, progress_fn, finish, max_tasks_per_child)
     return [r for r in results if r is not None]

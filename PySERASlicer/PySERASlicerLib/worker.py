@@ -185,19 +185,14 @@ def run_job(folder: Path, job: Dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Pool workers (pool.run_cases)
 # ---------------------------------------------------------------------------------------------
-def _next_task(folder: Path, number: int, longest_wait: float = 0.05) -> Path:
-    """Wait for task file ``number`` (the parent ends an idle worker it no longer needs)."""
+def _take_task(folder: Path, number: int, longest_wait: float = 0.05) -> Tuple[int, Any]:
+    """Task ``number`` once the parent has written it: ``(case index, case)``; the file is removed
+    (the parent ends an idle worker it no longer needs)."""
     path = task_path(folder, number)
     delay = TASK_POLL_INTERVAL
     while not path.exists():
         time.sleep(delay)
         delay = min(delay * 1.5, longest_wait)  # an idle worker looks less often
-    return path
-
-
-def _take_task(folder: Path, number: int, longest_wait: float = 0.05) -> Tuple[int, Any]:
-    """Task ``number`` once the parent has written it: ``(case index, case)``; the file is removed."""
-    path = _next_task(folder, number, longest_wait)
     task = read_pickle(path)
     path.unlink()
     return task
@@ -216,30 +211,26 @@ class _TaskAhead:
     LONGEST_WAIT = 0.005
 
     def __init__(self, folder: Path, number: int, settings: Settings):
-        from .case_extraction import ImageAhead
+        from .case_extraction import InputsAhead
 
         self.number = number
         self._taken = threading.Event()
         self._task: Optional[Tuple[int, Any]] = None
         self._task_error: Optional[BaseException] = None
-        self.image: Optional[ImageAhead] = ImageAhead()
+        self.inputs = InputsAhead()
         threading.Thread(target=self._run, args=(folder, settings), name="pysera-next-task", daemon=True).start()
 
     def _run(self, folder: Path, settings: Settings) -> None:
         from .case_extraction import read_case_inputs
 
-        image = self.image
         try:
             self._task = _take_task(folder, self.number, self.LONGEST_WAIT)
-            if not isinstance(self._task[1].image, (str, os.PathLike)):
-                self.image = image = None  # an in-memory image: nothing to read (decided before task() returns)
         except BaseException as exc:  # noqa: BLE001 - raised in the worker's own thread by task()
             self._task_error = exc
             return
         finally:
             self._taken.set()
-        if image is not None:
-            read_case_inputs(self._task[1], settings, image)
+        read_case_inputs(self._task[1], settings, self.inputs)
 
     def task(self) -> Tuple[int, Any]:
         self._taken.wait()
@@ -268,9 +259,9 @@ def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
     ahead: Optional[_TaskAhead] = None
     while not max_tasks or number < max_tasks:
         if ahead is not None:
-            (index, case), image_ahead = ahead.task(), ahead.image
+            (index, case), inputs_ahead = ahead.task(), ahead.inputs
         else:
-            (index, case), image_ahead = _take_task(folder, number), None
+            (index, case), inputs_ahead = _take_task(folder, number), None
         events.emit(kind="start", index=index, pid=os.getpid())
         # the next task's image is read meanwhile; not during the first case, which imports the
         # readers and the engine's lazy modules alone (see prefetch.py)
@@ -280,7 +271,7 @@ def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
         def on_roi(flag: str, case_id: str, roi: str, _index: int = index) -> None:
             events.emit(kind="roi", index=_index, flag=flag, case_id=case_id, roi=roi)
 
-        result = extract_case(case, settings, on_roi, image_ahead=image_ahead)
+        result = extract_case(case, settings, on_roi, inputs_ahead=inputs_ahead)
         write_pickle(result_path(folder, number), result)
         events.emit(kind="done", index=index, number=number)
         number += 1

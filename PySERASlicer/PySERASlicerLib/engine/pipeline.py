@@ -87,7 +87,11 @@ def _helper_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def work_items(groups: Dict[str, List[str]]) -> List[Tuple[str, List[Tuple[str, List[str]]]]]:
+#: A work item: its name and its (family, tags) pairs, computed one after the other.
+WorkItem = Tuple[str, List[Tuple[str, List[str]]]]
+
+
+def work_items(groups: Dict[str, List[str]]) -> List[WorkItem]:
     """``[(name, [(family, tags), ...]), ...]`` in :data:`COST_ORDER`: one item per family, except
     Moran's I / Geary's C (a third of the morphology's cost, needing neither mesh nor hull) on
     their own and the GLSZM with the GLDZM (the zones are built once, for both)."""
@@ -128,10 +132,10 @@ def _build_shared_inputs(ctx, groups: Dict[str, List[str]]) -> None:
         ctx.intensities  # noqa: B018
 
 
-def _run_shared(ctx, groups: Dict[str, List[str]], on_step: StepCallback) -> Dict[str, float]:
-    """Both threads take :func:`work_items` from one list until it is empty; progress names every
-    family from the calling thread, those the helper took when the calling thread next looks."""
-    items = work_items(groups)
+def _run_shared(ctx, groups: Dict[str, List[str]], items: List[WorkItem], on_step: StepCallback) -> Dict[str, float]:
+    """Both threads take the :func:`work_items` of ``groups`` from one list until it is empty;
+    progress names every family from the calling thread, those the helper took when the calling
+    thread next looks."""
     lock = threading.Lock()
     taken: List[str] = []  # families in the order the two threads took them
     reported: Dict[str, None] = {}
@@ -214,8 +218,9 @@ def extract_roi(image: Image, roi_mask: np.ndarray, settings: Settings,
     specs = selected_specs(settings) if specs is None else specs
     ctx = prepare_roi(image, roi_mask, settings, box=box)
     groups = group_by_family(specs)
-    if (default_threads() if threads is None else threads) > 1 and len(work_items(groups)) > 1:
-        values = _run_shared(ctx, groups, on_step)
+    items = work_items(groups) if (default_threads() if threads is None else threads) > 1 else []
+    if len(items) > 1:
+        values = _run_shared(ctx, groups, items, on_step)
     else:
         values = {}
         for family, tags in groups.items():

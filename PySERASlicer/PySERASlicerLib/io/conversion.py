@@ -28,10 +28,14 @@ def image_from_sitk(sitk_image, source: str, modality: str = "OTHER") -> Image:
                          f"(size {sitk_image.GetSize()})")
     if sitk_image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{source}: multi-component (e.g. RGB or vector) images are not supported")
-    array = _voxels(sitk_image)
-    direction = np.array(sitk_image.GetDirection(), dtype=float).reshape(3, 3)
-    return Image(array, sitk_image.GetSpacing(), sitk_image.GetOrigin(), direction, modality=modality,
-                 source=source)
+    return image_on_sitk_grid(_voxels(sitk_image), sitk_image, source, modality)
+
+
+def image_on_sitk_grid(array: np.ndarray, grid, source: str, modality: str = "OTHER") -> Image:
+    """An Image of ``array`` (k, j, i) with the geometry of ``grid``: a SimpleITK image, or an
+    ``ImageFileReader`` that has read a file's header (both give spacing, origin and direction)."""
+    direction = np.array(grid.GetDirection(), dtype=float).reshape(3, 3)
+    return Image(array, grid.GetSpacing(), grid.GetOrigin(), direction, modality=modality, source=source)
 
 
 class _ItkBuffer:

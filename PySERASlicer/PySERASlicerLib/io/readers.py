@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..image import Image
-from .conversion import image_from_sitk, labels_from_array, mask_from_image, sitk_message  # noqa: F401
+from .conversion import image_from_sitk, image_on_sitk_grid, labels_from_array, mask_from_image, sitk_message  # noqa: F401
 from .conversion import warn as _warn
 from .files import IMAGE_SUFFIXES, case_name, is_dicom_file, is_dicom_folder, is_image_file  # noqa: F401
 from .types import InputError, MaskData, Source  # noqa: F401  (re-exported: the io API in one place)
@@ -182,35 +182,37 @@ def check_nifti_complete(path: Path) -> Optional[np.ndarray]:
     if not compressed and not is_float:
         return None
     # streamed: a compressed file whose trailer does not tell (over 4 GB, several members) is
-    # counted; floating-point voxels are kept
+    # counted; floating-point voxels are checked, and kept where ITK would read the same ones
     dtype = np.dtype(layout.endian + _NIFTI_FLOATS[layout.datatype]) if is_float else None
-    voxels = np.empty(layout.n_voxels, dtype=dtype) if dtype is not None else None
-    voxel_bytes = voxels.view(np.uint8) if voxels is not None else None
-    count = 0
+    as_read_by_itk = (dtype is not None and dtype.isnative and layout.single_file and len(layout.dims) == 3
+                      and layout.slope in (0.0, 1.0) and layout.inter == 0.0)
+    voxels = np.empty(layout.n_voxels, dtype=dtype) if as_read_by_itk else None
+    count, bad = 0, 0
     block = item_size * (1 << 20)
     try:
         with opener() as handle:
             handle.read(offset)
             count = offset
             for chunk in iter(lambda: handle.read(block), b""):
-                usable = min(len(chunk), max(expected - count, 0))
-                if usable > 0 and voxel_bytes is not None:
-                    start = count - offset
-                    voxel_bytes[start:start + usable] = np.frombuffer(chunk, np.uint8, usable)
+                usable = min(len(chunk), max(expected - count, 0)) // item_size * item_size
+                if usable > 0 and dtype is not None:
+                    values = np.frombuffer(chunk, dtype, usable // item_size)
+                    if voxels is not None:
+                        start = (count - offset) // item_size
+                        voxels[start:start + values.size] = values
+                    else:  # not kept: memory stays one block
+                        bad += int(np.count_nonzero(~np.isfinite(values)))
                 count += len(chunk)
     except (OSError, EOFError, zlib.error):
         raise InputError(f"{path}: cannot read image (compressed file is truncated or corrupt after "
                          f"{count} of {expected} bytes)") from None
     if count < expected:
         raise InputError(f"{path}: cannot read image (file is truncated: {count} of {expected} bytes)")
-    if voxels is None:
-        return None
-    bad = int(np.count_nonzero(~np.isfinite(voxels)))
+    if voxels is not None:
+        bad = int(np.count_nonzero(~np.isfinite(voxels)))
     if bad:
         raise InputError(f"{path}: image contains {bad} NaN or infinite voxel value(s)")
-    as_read_by_itk = (layout.single_file and len(layout.dims) == 3 and dtype.isnative
-                      and layout.slope in (0.0, 1.0) and layout.inter == 0.0)
-    return voxels if as_read_by_itk else None
+    return voxels
 
 
 def _image_from_voxels(path: Path, voxels: np.ndarray, modality: str) -> Optional[Image]:
@@ -229,9 +231,7 @@ def _image_from_voxels(path: Path, voxels: np.ndarray, modality: str) -> Optiona
     if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or reader.GetPixelID() != pixel
             or int(np.prod(size)) != voxels.size):
         return None
-    direction = np.array(reader.GetDirection(), dtype=float).reshape(3, 3)
-    return Image(voxels.reshape(size[::-1]), reader.GetSpacing(), reader.GetOrigin(), direction,
-                 modality=modality, source=str(path))
+    return image_on_sitk_grid(voxels.reshape(size[::-1]), reader, str(path), modality)
 
 
 def read_mask(source: Union[Source, MaskData], reference: Image, apply_preprocessing: bool = False,
