@@ -383,6 +383,27 @@ def test_masks_read_ahead_keep_their_warnings_and_errors_with_their_cases(tmp_pa
     np.testing.assert_array_equal(own.to_numpy(dtype=float), alone.to_numpy(dtype=float))
 
 
+@pytest.mark.parametrize("case_timeout", [None, 60], ids=["in-process", "pool-worker"])
+def test_an_empty_or_disjoint_mask_read_ahead_is_its_cases_row_only(tmp_path, case_timeout):
+    """Masks read ahead (p3, p4) that are empty, or lie outside their image, give their case's
+    clear error; the cases around them keep their rows."""
+    from batch_fixtures import SPACING
+
+    for index, name in enumerate(("p1", "p2", "p3", "p4", "p5")):
+        write_case(tmp_path, name, index)
+    mask = case_arrays(2)[1]
+    write_nifti(tmp_path / "masks" / "p3.nii.gz", np.zeros_like(mask))
+    write_nifti(tmp_path / "masks" / "p4.nii.gz", mask, origin=(500.0 * SPACING[0], 0.0, 0.0))
+    result = process_batch(tmp_path / "images", tmp_path / "masks", tmp_path / "out", case_timeout=case_timeout,
+                           **STAT)
+    assert result["processed_files"] == 3 and result["failed_files"] == 2
+    assert sorted(result["features_extracted"]["PatientID"].unique()) == ["p1", "p2", "p5"]
+    errors = _report(result).query("Level == 'ERROR'").set_index("PatientID")["Message"]
+    assert sorted(errors.index) == ["p3", "p4"]
+    assert "p3.nii.gz: the mask is empty" in errors["p3"]
+    assert "p4.nii.gz: the mask does not overlap the image" in errors["p4"]
+
+
 def test_the_first_case_reads_and_imports_alone_before_any_image_is_read_ahead(tmp_path):
     """In a fresh process (a user's script) the first case runs with no read-ahead thread: it
     imports the readers and the engine's lazy modules alone, as two threads importing one package

@@ -178,6 +178,24 @@ def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "int.nii.gz").array, array.astype(np.int16))
 
 
+def test_nan_voxels_of_a_float_nifti_itk_reads_itself_are_reported(tmp_path):
+    """A scaled float NIfTI is checked block by block (its voxels are not kept, ITK reads it):
+    NaN is still an error naming the file and the count, and a 4D one still says 4D."""
+    import gzip
+
+    array = np.ones((6, 7, 8), dtype=np.float32)
+    array[1, 2, 3] = np.nan
+    sitk.WriteImage(_sitk(array), str(tmp_path / "plain.nii"))
+    header = bytearray((tmp_path / "plain.nii").read_bytes())
+    header[112:120] = np.array([2.0, 1.0], "<f4").tobytes()  # scl_slope, scl_inter
+    (tmp_path / "scaled_nan.nii.gz").write_bytes(gzip.compress(bytes(header)))
+    with pytest.raises(InputError, match="scaled_nan.nii.gz: image contains 1 NaN or infinite voxel value"):
+        read_image(tmp_path / "scaled_nan.nii.gz")
+    sitk.WriteImage(sitk.Image([4, 4, 3, 2], sitk.sitkFloat32), str(tmp_path / "four.nii.gz"))
+    with pytest.raises(InputError, match="four.nii.gz: expected a 3D image, got 4D"):
+        read_image(tmp_path / "four.nii.gz")
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
 def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix):
     """ITK's NIfTI reader turns NaN voxels into 0; the reader must report them instead."""
