@@ -11,10 +11,14 @@ with a ~32,000-voxel lesion (label 1) and a ~500-voxel lesion (label 2); FBS 25 
 * per case in a batch: one ``process_batch`` over ``--cases`` copies of the case (NIfTI folders,
   1 worker, Excel/CSV report), for the full 3D set and for all 557 features;
 * one case in a fresh process (``process_batch`` on the two files, imports included) and the
-  import of the package, medians of ``--cold-runs`` processes;
+  import of the package;
 * ``--pictologics-python`` / ``--pyradiomics-python`` / ``--pysera-python PATH``: the peer, in a
   subprocess of its own interpreter (scratch venvs, never project dependencies), on the same files:
   warm extraction, its read + extract call in a loop over the batch's files, and its cold process;
+* the figures compared with a peer are measured in ``--rounds`` rounds (default 3), ours and each
+  peer back to back in each round; each figure is the median over the rounds and each ratio the
+  median of the rounds' ratios (with their range), so that a change of load on a shared machine
+  hits both sides of a ratio alike;
 * cost against ROI size: ROIs of 1 k, 10 k, 100 k and 1 M voxels in a 512 x 512 x 400 CT, one fresh
   process each (time, peak memory), drawn to docs/benchmark_scaling.png with matplotlib from
   ``--plot-python`` (a benchmark venv; ``--no-scaling`` skips it);
@@ -372,26 +376,24 @@ def batch_settings(set_name: str) -> Settings:
     return dict(feature_sets())[set_name].replace(enable_parallelism=False, num_workers=1)
 
 
-def section_batch(folder: Path, set_name: str, n_cases: int) -> float:
-    """Seconds per case of one ``process_batch`` over the folder pair (1 worker, in this process,
-    the Excel/CSV report written): the best of two batches after a warm-up batch."""
+def batch_runner(folder: Path, set_name: str, n_cases: int) -> Callable[[], float]:
+    """A function that runs one ``process_batch`` over the folder pair (1 worker, in this process,
+    the Excel/CSV report written) and returns its seconds per case; a warm-up batch is run first."""
     from PySERASlicerLib import process_batch
 
     settings = batch_settings(set_name)
 
-    def run() -> None:
+    def run() -> float:
+        start = time.perf_counter()
         result = process_batch(str(folder / "images"), str(folder / "masks"), output_path=str(folder / "out"),
                                temporary_files_path=str(folder / "tmp"), settings=settings)
+        seconds = (time.perf_counter() - start) / n_cases
         if not result["success"] or result["error"] or len(result["features_extracted"]) != n_cases:
             raise RuntimeError(f"process_batch failed: {result['error']}")
+        return seconds
 
     run()
-    times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) / n_cases)
-    return min(times)
+    return run
 
 
 #: One case in a fresh interpreter, as a user's script: import, ``process_batch`` on the two
@@ -469,49 +471,86 @@ def section_cold_extract() -> Tuple[float, float, float]:
     return imports, first_call, peak
 
 
-def section_others(image_path: str, mask_path: str, pairs: List[Tuple[str, str]], repeats: int,
-                   cold_runs: int, interpreters: Dict[str, Optional[str]], folder: Path,
-                   first_ever_cold: bool = False) -> Tuple[Dict[str, Dict[str, object]], List[str]]:
-    """Each competitor on the same files, in subprocesses of its own interpreter (``interpreters``:
-    tool -> python path). Per tool: warm extraction (median of ``repeats``), per case of a loop over
-    ``pairs`` (read + extract, best of two loops), and the cold figure: the median wall time of
-    ``cold_runs`` fresh processes that read the two files and extract once."""
-    results: Dict[str, Dict[str, object]] = {}
-    notes: List[str] = []
+#: The figures of one round (:func:`section_rounds`): ours and each peer's, back to back.
+ROUND_FIGURES = ("batch_per_case", "cold", "seconds_170", "seconds")
+
+
+def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[Tuple[str, str]], repeats: int,
+                   rounds: int, interpreters: Dict[str, Optional[str]],
+                   first_ever_cold: bool = False) -> Tuple[List[Dict[str, Dict[str, float]]],
+                                                           Dict[str, Dict[str, object]], List[str]]:
+    """The figures compared with the peers, measured in ``rounds`` rounds. In each round ours and
+    then each peer (``interpreters``: tool -> python path) are measured back to back on the same
+    files: per case of a batch over ``pairs`` (the best of two), one fresh process for one case, and warm extraction
+    (median of ``repeats``; ours: the 170-feature set and the full 3D set). A change of the
+    machine's load then hits both sides of a round alike, and each ratio is taken round by round
+    (:func:`paired_ratios`) instead of between figures taken minutes apart.
+
+    Returns (per round: tool -> figure -> seconds, per tool: version / features / first-run
+    figures, notes). PySERA 2.1.5 (``pysera``: ~20 s a case) is run once, warm, outside the rounds.
+    """
+    mask = labels == 1
+    settings = dict(feature_sets())["all 557"]
+    specs = comparable_specs()
+    full_3d = dict(feature_sets())["full 3D set"]
+    cold_code = COLD_CASE_SNIPPET.format(src=str(ROOT / "PySERASlicer"), image=pairs[0][0], mask=pairs[0][1])
+    batch = batch_runner(folder, "full 3D set", len(pairs))
     cases_file = folder / "cases.json"
     cases_file.write_text(json.dumps(pairs))
-    for tool, python in interpreters.items():
-        if not python:
-            notes.append(f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} installed)")
-            continue
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        if tool == "pysera":  # ~20 s a case: one warm run, no batch loop, no cold runs
-            warm = _run_competitor(python, tool, image_path, mask_path, 1, folder, env)
-            if isinstance(warm, str):
-                notes.append(f"{tool}: the run with {python} failed: {warm}")
-            else:
-                results[tool] = dict(warm[0], cold=float("nan"))
-            continue
-        warm = _run_competitor(python, tool, image_path, mask_path, repeats, folder, env, cases_file)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    peers = {tool: python for tool, python in interpreters.items() if python and tool != "pysera"}
+    meta: Dict[str, Dict[str, object]] = {}
+    notes = [f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} installed)"
+             for tool, python in interpreters.items() if not python]
+    failed: set = set()
+    per_round: List[Dict[str, Dict[str, float]]] = []
+    for _ in range(rounds):
+        figures: Dict[str, Dict[str, float]] = {"ours": {
+            "seconds_170": time_call(lambda: extract_roi(image, mask, settings, specs=specs), repeats),
+            "seconds": time_call(lambda: extract_roi(image, mask, full_3d), repeats),
+            "batch_per_case": min(batch(), batch()),  # the best of two batches, as the peers' loops
+            "cold": fresh_process_seconds(cold_code, 1)[0]}}
+        for tool, python in peers.items():
+            if tool in failed:
+                continue
+            warm = _run_competitor(python, tool, pairs[0][0], pairs[0][1], repeats, folder, env, cases_file)
+            cold = _run_competitor(python, tool, pairs[0][0], pairs[0][1], 0, folder, env)
+            problem = next((r for r in (warm, cold) if isinstance(r, str)), None)
+            if problem is not None:
+                notes.append(f"{tool}: the run with {python} failed: {problem}")
+                failed.add(tool)
+                continue
+            meta.setdefault(tool, warm[0])
+            figures[tool] = {"batch_per_case": warm[0]["batch_per_case"], "cold": cold[1],
+                             "seconds": warm[0]["seconds"], "seconds_170": warm[0]["seconds"]}
+        per_round.append(figures)
+    if interpreters.get("pysera"):
+        warm = _run_competitor(interpreters["pysera"], "pysera", pairs[0][0], pairs[0][1], 1, folder, env)
         if isinstance(warm, str):
-            notes.append(f"{tool}: the run with {python} failed: {warm}")
-            continue
-        colds = []
-        for _ in range(cold_runs):
-            cold = _run_competitor(python, tool, image_path, mask_path, 0, folder, env)
-            if isinstance(cold, str):
-                notes.append(f"{tool}: a cold run failed: {cold}")
-                break
-            colds.append(cold[1])
-        result = dict(warm[0], cold=statistics.median(colds) if colds else float("nan"))
-        if first_ever_cold:
+            notes.append(f"pysera: the run with {interpreters['pysera']} failed: {warm}")
+        else:
+            meta["pysera"] = warm[0]
+    if first_ever_cold:
+        for tool, python in peers.items():
             # an empty numba cache folder: every kernel compiled (minutes for pictologics)
             with tempfile.TemporaryDirectory(prefix="pysera_bench_numba_") as numba_cache:
-                first = _run_competitor(python, tool, image_path, mask_path, 0, folder,
+                first = _run_competitor(python, tool, pairs[0][0], pairs[0][1], 0, folder,
                                         {**env, "NUMBA_CACHE_DIR": numba_cache})
-            result["first_ever_cold"] = first[1] if not isinstance(first, str) else float("nan")
-        results[tool] = result
-    return results, notes
+            if tool in meta:
+                meta[tool]["first_ever_cold"] = first[1] if not isinstance(first, str) else float("nan")
+    return per_round, meta, notes
+
+
+def round_median(per_round: List[Dict[str, Dict[str, float]]], tool: str, figure: str) -> Optional[float]:
+    """The median over the rounds of one tool's figure (None when it was not measured)."""
+    values = [r[tool][figure] for r in per_round if tool in r and r[tool].get(figure) is not None]
+    return statistics.median(values) if values else None
+
+
+def paired_ratios(per_round: List[Dict[str, Dict[str, float]]], tool: str, figure: str) -> List[float]:
+    """Ours / the peer's figure, round by round (both measured within seconds of each other)."""
+    return [r["ours"][figure] / r[tool][figure] for r in per_round
+            if tool in r and r[tool].get(figure) and r["ours"].get(figure) is not None]
 
 
 def _run_competitor(python: str, tool: str, image_path: str, mask_path: str, repeats: int, folder: Path,
@@ -661,7 +700,11 @@ def plot_scaling(rows: List[Dict[str, object]], path: Path, plot_python: Optiona
     return f"curve written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
 
 
-def _ratio(ours: Optional[float], theirs: Optional[float]) -> str:
+def _ratio(ours: Optional[float], theirs: Optional[float], paired: Optional[Sequence[float]] = None) -> str:
+    """Ours / theirs; with ``paired`` (the ratio of each round) their median and range instead."""
+    if paired:
+        text = f"{statistics.median(paired):.2f}"
+        return text if len(paired) == 1 else f"{text} ({min(paired):.2f}–{max(paired):.2f}, {len(paired)} rounds)"
     if ours is None or theirs is None or not theirs or theirs != theirs:
         return "–"
     return f"{ours / theirs:.2f}"
@@ -672,14 +715,17 @@ def _cell(value: Optional[float], digits: int = 3) -> str:
 
 
 def target_rows(measures: Dict[str, Dict[str, object]]) -> List[Dict[str, object]]:
-    """One row per target of issue 14: ours, the peers from the same run, the ratio and the target."""
+    """One row per target of issue 14: ours, the peers from the same run (medians over the
+    rounds), the ratio (the median of the rounds' ratios, and their range) and the target."""
     rows = []
     with_pysera = any("pysera" in m for m in measures.values())
     for name, m in measures.items():
         ours, pict, pyrad = m.get("ours"), m.get("pictologics"), m.get("pyradiomics")
+        paired = m.get("paired", {})
         row = {"measure": name, "ours": _cell(ours, m.get("digits", 3)), "pictologics": _cell(pict),
                "pyradiomics": _cell(pyrad),
-               "ours / pictologics": _ratio(ours, pict), "ours / pyradiomics": _ratio(ours, pyrad)}
+               "ours / pictologics": _ratio(ours, pict, paired.get("pictologics")),
+               "ours / pyradiomics": _ratio(ours, pyrad, paired.get("pyradiomics"))}
         if with_pysera:
             row.update({"PySERA": _cell(m.get("pysera")), "ours / PySERA": _ratio(ours, m.get("pysera"))})
         rows.append({**row, "target": m["target"], "load": m.get("load", "")})
@@ -846,7 +892,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm runs per figure (median)")
     parser.add_argument("--cases", type=int, default=10, help="cases of the batch measure")
-    parser.add_argument("--cold-runs", type=int, default=3, help="fresh processes per cold figure (median)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the figures compared with the peers (ours and each peer back to back "
+                             "in each; medians over the rounds, ratios round by round)")
     parser.add_argument("--profile", metavar="SET", help="cProfile one feature set (e.g. 'all 557') and stop")
     parser.add_argument("--deep", metavar="MODEL[,MODEL]", help="also time these deep models (random weights)")
     parser.add_argument("--all-sets", action="store_true", help="also time each family alone")
@@ -910,32 +958,35 @@ def main(argv: Optional[List[str]] = None) -> None:
         folder = Path(tmp)
         pairs = write_case_folders(image, labels, folder, args.cases)
         load = load_average()
-        per_case = {name: section_batch(folder, name, args.cases) for name in ("full 3D set", "all 557")}
+        interpreters = {"pictologics": args.pictologics_python, "pyradiomics": args.pyradiomics_python,
+                        "pysera": args.pysera_python}
+        per_round, others, notes = section_rounds(image, labels, folder, pairs, args.repeats, args.rounds,
+                                                  interpreters, args.first_ever_cold)
         import_wall, import_seconds, _ = fresh_process_seconds(IMPORT_SNIPPET.format(src=str(ROOT / "PySERASlicer")),
-                                                            args.cold_runs)
-        cold_wall, _, cold_walls = fresh_process_seconds(COLD_CASE_SNIPPET.format(src=str(ROOT / "PySERASlicer"),
-                                                                      image=pairs[0][0], mask=pairs[0][1]),
-                                             args.cold_runs)
-        others, notes = section_others(pairs[0][0], pairs[0][1], pairs, args.repeats, args.cold_runs,
-                                       {"pictologics": args.pictologics_python,
-                                        "pyradiomics": args.pyradiomics_python, "pysera": args.pysera_python},
-                                       folder, args.first_ever_cold)
+                                                               args.rounds)
+        # all 557 against the full 3D set: the two batches alternate, the best of two each
+        batches = {name: batch_runner(folder, name, args.cases) for name in ("full 3D set", "all 557")}
+        per_case = {name: min(run() for run in (runner, runner)) for name, runner in batches.items()}
         load = f"{load} → {load_average()}"
-        pict, pyrad = others.get("pictologics", {}), others.get("pyradiomics", {})
-        measures[f"per case in a {args.cases}-case batch, 1 process, warm, read + extract (+ our report) (s)"] = {
-            "ours": per_case["full 3D set"], "pictologics": pict.get("batch_per_case"),
-            "pyradiomics": pyrad.get("batch_per_case"), "target": "≤ 0.7 × pictologics", "load": load}
-        measures["one case in a fresh process, imports + reading included (s)"] = {
-            "ours": cold_wall, "pictologics": pict.get("cold"), "pyradiomics": pyrad.get("cold"),
-            "target": "≤ 0.8 × pyradiomics and ≤ 1.0 s", "load": load}
+
+        def compared(figure: str, target: str, peers: Sequence[str]) -> Dict[str, object]:
+            measure: Dict[str, object] = {"ours": round_median(per_round, "ours", figure), "target": target,
+                                          "load": load, "paired": {}}
+            for tool in peers:
+                measure[tool] = round_median(per_round, tool, figure)
+                measure["paired"][tool] = paired_ratios(per_round, tool, figure)
+            return measure
+
+        measures[f"per case in a {args.cases}-case batch, 1 process, warm, read + extract (+ our report) (s)"] = \
+            compared("batch_per_case", "≤ 0.7 × pictologics", ("pictologics", "pyradiomics"))
+        measures["one case in a fresh process, imports + reading included (s)"] = \
+            compared("cold", "≤ 0.8 × pyradiomics and ≤ 1.0 s", ("pictologics", "pyradiomics"))
         measures["import PySERASlicerLib in a fresh process, numpy included (s)"] = {
             "ours": import_seconds, "target": "≤ 0.1 s", "load": load}
-        measures["warm extraction, pictologics' 170 features, lesion 1 (s)"] = {
-            "ours": warm[COMPARABLE_NAME]["lesion 1 (s)"], "pictologics": pict.get("seconds"),
-            "target": "≤ pictologics", "load": load}
-        measures["warm extraction, each tool's default set, lesion 1 (s; ours: full 3D set)"] = {
-            "ours": warm["full 3D set"]["lesion 1 (s)"], "pictologics": pict.get("seconds"),
-            "pyradiomics": pyrad.get("seconds"), "target": "(information)", "load": load}
+        measures["warm extraction, pictologics' 170 features, lesion 1 (s)"] = \
+            compared("seconds_170", "≤ pictologics", ("pictologics",))
+        measures["warm extraction, each tool's default set, lesion 1 (s; ours: full 3D set)"] = \
+            dict(compared("seconds", "(information)", ("pictologics", "pyradiomics")))
         if "pysera" in others:
             measures["warm extraction, all 557 features, lesion 1, against PySERA 2.1.5 (s)"] = {
                 "ours": warm["all 557"]["lesion 1 (s)"], "pysera": others["pysera"]["seconds"],
@@ -943,12 +994,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         ratio = per_case["all 557"] / per_case["full 3D set"]
         measures[f"all 557 per case in the batch: {per_case['all 557']:.3f} s = {ratio:.2f} × the 3D set's"] = {
             "ours": ratio, "target": "≤ 2 × the 3D set", "load": load}
+        cold_walls = [r["ours"]["cold"] for r in per_round]
         summary = [{"figure": "process_batch per case, full 3D set (285 features)", "seconds": per_case["full 3D set"]},
                    {"figure": "process_batch per case, all 557", "seconds": per_case["all 557"]},
                    {"figure": "import PySERASlicerLib, fresh process (wall of the whole process)",
                     "seconds": import_wall},
                    {"figure": "one case in a fresh process (wall; median of "
-                              f"{', '.join(f'{w:.2f}' for w in cold_walls)})", "seconds": cold_wall}]
+                              f"{', '.join(f'{w:.2f}' for w in cold_walls)})",
+                    "seconds": statistics.median(cold_walls)}]
         imports, first_call, cold_peak = section_cold_extract()
         summary.append({"figure": f"fresh process: engine imports {imports:.3f} s, first extract_roi "
                                   f"(full 3D set) {first_call:.3f} s, peak {cold_peak:.0f} MB",
