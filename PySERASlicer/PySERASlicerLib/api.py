@@ -51,6 +51,7 @@ def process_batch(
     max_tasks_per_child: Optional[int] = DEFAULT_MAX_TASKS_PER_CHILD,
     progress_fn: Optional[Callable[[Dict[str, Any]], None]] = None,
     filters: Optional[Sequence[Dict[str, Any]]] = None,
+    features: Union[str, Sequence[str], None] = None,
     scheduler: Any = None,
     cluster_retries: Optional[int] = None,
 ) -> Dict[str, Any]:
@@ -79,6 +80,10 @@ def process_batch(
     progress_fn : called with ``{"event": "case_start"|"case_end", "case_id", "index", ...}``.
     filters : IBSI-2 filter entries (docs/filters.md), e.g. ``[{"filter": "log", "sigma_mm": 1.5}]``;
         replace the filters of ``settings``; each response map adds ``<feature>_<label>`` columns.
+    features : only these features, in place of ``categories`` x ``dimensions``: output column
+        names (``["morph_volume", "stat_mean", "cm_contrast_3D_avg"]``, PySERA's names too, or
+        one comma-separated string); only the families they need run. An unknown name stops the
+        run before any case, naming the closest known feature.
     scheduler : run the cases on a Dask cluster: a scheduler address (``"tcp://host:8786"``), a
         scheduler file (``.json``) or a ``distributed.Client``; None (default) or "" = this machine.
         Needs ``pip install "PySERASlicerLib[dask]"`` and workers that see the same file paths.

@@ -65,6 +65,15 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
                                       **{key: call[key] for key in SETTINGS_KEYWORDS})
         if call.get("filters") is not None:
             settings = settings.replace(filters=call["filters"])
+        if call.get("features") is not None:
+            settings = settings.replace(features=call["features"])
+        if settings.features:
+            if settings.extraction_mode == ExtractionMode.DEEP:
+                log.warning("features are ignored by extraction_mode deep_feature (it selects handcrafted ones)")
+            else:
+                from .engine.registry import select_named
+
+                select_named(settings.features)  # an unknown name stops the run here, not in every case
         log.level = settings.report
         for spec in settings.filters:  # the Report names every filter with its parameters
             log.log("INFO", f"filter {spec.label}: {json.dumps(dict(spec))}", report=True)

@@ -126,6 +126,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                           help="IBSI-2 filters: a JSON file holding a list of filter entries, or an object with "
                                "'filters' (and optionally 'filter_categories'); adds <feature>_<filter label> columns "
                                "(docs/filters.md)")
+    features.add_argument("--features", default=None, metavar="NAMES",
+                          help="only these features, in place of --categories x --dimensions: comma-separated "
+                               "output column names, e.g. morph_volume,stat_mean,cm_contrast_3D_avg (PySERA's "
+                               "names too; docs/features.md)")
     features.add_argument("--ibsi-parameters", default=None, metavar="JSON",
                           help="IBSI_based_parameters as a JSON object or a JSON file, "
                                "e.g. '{\"radiomics_DiscType\": \"FBN\"}'")
@@ -245,6 +249,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         settings = settings.replace(deep=dataclasses.replace(settings.deep, weights_path=args.weights))
     if args.filters:
         settings = settings.replace(**_filters_file(args.filters))
+    if args.features is not None:
+        settings = settings.replace(features=args.features)
     return settings
 
 

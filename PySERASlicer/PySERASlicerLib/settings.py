@@ -221,6 +221,23 @@ def parse_selection(value: Union[str, typing.Iterable[str]], valid: Tuple[str, .
     return tuple(name for name in valid if name in names)
 
 
+def parse_names(value: Union[str, typing.Iterable[str], None], key: str) -> Tuple[str, ...]:
+    """A list of names given as one comma-separated string or a sequence of strings: stripped,
+    empty entries dropped, each name once (first occurrence kept)."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise SettingsError(f"{key}: {value!r} is not valid; accepted values: a list of names or one "
+                            "comma-separated string")
+    names: Dict[str, None] = {}
+    for item in items:
+        _check(isinstance(item, str), key, item, "names (strings)")
+        if item.strip():
+            names.setdefault(item.strip(), None)
+    return tuple(names)
+
+
 def _check(condition: bool, key: str, value: Any, accepted: str) -> None:
     if not condition:
         raise SettingsError(f"{key}: {value!r} is not valid; accepted values: {accepted}")
@@ -478,9 +495,15 @@ class Settings:
     #: ``<feature tag>_<filter label>``.
     filters: Tuple[Any, ...] = ()
     filter_categories: Tuple[str, ...] = ("stat",)
+    #: Only these features, in place of the ``categories`` x ``dimensions`` selection: output
+    #: column names in either style (IBSI tags such as ``morph_volume`` / ``cm_contrast_3D_avg``,
+    #: or PySERA's such as ``glcm_contrast_3D_avg``); a list or one comma-separated string.
+    #: Empty (default): that selection. Checked against the registry when a run starts.
+    features: Tuple[str, ...] = ()
 
     def __post_init__(self):
         _check(isinstance(self.pet_suv, bool), "pet_suv", self.pet_suv, "true or false")
+        object.__setattr__(self, "features", parse_names(self.features, "features"))
         object.__setattr__(self, "categories", parse_selection(self.categories, CATEGORIES, "categories"))
         object.__setattr__(self, "dimensions", parse_selection(self.dimensions, DIMENSIONS, "dimensions"))
         object.__setattr__(self, "num_workers", _parse_workers(self.num_workers))

@@ -28,7 +28,7 @@ import numpy as np
 from ..image import Image
 from ..settings import Settings
 from .processing import prepare_roi
-from .registry import FeatureSpec, family_module, group_by_family, select
+from .registry import FeatureSpec, family_module, group_by_family, select, select_named
 
 #: progress(step_name) is called before each family, for progress bars (always from the calling thread).
 StepCallback = Optional[Callable[[str], None]]
@@ -58,7 +58,10 @@ class RoiResult:
 
 
 def selected_specs(settings: Settings) -> Sequence[FeatureSpec]:
-    """The registry entries the settings' categories x dimensions select."""
+    """The registry entries the settings select: their ``features`` where given, else their
+    categories x dimensions."""
+    if settings.features:
+        return select_named(settings.features)
     return select(settings.categories, settings.dimensions)
 
 

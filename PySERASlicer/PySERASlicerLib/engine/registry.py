@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..settings import CATEGORIES, DIMENSIONS, ColumnNames, parse_selection
+from ..settings import CATEGORIES, DIMENSIONS, ColumnNames, SettingsError, parse_selection
 
 #: Family modules in PySERA category order (module name == category).
 FAMILY_MODULES: Tuple[str, ...] = CATEGORIES
@@ -202,6 +202,27 @@ def select(categories="all", dimensions="all") -> Tuple[FeatureSpec, ...]:
     cats = set(parse_selection(categories, CATEGORIES, "categories"))
     dims = set(parse_selection(dimensions, DIMENSIONS, "dimensions"))
     return tuple(s for s in all_specs() if s.family in cats and s.dimension in dims)
+
+
+def select_named(names: Iterable[str], key: str = "features") -> Tuple[FeatureSpec, ...]:
+    """The features named (output column names in either style: IBSI tag or PySERA name), in
+    output column order. Unknown names are one :class:`SettingsError` naming each, with the
+    closest known name."""
+    by_column = _specs_by_column()
+    names = list(names)
+    unknown = [name for name in names if name not in by_column]
+    if unknown:
+        import difflib  # only on this error path
+
+        parts = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(by_column), n=1, cutoff=0.75)
+            parts.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        raise SettingsError(f"{key}: unknown feature name(s) {', '.join(parts)}; give output column names, "
+                            "IBSI tags such as 'morph_volume' or 'cm_contrast_3D_avg', or PySERA's such as "
+                            "'glcm_contrast_3D_avg' (docs/features.md lists every feature)")
+    wanted = {by_column[name].tag for name in names}
+    return tuple(spec for spec in all_specs() if spec.tag in wanted)
 
 
 def group_by_family(specs: Iterable[FeatureSpec]) -> Dict[str, Tuple[str, ...]]:
