@@ -119,6 +119,7 @@ class PySERASlicerParameterNode:
     dimension2d: bool = True
     dimension2_5d: bool = False
     dimension3d: bool = False
+    featureNames: str = ''
     discretisationMethod: Annotated[str, Choice(['FBS', 'FBN', 'NONE'])] = 'FBS'
     binWidth: Annotated[float, WithinRange(0.001, 1000000.0)] = 25.0
     binNumber: Annotated[int, WithinRange(1, 100000)] = 32

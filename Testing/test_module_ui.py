@@ -128,7 +128,7 @@ def test_every_gui_setting_is_bound_to_a_widget_of_a_matching_class():
             expected = "QComboBox"
         else:
             expected = {bool: "QCheckBox", float: "QDoubleSpinBox", int: "QSpinBox",
-                        Path: "ctkPathLineEdit"}[parameter.kind]
+                        Path: "ctkPathLineEdit", str: "QLineEdit"}[parameter.kind]
         assert widget_class == expected, (parameter.name, widget_class)
     for name in ("inputMask", "outputTable", "resultTable"):
         assert classes[bound[name]] == "qMRMLNodeComboBox", name

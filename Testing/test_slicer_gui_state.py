@@ -113,6 +113,8 @@ def changed_values():
             changes[parameter.name] = current + 3
         elif parameter.kind is Path:
             changes[parameter.name] = Path("/models") / f"{parameter.name}.pth"
+        elif parameter.kind is str:  # featureNames: names as the GUI shows them (comma-joined)
+            changes[parameter.name] = "morph_volume, stat_mean, cm_contrast_3D_avg"
         else:
             changes[parameter.name] = current + 0.25 if parameter.name != "roiPartialVolume" else 0.75
     # keep the combination valid: range upper above lower, at least one category/dimension
@@ -229,6 +231,19 @@ def test_all_none_buttons_and_empty_selection_is_a_named_problem():
     gui_state.set_all(node, gui_state.CATEGORY_FIELDS, True)
     gui_state.set_all(node, gui_state.DIMENSION_FIELDS, False)
     assert "dimension" in gui_state.settings_problems(gui_state.read_values(node))[0]
+
+
+def test_only_these_features_field_sets_the_named_features_and_a_typo_blocks_run():
+    node = node_with_defaults()
+    node.featureNames = "stat_mean,glcm_contrast_3D_avg , stat_mean"
+    assert gui_state.settings_from_node(node).features == ("stat_mean", "glcm_contrast_3D_avg")
+    node.featureNames = "stat_mean, morph_volum"
+    problems = gui_state.settings_problems(gui_state.read_values(node))
+    assert problems == ["Only these features: unknown feature name(s) 'morph_volum' (did you mean 'morph_volume'?); "
+                        "give output column names, IBSI tags such as 'morph_volume' or 'cm_contrast_3D_avg', or "
+                        "PySERA's such as 'glcm_contrast_3D_avg' (docs/features.md lists every feature)"]
+    node.featureNames = "  "
+    assert gui_state.settings_from_node(node).features == ()
 
 
 def test_bad_gui_value_names_the_field():

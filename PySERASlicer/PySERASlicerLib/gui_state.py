@@ -103,8 +103,8 @@ class GuiParameter:
     """One settings-related parameter-node field.
 
     ``path`` is the dotted ``Settings.to_dict()`` key it edits; special mappings use a
-    pseudo path (``categories:<name>``, ``dimensions:<name>``, ``resampling:mode``,
-    ``num_workers``).
+    pseudo path (``categories:<name>``, ``dimensions:<name>``, ``features:names`` (the names
+    comma-joined), ``resampling:mode``, ``num_workers``).
     """
 
     name: str
@@ -126,6 +126,7 @@ PARAMETERS: Tuple[GuiParameter, ...] = (
                  "DICOM missing slices"),
     *(GuiParameter(category_parameter(c), bool, f"categories:{c}", label=c.upper()) for c in CATEGORIES),
     *(GuiParameter(dimension_parameter(d), bool, f"dimensions:{d}", label=d) for d in DIMENSIONS),
+    GuiParameter("featureNames", str, "features:names", label="Only these features"),
     # discretisation
     GuiParameter("discretisationMethod", str, "discretisation.method", _choices(DiscretisationMethod),
                  "Discretisation"),
@@ -186,6 +187,8 @@ def settings_to_values(settings: Settings) -> Dict[str, Any]:
             value: Any = path.split(":", 1)[1] in settings.categories
         elif path.startswith("dimensions:"):
             value = path.split(":", 1)[1] in settings.dimensions
+        elif path == "features:names":
+            value = ", ".join(settings.features)
         elif path == "resampling:mode":
             resampling = settings.resampling
             value = "off" if not resampling.enabled else ("2D" if resampling.in_plane_only else "3D")
@@ -231,10 +234,17 @@ def values_to_settings(values: Mapping[str, Any], base: Optional[Settings] = Non
         plain["resampling"]["in_plane_only"] = mode == "2D"
     if FILTERS_TEXT in values:
         plain["filters"] = list(parse_filters_text(values[FILTERS_TEXT]))
+    if "featureNames" in values:
+        plain["features"] = values["featureNames"]
     try:
-        return Settings.from_dict(plain)
+        settings = Settings.from_dict(plain)
     except SettingsError as exc:
         raise SettingsError(_gui_wording(str(exc))) from None
+    if settings.features:  # a mistyped name is shown before Run, not as an error of every segment
+        from .engine.registry import select_named
+
+        select_named(settings.features, "Only these features")
+    return settings
 
 
 def _gui_wording(message: str) -> str:
