@@ -218,3 +218,45 @@ def test_unusable_output_folder_exits_2_before_any_case(folders, tmp_path):
     done = run_script(["--images", str(images), "--masks", str(masks), "--output", str(blocker / "out"),
                        "--settings", str(settings)], cwd=tmp_path)
     assert done.returncode == 2 and "--output" in done.stderr and "cannot create the folder" in done.stderr
+
+
+def test_settings_with_named_features_give_those_columns_and_a_typo_exits_2(folders, tmp_path):
+    images, masks, _, expected = folders
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"features": ["stat_mean", "morph_volume"], "enable_parallelism": False}))
+    done = run_script(["--images", str(images), "--masks", str(masks), "--output", str(tmp_path / "out"),
+                       "--settings", str(named)], block_slicer=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    frame = features_of(tmp_path / "out")
+    assert list(frame.columns) == ["PatientID", "ROI", "morph_volume", "stat_mean"]
+    assert frame.set_index("PatientID")["stat_mean"].to_dict() == pytest.approx(expected, rel=1e-12)
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"features": ["stat_maen"]}))
+    done = run_script(["--images", str(images), "--masks", str(masks), "--output", str(tmp_path / "typo_out"),
+                       "--settings", str(typo)], block_slicer=True, cwd=tmp_path)
+    assert done.returncode == 2 and "'stat_maen' (did you mean 'stat_mean'?)" in done.stderr, done.stderr
+    assert not any((tmp_path / "typo_out").iterdir())  # nothing written
+
+
+def test_mrml_engine_named_features_and_a_typo_exits_2_before_any_case(folders, tmp_path, capsys):
+    """The MRML engine extracts segment by segment with the module logic: a mistyped feature
+    name must stop it before the first case (exit 2), not fail every case."""
+    pytest.importorskip("slicer")
+    from mrml_scene import SlicerCoreScene
+    from PySERASlicerLib.headless import main
+
+    SlicerCoreScene()
+    images, masks, _, expected = folders
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"features": ["stat_mean", "morph_volume"], "enable_parallelism": False}))
+    assert main(["--images", str(images), "--masks", str(masks), "--output", str(tmp_path / "out"),
+                 "--settings", str(named), "--engine", "mrml", "--quiet"]) == 0
+    frame = features_of(tmp_path / "out")
+    assert list(frame.columns) == ["PatientID", "ROI", "morph_volume", "stat_mean"]
+    assert frame.set_index("PatientID")["stat_mean"].to_dict() == pytest.approx(expected, rel=1e-9)
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"features": ["stat_maen"]}))
+    assert main(["--images", str(images), "--masks", str(masks), "--output", str(tmp_path / "typo_out"),
+                 "--settings", str(typo), "--engine", "mrml", "--quiet"]) == 2
+    assert "'stat_maen' (did you mean 'stat_mean'?)" in capsys.readouterr().err
+    assert not any((tmp_path / "typo_out").iterdir())

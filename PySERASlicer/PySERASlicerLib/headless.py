@@ -167,6 +167,14 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return EXIT_USAGE
     if not ensure_packages(settings, args.install_missing, say, cluster=bool(args.scheduler)):
         return EXIT_USAGE
+    if settings.features:  # a mistyped feature name is a usage error, not an error of every case
+        from .engine.registry import select_named
+
+        try:
+            select_named(settings.features)
+        except SettingsError as exc:
+            print(f"slicer_headless_extract: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     engine = choose_engine(args.engine, args.scheduler)
     if engine == "mrml" and args.scheduler:
         print("slicer_headless_extract: error: --scheduler runs the batch engine (the workers read the files); "
