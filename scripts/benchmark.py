@@ -525,6 +525,7 @@ def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[T
             figures[tool] = {"batch_per_case": warm[0]["batch_per_case"], "cold": cold[1],
                              "batch_per_case_170": warm[0]["batch_per_case"],
                              "seconds": warm[0]["seconds"], "seconds_170": warm[0]["seconds"]}
+        figures["load"] = {"1 min": os.getloadavg()[0]}
         per_round.append(figures)
     if interpreters.get("pysera"):
         warm = _run_competitor(interpreters["pysera"], "pysera", pairs[0][0], pairs[0][1], 1, folder, env)
@@ -541,6 +542,23 @@ def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[T
             if tool in meta:
                 meta[tool]["first_ever_cold"] = first[1] if not isinstance(first, str) else float("nan")
     return per_round, meta, notes
+
+
+def round_rows(per_round: List[Dict[str, Dict[str, float]]]) -> List[Dict[str, object]]:
+    """One row per round: each tool's figures (seconds) and the load at the round's end."""
+    names = {"batch_per_case": "per case", "batch_per_case_170": "per case, 170", "cold": "fresh process",
+             "seconds_170": "warm 170", "seconds": "warm default"}
+    rows = []
+    for index, figures in enumerate(per_round, 1):
+        row: Dict[str, object] = {"round": index, "load": f"{figures['load']['1 min']:.2f}"}
+        for tool, values in figures.items():
+            if tool == "load":
+                continue
+            for figure, label in names.items():
+                if figure in values and not (tool != "ours" and figure in ("seconds_170", "batch_per_case_170")):
+                    row[f"{tool}: {label}"] = f"{values[figure]:.3f}"
+        rows.append(row)
+    return rows
 
 
 def round_median(per_round: List[Dict[str, Dict[str, float]]], tool: str, figure: str) -> Optional[float]:
@@ -1017,6 +1035,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             if "first_ever_cold" in result:
                 summary.append({"figure": f"{tool}: first-ever process (empty numba cache)",
                                 "seconds": result["first_ever_cold"]})
+    print("\n## Rounds (seconds; ours and each peer back to back in each round)\n")
+    print(markdown_table(round_rows(per_round)))
     print(f"\n## End to end (load {load})\n")
     print(markdown_table(summary))
     if not args.no_scaling:
