@@ -106,3 +106,13 @@ def test_settings_file_and_command_line_take_features(tmp_path, two_cases):
                             "--features", "stat_maen"], capture_output=True, text=True, cwd=ROOT / "PySERASlicer",
                            timeout=300)
     assert wrong.returncode == 2 and "'stat_maen' (did you mean 'stat_mean'?)" in wrong.stderr
+
+
+def test_categories_given_with_features_are_ignored_with_a_report_warning(tmp_path, two_cases):
+    result = process_batch(*two_cases, tmp_path / "out", features=["stat_mean"], categories="glcm",
+                           dimensions="3d", enable_parallelism=False)
+    assert result["success"], result["error"]
+    assert list(result["features_extracted"].columns) == ["PatientID", "ROI", "stat_mean"]
+    report = pd.read_excel(result["excel_path"], sheet_name="Report")
+    warnings = report[report["Level"] == "WARNING"]["Message"].tolist()
+    assert "categories and dimensions ignored: features= names the features to compute" in warnings

@@ -74,6 +74,9 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
                 from .engine.registry import select_named
 
                 select_named(settings.features)  # an unknown name stops the run here, not in every case
+                given = [key for key in ("categories", "dimensions") if call.get(key) is not None]
+                if given:
+                    log.warning(f"{' and '.join(given)} ignored: features= names the features to compute")
         log.level = settings.report
         for spec in settings.filters:  # the Report names every filter with its parameters
             log.log("INFO", f"filter {spec.label}: {json.dumps(dict(spec))}", report=True)
