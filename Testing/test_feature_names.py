@@ -80,6 +80,18 @@ def test_an_unknown_name_stops_the_run_before_any_case_and_names_the_closest_fea
     assert not output.exists()  # nothing written
     with pytest.raises(SettingsError, match="features: 3 is not valid"):
         Settings(features=["stat_mean", 3])
+    with pytest.raises(SettingsError, match="features: 7 is not valid"):
+        Settings(features=7)
+
+
+def test_names_from_a_set_or_a_previous_results_columns(tmp_path, two_cases):
+    """A researcher reusing the columns of an earlier table (a pandas Index) or a set of names."""
+    earlier = process_batch(*two_cases, output_path=None, features=NAMES, enable_parallelism=False)
+    columns = earlier["features_extracted"].columns[2:]
+    again = process_batch(*two_cases, output_path=None, features=columns, enable_parallelism=False)
+    pd.testing.assert_frame_equal(again["features_extracted"], earlier["features_extracted"])
+    assert Settings(features={"stat_mean", "morph_volume"}).features in (("stat_mean", "morph_volume"),
+                                                                        ("morph_volume", "stat_mean"))
 
 
 def test_named_features_in_pool_worker_processes_equal_those_in_this_process(tmp_path, two_cases):

@@ -222,14 +222,15 @@ def parse_selection(value: Union[str, typing.Iterable[str]], valid: Tuple[str, .
 
 
 def parse_names(value: Union[str, typing.Iterable[str], None], key: str) -> Tuple[str, ...]:
-    """A list of names given as one comma-separated string or a sequence of strings: stripped,
-    empty entries dropped, each name once (first occurrence kept)."""
+    """A list of names given as one comma-separated string or any iterable of strings (a list,
+    a set, a pandas Index of columns): stripped, empty entries dropped, each name once (first
+    occurrence kept)."""
     if value is None:
         return ()
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
+    if isinstance(value, (bytes, dict)) or not isinstance(value, (str, typing.Iterable)):
         raise SettingsError(f"{key}: {value!r} is not valid; accepted values: a list of names or one "
                             "comma-separated string")
+    items = value.split(",") if isinstance(value, str) else list(value)
     names: Dict[str, None] = {}
     for item in items:
         _check(isinstance(item, str), key, item, "names (strings)")
