@@ -9,7 +9,7 @@ pytest.importorskip("slicer")
 
 from mrml_scene import SlicerCoreScene  # noqa: E402
 from PySERASlicerLib.jobs import JobError  # noqa: E402
-from PySERASlicerLib.settings import Settings  # noqa: E402
+from PySERASlicerLib.settings import Settings, SettingsError  # noqa: E402
 from PySERASlicerLib.slicer_logic import ExtractionLogic, summary  # noqa: E402
 
 
@@ -49,6 +49,21 @@ def test_extract_into_existing_table_and_segment_subset(scene):
     frame, out = ExtractionLogic().extract(volume, segmentation, Settings(categories="stat", dimensions="1st"),
                                            segment_ids=[first], table_node=table)
     assert out is table and table.GetNumberOfRows() == 1 and list(frame["ROI"]) == ["lesion A"]
+
+
+def test_console_extract_takes_named_features_and_stops_at_a_typo(scene):
+    """The Slicer console's logic.extract takes features= (and filters=) as process_batch does;
+    a mistyped name is an error before any worker starts."""
+    volume, segmentation, voxels, a, b = make_case(scene, "CT named")
+    frame, table = ExtractionLogic().extract(volume, segmentation, features="stat_mean, morph_volume",
+                                             filters=[{"filter": "mean", "support": 3}])
+    assert list(frame.columns[:4]) == ["PatientID", "ROI", "morph_volume", "stat_mean"]
+    assert frame["stat_mean"].tolist() == pytest.approx([voxels[a].mean(), voxels[b].mean()])
+    # the response map keeps its own selection (filter_categories: the 18 statistics)
+    assert len(frame.columns) == 4 + 18 and all(column.endswith("_mean_m3") for column in frame.columns[4:])
+    assert table.GetTable().GetColumnByName("morph_volume") is not None
+    with pytest.raises(SettingsError, match=r"'stat_maen' \(did you mean 'stat_mean'\?\)"):
+        ExtractionLogic().extract(volume, segmentation, features=["stat_maen"])
 
 
 def test_labelmap_input_splits_components(scene):

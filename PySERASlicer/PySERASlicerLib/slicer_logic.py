@@ -48,13 +48,24 @@ SUMMARY_ATTRIBUTE = "PySERA.Summary"
 
 
 def settings_from_params(settings: Optional[Settings] = None, preset: Optional[str] = None,
-                         **params: Any) -> Settings:
+                         features: Any = None, filters: Any = None, **params: Any) -> Settings:
     """Settings from a Settings object or a preset name, overridden by PySERA keyword
-    arguments (``bin_size=25``, ``categories="stat"``, ``IBSI_based_parameters={...}``)."""
+    arguments (``bin_size=25``, ``categories="stat"``, ``IBSI_based_parameters={...}``) and by
+    ``features`` / ``filters`` as :func:`process_batch` takes them. A mistyped feature name is
+    an error here, before any worker starts."""
     if settings is not None and preset:
         raise ValueError("give either settings or preset, not both")
     base = settings or (preset_settings(preset) if preset else Settings())
-    return Settings.from_pysera(base=base, **params) if params else base
+    result = Settings.from_pysera(base=base, **params) if params else base
+    if filters is not None:
+        result = result.replace(filters=filters)
+    if features is not None:
+        result = result.replace(features=features)
+    if result.features:
+        from .engine.registry import select_named
+
+        select_named(result.features)
+    return result
 
 
 def as_list(nodes: Any) -> List[Any]:
