@@ -57,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -474,10 +475,17 @@ def section_cold_extract() -> Tuple[float, float, float]:
 
 
 
+@dataclass
+class Round:
+    """One round of :func:`section_rounds`: tool -> figure -> seconds, and the load at its end."""
+
+    figures: Dict[str, Dict[str, float]]
+    load: float
+
+
 def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[Tuple[str, str]], repeats: int,
                    rounds: int, interpreters: Dict[str, Optional[str]],
-                   first_ever_cold: bool = False) -> Tuple[List[Dict[str, Dict[str, float]]],
-                                                           Dict[str, Dict[str, object]], List[str]]:
+                   first_ever_cold: bool = False) -> Tuple[List[Round], Dict[str, Dict[str, object]], List[str]]:
     """The figures compared with the peers, measured in ``rounds`` rounds. In each round ours and
     then each peer (``interpreters``: tool -> python path) are measured back to back on the same
     files: per case of a batch over ``pairs`` (the best of two), one fresh process for one case, and warm extraction
@@ -485,8 +493,10 @@ def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[T
     machine's load then hits both sides of a round alike, and each ratio is taken round by round
     (:func:`paired_ratios`) instead of between figures taken minutes apart.
 
-    Returns (per round: tool -> figure -> seconds, per tool: version / features / first-run
-    figures, notes). PySERA 2.1.5 (``pysera``: ~20 s a case) is run once, warm, outside the rounds.
+    Returns (the rounds, per tool: version / features / first-run figures, notes). Ours have
+    two more figures than the peers: ``batch_per_case_170`` and ``seconds_170`` (pictologics'
+    170 features), compared with the peers' ``batch_per_case`` and ``seconds``. PySERA 2.1.5
+    (``pysera``: ~20 s a case) is run once, warm, outside the rounds.
     """
     mask = labels == 1
     settings = dict(feature_sets())["all 557"]
@@ -503,7 +513,7 @@ def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[T
     notes = [f"{tool}: not measured (pass --{tool}-python PATH, an interpreter with {tool} installed)"
              for tool, python in interpreters.items() if not python]
     failed: set = set()
-    per_round: List[Dict[str, Dict[str, float]]] = []
+    per_round: List[Round] = []
     for _ in range(rounds):
         figures: Dict[str, Dict[str, float]] = {"ours": {
             "seconds_170": time_call(lambda: extract_roi(image, mask, settings, specs=specs), repeats),
@@ -523,10 +533,8 @@ def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[T
                 continue
             meta.setdefault(tool, warm[0])
             figures[tool] = {"batch_per_case": warm[0]["batch_per_case"], "cold": cold[1],
-                             "batch_per_case_170": warm[0]["batch_per_case"],
-                             "seconds": warm[0]["seconds"], "seconds_170": warm[0]["seconds"]}
-        figures["load"] = {"1 min": os.getloadavg()[0]}
-        per_round.append(figures)
+                             "seconds": warm[0]["seconds"]}
+        per_round.append(Round(figures, os.getloadavg()[0]))
     if interpreters.get("pysera"):
         warm = _run_competitor(interpreters["pysera"], "pysera", pairs[0][0], pairs[0][1], 1, folder, env)
         if isinstance(warm, str):
@@ -544,33 +552,32 @@ def section_rounds(image: Image, labels: np.ndarray, folder: Path, pairs: List[T
     return per_round, meta, notes
 
 
-def round_rows(per_round: List[Dict[str, Dict[str, float]]]) -> List[Dict[str, object]]:
+def round_rows(per_round: List[Round]) -> List[Dict[str, object]]:
     """One row per round: each tool's figures (seconds) and the load at the round's end."""
     names = {"batch_per_case": "per case", "batch_per_case_170": "per case, 170", "cold": "fresh process",
              "seconds_170": "warm 170", "seconds": "warm default"}
     rows = []
-    for index, figures in enumerate(per_round, 1):
-        row: Dict[str, object] = {"round": index, "load": f"{figures['load']['1 min']:.2f}"}
-        for tool, values in figures.items():
-            if tool == "load":
-                continue
-            for figure, label in names.items():
-                if figure in values and not (tool != "ours" and figure in ("seconds_170", "batch_per_case_170")):
-                    row[f"{tool}: {label}"] = f"{values[figure]:.3f}"
+    for index, one in enumerate(per_round, 1):
+        row: Dict[str, object] = {"round": index, "load": f"{one.load:.2f}"}
+        for tool, values in one.figures.items():
+            row.update({f"{tool}: {label}": f"{values[figure]:.3f}" for figure, label in names.items()
+                        if figure in values})
         rows.append(row)
     return rows
 
 
-def round_median(per_round: List[Dict[str, Dict[str, float]]], tool: str, figure: str) -> Optional[float]:
+def round_median(per_round: List[Round], tool: str, figure: str) -> Optional[float]:
     """The median over the rounds of one tool's figure (None when it was not measured)."""
-    values = [r[tool][figure] for r in per_round if tool in r and r[tool].get(figure) is not None]
+    values = [r.figures[tool][figure] for r in per_round if r.figures.get(tool, {}).get(figure) is not None]
     return statistics.median(values) if values else None
 
 
-def paired_ratios(per_round: List[Dict[str, Dict[str, float]]], tool: str, figure: str) -> List[float]:
-    """Ours / the peer's figure, round by round (both measured within seconds of each other)."""
-    return [r["ours"][figure] / r[tool][figure] for r in per_round
-            if tool in r and r[tool].get(figure) and r["ours"].get(figure) is not None]
+def paired_ratios(per_round: List[Round], tool: str, figure: str, theirs: Optional[str] = None) -> List[float]:
+    """Ours / the peer's figure (``theirs``, default the same one), round by round (both measured
+    within seconds of each other)."""
+    theirs = theirs or figure
+    return [r.figures["ours"][figure] / r.figures[tool][theirs] for r in per_round
+            if r.figures.get(tool, {}).get(theirs) and r.figures["ours"].get(figure) is not None]
 
 
 def _run_competitor(python: str, tool: str, image_path: str, mask_path: str, repeats: int, folder: Path,
@@ -989,24 +996,25 @@ def main(argv: Optional[List[str]] = None) -> None:
         per_case = {name: min(run() for run in (runner, runner)) for name, runner in batches.items()}
         load = f"{load} → {load_average()}"
 
-        def compared(figure: str, target: str, peers: Sequence[str]) -> Dict[str, object]:
+        def compared(figure: str, target: str, peers: Sequence[str], theirs: Optional[str] = None) -> Dict[str, object]:
+            """Our ``figure`` against the peers' ``theirs`` (default the same figure)."""
             measure: Dict[str, object] = {"ours": round_median(per_round, "ours", figure), "target": target,
                                           "load": load, "paired": {}}
             for tool in peers:
-                measure[tool] = round_median(per_round, tool, figure)
-                measure["paired"][tool] = paired_ratios(per_round, tool, figure)
+                measure[tool] = round_median(per_round, tool, theirs or figure)
+                measure["paired"][tool] = paired_ratios(per_round, tool, figure, theirs)
             return measure
 
         measures[f"per case in a {args.cases}-case batch, 1 process, warm, read + extract (+ our report) (s)"] = \
             compared("batch_per_case", "≤ 0.7 × pictologics", ("pictologics", "pyradiomics"))
         measures["the same, ours with pictologics' 170 features only (features=) (s)"] = \
-            compared("batch_per_case_170", "(like for like)", ("pictologics",))
+            compared("batch_per_case_170", "(like for like)", ("pictologics",), "batch_per_case")
         measures["one case in a fresh process, imports + reading included (s)"] = \
             compared("cold", "≤ 0.8 × pyradiomics and ≤ 1.0 s", ("pictologics", "pyradiomics"))
         measures["import PySERASlicerLib in a fresh process, numpy included (s)"] = {
             "ours": import_seconds, "target": "≤ 0.1 s", "load": load}
         measures["warm extraction, pictologics' 170 features, lesion 1 (s)"] = \
-            compared("seconds_170", "≤ pictologics", ("pictologics",))
+            compared("seconds_170", "≤ pictologics", ("pictologics",), "seconds")
         measures["warm extraction, each tool's default set, lesion 1 (s; ours: full 3D set)"] = \
             dict(compared("seconds", "(information)", ("pictologics", "pyradiomics")))
         if "pysera" in others:
@@ -1016,7 +1024,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         ratio = per_case["all 557"] / per_case["full 3D set"]
         measures[f"all 557 per case in the batch: {per_case['all 557']:.3f} s = {ratio:.2f} × the 3D set's"] = {
             "ours": ratio, "target": "≤ 2 × the 3D set", "load": load}
-        cold_walls = [r["ours"]["cold"] for r in per_round]
+        cold_walls = [r.figures["ours"]["cold"] for r in per_round]
         summary = [{"figure": "process_batch per case, full 3D set (285 features)", "seconds": per_case["full 3D set"]},
                    {"figure": "process_batch per case, all 557", "seconds": per_case["all 557"]},
                    {"figure": "import PySERASlicerLib, fresh process (wall of the whole process)",
