@@ -69,6 +69,8 @@ RESAMPLING_CHOICES: Tuple[str, ...] = ("off", "2D", "3D")
 BASE_SETTINGS = "baseSettings"
 #: Parameter holding the IBSI-2 filter list as JSON text (a manually wired text box).
 FILTERS_TEXT = "filtersText"
+#: Parameter holding the "Only these features" names, comma-joined (``Settings.features``).
+FEATURE_NAMES = "featureNames"
 
 #: Common filters offered by the "add filter" menu (docs/filters.md).
 FILTER_EXAMPLES: Dict[str, Dict[str, Any]] = {
@@ -126,7 +128,7 @@ PARAMETERS: Tuple[GuiParameter, ...] = (
                  "DICOM missing slices"),
     *(GuiParameter(category_parameter(c), bool, f"categories:{c}", label=c.upper()) for c in CATEGORIES),
     *(GuiParameter(dimension_parameter(d), bool, f"dimensions:{d}", label=d) for d in DIMENSIONS),
-    GuiParameter("featureNames", str, "features:names", label="Only these features"),
+    GuiParameter(FEATURE_NAMES, str, "features:names", label="Only these features"),
     # discretisation
     GuiParameter("discretisationMethod", str, "discretisation.method", _choices(DiscretisationMethod),
                  "Discretisation"),
@@ -234,8 +236,8 @@ def values_to_settings(values: Mapping[str, Any], base: Optional[Settings] = Non
         plain["resampling"]["in_plane_only"] = mode == "2D"
     if FILTERS_TEXT in values:
         plain["filters"] = list(parse_filters_text(values[FILTERS_TEXT]))
-    if "featureNames" in values:
-        plain["features"] = values["featureNames"]
+    if FEATURE_NAMES in values:
+        plain["features"] = values[FEATURE_NAMES]
     try:
         settings = Settings.from_dict(plain)
     except SettingsError as exc:
