@@ -7,7 +7,19 @@ import pytest
 import SimpleITK as sitk
 from PySERASlicerLib.image import Image
 from PySERASlicerLib.io.geometry import place_labels
-from PySERASlicerLib.io.readers import InputError, read_image, read_mask
+from PySERASlicerLib.io.readers import GZIP_DECODER_ENV, InputError, read_image, read_mask
+
+
+@pytest.fixture(params=["libdeflate", "zlib"])
+def gzip_decoder(request, monkeypatch):
+    """A .nii.gz read both ways: with libdeflate (the optional ``fast`` extra; skipped where it is
+    not installed, as in Slicer's Python) and with zlib / ITK (``PYSERA_GZIP_DECODER=zlib``)."""
+    if request.param == "libdeflate":
+        pytest.importorskip("deflate")
+        monkeypatch.delenv(GZIP_DECODER_ENV, raising=False)
+    else:
+        monkeypatch.setenv(GZIP_DECODER_ENV, "zlib")
+    return request.param
 
 
 def _sitk(array, spacing=(0.7, 0.9, 2.0), origin=(3.0, -4.0, 5.0)):
@@ -18,7 +30,7 @@ def _sitk(array, spacing=(0.7, 0.9, 2.0), origin=(3.0, -4.0, 5.0)):
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"])
-def test_simpleitk_formats_keep_geometry(tmp_path, suffix):
+def test_simpleitk_formats_keep_geometry(tmp_path, suffix, gzip_decoder):
     array = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
     path = tmp_path / f"image{suffix}"
     sitk.WriteImage(_sitk(array), str(path))
@@ -53,7 +65,7 @@ def test_4d_file_rejected(tmp_path):
         read_image(tmp_path / "four.nii.gz")
 
 
-def test_truncated_and_unreadable_files(tmp_path):
+def test_truncated_and_unreadable_files(tmp_path, gzip_decoder):
     sitk.WriteImage(_sitk(np.random.default_rng(0).normal(size=(20, 30, 30))), str(tmp_path / "t.nii.gz"))
     data = (tmp_path / "t.nii.gz").read_bytes()
     (tmp_path / "t.nii.gz").write_bytes(data[: len(data) // 2])
@@ -141,7 +153,7 @@ def test_mask_values_rounded_only_with_preprocessing():
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_float_nifti_decoded_once_equals_itks_reading(tmp_path, suffix, dtype):
+def test_float_nifti_decoded_once_equals_itks_reading(tmp_path, suffix, dtype, gzip_decoder):
     """Floating-point NIfTI voxels are decoded once (to look for NaN) and used as they are, with
     the geometry of ITK's header reading: the same image as ITK's full read, oblique axes too."""
     from PySERASlicerLib.io.readers import check_nifti_complete
@@ -160,8 +172,9 @@ def test_float_nifti_decoded_once_equals_itks_reading(tmp_path, suffix, dtype):
     np.testing.assert_array_equal(image.direction, np.reshape(itk.GetDirection(), (3, 3)))
 
 
-def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path):
-    """Voxels ITK would rescale (scl_slope / scl_inter) or that were not decoded come from ITK."""
+def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path, gzip_decoder):
+    """Voxels ITK would rescale (scl_slope / scl_inter) come from ITK; so do integer voxels
+    unless libdeflate decoded them."""
     import gzip
 
     from PySERASlicerLib.io.readers import check_nifti_complete
@@ -174,11 +187,11 @@ def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path):
     assert check_nifti_complete(tmp_path / "scaled.nii.gz") is None
     np.testing.assert_array_equal(read_image(tmp_path / "scaled.nii.gz").array, 2 * array - 5)
     sitk.WriteImage(_sitk(array.astype(np.int16)), str(tmp_path / "int.nii.gz"))
-    assert check_nifti_complete(tmp_path / "int.nii.gz") is None
+    assert (check_nifti_complete(tmp_path / "int.nii.gz") is None) == (gzip_decoder == "zlib")
     np.testing.assert_array_equal(read_image(tmp_path / "int.nii.gz").array, array.astype(np.int16))
 
 
-def test_nan_voxels_of_a_float_nifti_itk_reads_itself_are_reported(tmp_path):
+def test_nan_voxels_of_a_float_nifti_itk_reads_itself_are_reported(tmp_path, gzip_decoder):
     """A scaled float NIfTI is checked block by block (its voxels are not kept, ITK reads it):
     NaN is still an error naming the file and the count, and a 4D one still says 4D."""
     import gzip
@@ -197,7 +210,7 @@ def test_nan_voxels_of_a_float_nifti_itk_reads_itself_are_reported(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
-def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix):
+def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix, gzip_decoder):
     """ITK's NIfTI reader turns NaN voxels into 0; the reader must report them instead."""
     array = np.ones((5, 6, 7), dtype=np.float32)
     array[2, 3, 4] = np.nan
@@ -208,3 +221,43 @@ def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix):
         return
     with pytest.raises(InputError, match=f"nan{suffix}: image contains 2 NaN or infinite voxel value"):
         read_image(tmp_path / f"nan{suffix}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64,
+                                   np.float32, np.float64])
+def test_nifti_gz_decoded_by_libdeflate_equals_itks_reading(tmp_path, dtype):
+    """With the optional libdeflate decoder a .nii.gz is inflated once by it, for every voxel type
+    ITK reads as it is: the same voxels, type and (oblique) geometry as ITK's full read, writable."""
+    pytest.importorskip("deflate")
+    from PySERASlicerLib.io.readers import check_nifti_complete
+
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(dtype)
+    array = np.random.default_rng(5).uniform(max(info.min, -2.0**40), min(info.max, 2.0**40), (5, 6, 7)).astype(dtype)
+    source = _sitk(array)
+    angle = np.deg2rad(30)
+    source.SetDirection((1, 0, 0, 0, np.cos(angle), -np.sin(angle), 0, np.sin(angle), np.cos(angle)))
+    path = tmp_path / "image.nii.gz"
+    sitk.WriteImage(source, str(path))
+    assert check_nifti_complete(path) is not None
+    image, itk = read_image(path), sitk.ReadImage(str(path))
+    assert image.array.dtype == sitk.GetArrayFromImage(itk).dtype == dtype and image.array.flags.writeable
+    np.testing.assert_array_equal(image.array, sitk.GetArrayFromImage(itk))
+    assert image.spacing == itk.GetSpacing() and image.origin == itk.GetOrigin()
+    np.testing.assert_array_equal(image.direction, np.reshape(itk.GetDirection(), (3, 3)))
+
+
+def test_nifti_gz_libdeflate_cannot_decode_is_read_as_before(tmp_path, gzip_decoder):
+    """A .nii.gz of two gzip members (libdeflate decodes one member only) is read completely; one
+    whose second member is cut short is refused with the bytes it holds."""
+    import gzip
+
+    array = np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8)
+    sitk.WriteImage(_sitk(array), str(tmp_path / "plain.nii"))
+    data = (tmp_path / "plain.nii").read_bytes()
+    two_members = gzip.compress(data[:1000]) + gzip.compress(data[1000:])
+    (tmp_path / "two.nii.gz").write_bytes(two_members)
+    np.testing.assert_array_equal(read_image(tmp_path / "two.nii.gz").array, array)
+    (tmp_path / "cut.nii.gz").write_bytes(two_members[:-30])
+    with pytest.raises(InputError, match=r"cut.nii.gz: cannot read image \((compressed file is truncated or corrupt"
+                                         r" after |file is truncated: )\d+ of \d+ bytes"):
+        read_image(tmp_path / "cut.nii.gz")

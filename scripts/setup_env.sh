@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) with the package in editable mode, test tools, distributed (the dask extra)
-# and CPU PyTorch.
+# Create .venv (once) with the package in editable mode, test tools, distributed (the dask extra),
+# libdeflate (the fast extra) and CPU PyTorch.
 # torch/torchvision are pinned here (not in pyproject) because on this kind of machine only
 # torch 2.13.0 has a local CPU build; any other combination downloads gigabytes of CUDA.
 set -euo pipefail
@@ -15,6 +15,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup_env.s
   if [ "${PYSERA_SKIP_TORCH:-0}" != "1" ]; then
     .venv/bin/python -m pip install --quiet "torch==2.13.0" "torchvision==0.28.0"
   fi
-  .venv/bin/python -m pip install --quiet -e ".[test,dask]"
+  .venv/bin/python -m pip install --quiet -e ".[test,dask,fast]"
   touch "$stamp"
 fi

@@ -297,10 +297,12 @@ def run_fork_server(folder: Path, parent_pid: Optional[int]) -> int:
     import importlib
 
     from .engine.registry import all_specs
+    from .io.readers import whole_gzip_decoder
 
     for name in FORK_SERVER_PRELOAD:
         importlib.import_module(name)
     all_specs()  # every family module
+    whole_gzip_decoder()  # libdeflate, where installed
     parent_alive = parent_alive_check(parent_pid) if parent_pid is not None else (lambda: True)
     children: Dict[int, Path] = {}
     number, delay, next_parent_check = 0, TASK_POLL_INTERVAL, 0.0
