@@ -665,8 +665,9 @@ def maximum_diameter(points: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 # Spatial autocorrelation
 # ---------------------------------------------------------------------------------------------
-#: Largest padded grid (voxels) whose kernel spectrum :func:`moran_geary` keeps in the cache.
-_CACHED_SPECTRUM_SIZE = 1 << 22
+#: Largest padded grid (voxels) whose kernel spectrum :func:`moran_geary` keeps in the cache
+#: (8 MB per spectrum; 8 are kept).
+_CACHED_SPECTRUM_SIZE = 1 << 20
 #: Complex values per grid in one slab of :func:`moran_geary`'s transforms (16 MB).
 _SLAB_ELEMENTS = 1 << 20
 
@@ -674,8 +675,9 @@ _SLAB_ELEMENTS = 1 << 20
 @lru_cache(maxsize=8)
 def _inverse_distance_spectrum(shape: Tuple[int, int, int], spacing_ijk: Tuple[float, float, float]) -> np.ndarray:
     """DFT of the wrapped inverse-distance kernel on an even ``shape`` (k, j, i), halved along i
-    as an rfft is and weighted for :func:`moran_geary`'s Parseval sums (read-only; cached, since
-    a batch sees the same box sizes and spacing again and again)."""
+    as an rfft is and weighted for :func:`moran_geary`'s Parseval sums, each value twice in a row
+    to match a complex spectrum seen as (real, imaginary) floats (read-only; cached, since a
+    batch sees the same box sizes and spacing again and again)."""
     half = tuple(n // 2 + 1 for n in shape)
     k, j, i = (np.arange(n, dtype=float) for n in half)
     dist = np.sqrt((i * spacing_ijk[0]) ** 2 + (j[:, None] * spacing_ijk[1]) ** 2
@@ -686,9 +688,16 @@ def _inverse_distance_spectrum(shape: Tuple[int, int, int], spacing_ijk: Tuple[f
     weight = np.full(half[2], 2.0 / float(np.prod(shape)))
     weight[0] = weight[-1] = 1.0 / float(np.prod(shape))
     fold = [np.minimum(np.arange(n), n - np.arange(n)) for n in shape[:2]]
-    k_f = (k_half * weight)[fold[0][:, None], fold[1][None, :], :]
+    k_f = np.repeat((k_half * weight)[fold[0][:, None], fold[1][None, :], :], 2, axis=2)
     k_f.flags.writeable = False
     return k_f
+
+
+def _transform_in_place(grids: np.ndarray, axis: int) -> None:
+    """Fourier-transform ``grids`` (a complex view) along ``axis`` into its own memory."""
+    done = sfft.fft(grids, axis=axis, overwrite_x=True)
+    if not np.may_share_memory(done, grids):  # scipy gave the result in an array of its own
+        grids[...] = done
 
 
 def moran_geary(image: np.ndarray, mask: np.ndarray, spacing_ijk) -> Tuple[float, float]:
@@ -728,17 +737,27 @@ def moran_geary(image: np.ndarray, mask: np.ndarray, spacing_ijk) -> Tuple[float
     # first axes is never transformed). The transforms along k and j are independent for each
     # frequency along i, so they run on slabs of i-frequencies: memory stays a few slabs
     # instead of three whole padded grids (gigabytes for a million-voxel ROI).
-    grids = sfft.rfft(np.stack([y, inside.astype(np.float64), y * y]), n=shape[2], axis=3)
+    n_k, n_j, n_i = inside.shape
+    grids = np.zeros((3, n_k, n_j, shape[2]))  # padded here: rfft's own padding is one more copy
+    grids[0, ..., :n_i] = y
+    grids[1, ..., :n_i] = inside
+    np.multiply(y, y, out=grids[2, ..., :n_i])
+    grids = sfft.rfft(grids, axis=3)
     slab = max(1, _SLAB_ELEMENTS // (shape[0] * shape[1]))
     sums = np.zeros(3)  # W, sum w y_i y_j, sum w y_i^2 m_j (Parseval, see above)
     for start in range(0, grids.shape[3], slab):
-        spectra = sfft.fft(grids[..., start:start + slab], n=shape[1], axis=2)
-        spectra = sfft.fft(spectra, n=shape[0], axis=1, overwrite_x=True)
-        y_f, m_f, y2_f = spectra
-        kernel = k_f[..., start:start + slab]
+        stop = min(start + slab, grids.shape[3])
+        # the padding written once (scipy's own padding would copy the grids for each axis)
+        spectra = np.zeros((3, shape[0], shape[1], stop - start), dtype=complex)
+        spectra[:, :n_k, :n_j] = grids[..., start:stop]
+        _transform_in_place(spectra[:, :n_k], 2)
+        _transform_in_place(spectra, 1)
+        # Re(conj(a) b) = a.re b.re + a.im b.im: one pass over the (re, im) floats, no temporaries
+        y_f, m_f, y2_f = spectra.view(float)
+        kernel = k_f[..., 2 * start:2 * stop]
         for index, (a_f, b_f) in enumerate(((m_f, m_f), (y_f, y_f), (y2_f, m_f))):
             # einsum, not a BLAS dot: no thread start-up for a single pass over the spectra
-            sums[index] += np.einsum("ijk,ijk->", kernel, a_f.real * b_f.real + a_f.imag * b_f.imag)
+            sums[index] += np.einsum("ijk,ijk,ijk->", kernel, a_f, b_f)
     w_total, cross, y2_m = (float(v) for v in sums)
     moran = n_v / w_total * cross / sum_y2
     geary = (n_v - 1) / (2.0 * w_total) * (2.0 * y2_m - 2.0 * cross) / sum_y2
