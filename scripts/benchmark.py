@@ -45,6 +45,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime
 import json
@@ -307,6 +308,33 @@ def machine() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
+
+
+def gzip_decoder_name() -> str:
+    """Which decoder inflates the cases' .nii.gz files (the optional ``fast`` extra, or zlib)."""
+    from PySERASlicerLib.io.readers import whole_gzip_decoder
+
+    if whole_gzip_decoder() is None:
+        return "zlib (ITK's NIfTI reader)"
+    from importlib.metadata import version
+
+    return f"libdeflate (deflate {version('deflate')}, the fast extra)"
+
+
+@contextlib.contextmanager
+def zlib_decoder():
+    """.nii.gz files inflated by zlib / ITK, as in Slicer's Python without the ``fast`` extra."""
+    from PySERASlicerLib.io.readers import GZIP_DECODER_ENV
+
+    before = os.environ.get(GZIP_DECODER_ENV)
+    os.environ[GZIP_DECODER_ENV] = "zlib"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[GZIP_DECODER_ENV]
+        else:
+            os.environ[GZIP_DECODER_ENV] = before
 
 
 def markdown_table(rows: List[Dict[str, object]]) -> str:
@@ -970,6 +998,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     print(f"# PySERASlicer benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}\n")
     print(f"Machine: {machine()}; threads per ROI: {default_threads()}; load average at start {load_average()}\n")
+    print(f".nii.gz decoder: {gzip_decoder_name()}; the figures marked 'zlib' are taken with "
+          "PYSERA_GZIP_DECODER=zlib, as in Slicer without the fast extra\n")
     print(f"Case: {SHAPE[::-1]} voxels (i, j, k), spacing {SPACING} mm; lesion 1 {(labels == 1).sum()} voxels, "
           f"lesion 2 {(labels == 2).sum()} voxels; FBS 25 HU, range [-1000, 400], no interpolation. "
           f"Warm figures: median of {args.repeats} runs after a warm-up run. 'load': the 1-minute load "
@@ -994,6 +1024,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         # all 557 against the full 3D set: the two batches alternate, the best of two each
         batches = {name: batch_runner(folder, name, args.cases) for name in ("full 3D set", "all 557")}
         per_case = {name: min(run() for run in (runner, runner)) for name, runner in batches.items()}
+        with zlib_decoder():
+            zlib_per_case = min(batches["full 3D set"]() for _ in range(2))
+            zlib_cold = fresh_process_seconds(
+                COLD_CASE_SNIPPET.format(src=str(ROOT / "PySERASlicer"), image=pairs[0][0], mask=pairs[0][1]),
+                args.rounds)[2]
         load = f"{load} → {load_average()}"
 
         def compared(figure: str, target: str, peers: Sequence[str], theirs: Optional[str] = None) -> Dict[str, object]:
@@ -1027,11 +1062,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         cold_walls = [r.figures["ours"]["cold"] for r in per_round]
         summary = [{"figure": "process_batch per case, full 3D set (285 features)", "seconds": per_case["full 3D set"]},
                    {"figure": "process_batch per case, all 557", "seconds": per_case["all 557"]},
+                   {"figure": "process_batch per case, full 3D set, zlib", "seconds": zlib_per_case},
                    {"figure": "import PySERASlicerLib, fresh process (wall of the whole process)",
                     "seconds": import_wall},
                    {"figure": "one case in a fresh process (wall; median of "
                               f"{', '.join(f'{w:.2f}' for w in cold_walls)})",
-                    "seconds": statistics.median(cold_walls)}]
+                    "seconds": statistics.median(cold_walls)},
+                   {"figure": "one case in a fresh process, zlib (wall; median of "
+                              f"{', '.join(f'{w:.2f}' for w in zlib_cold)})",
+                    "seconds": statistics.median(zlib_cold)}]
         imports, first_call, cold_peak = section_cold_extract()
         summary.append({"figure": f"fresh process: engine imports {imports:.3f} s, first extract_roi "
                                   f"(full 3D set) {first_call:.3f} s, peak {cold_peak:.0f} MB",
