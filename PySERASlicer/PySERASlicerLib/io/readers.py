@@ -170,7 +170,7 @@ GZIP_DECODER_ENV = "PYSERA_GZIP_DECODER"
 
 def whole_gzip_decoder() -> Optional[Callable[[bytes], Optional[bytes]]]:
     """libdeflate's one-shot gzip decoder from the optional ``deflate`` package (``pip install
-    PySERASlicer[fast]``), which inflates a CT's ``.nii.gz`` in about a third of zlib's (and ITK's)
+    PySERASlicerLib[fast]``), which inflates a CT's ``.nii.gz`` in about a third of zlib's (and ITK's)
     time and gives the same bytes; None where it is not installed (Slicer's default) or where
     ``PYSERA_GZIP_DECODER=zlib``. The decoder returns None for data it cannot decode."""
     if os.environ.get(GZIP_DECODER_ENV, "").strip().lower() == "zlib":
