@@ -96,10 +96,10 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     return image_from_sitk(sitk_image, str(path), modality or "OTHER")
 
 
-#: NIfTI datatype codes of floating-point voxels -> numpy type (byte order added when read).
-_NIFTI_FLOATS = {16: "f4", 64: "f8"}
-#: NIfTI datatype codes of integer voxels -> numpy type, decoded here only with a fast gzip decoder.
-_NIFTI_INTEGERS = {2: "u1", 4: "i2", 8: "i4", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
+#: NIfTI datatype codes -> numpy type (byte order added when read). Integer voxels are decoded
+#: here only with the fast gzip decoder; floating-point ones always (to look for NaN).
+_NIFTI_TYPES = {16: "f4", 64: "f8", 2: "u1", 4: "i2", 8: "i4", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
+                1280: "u8"}
 
 
 @dataclass(frozen=True)
@@ -211,9 +211,10 @@ def _check_nifti(path: Path) -> Tuple[Optional[_NiftiLayout], Optional[np.ndarra
     offset, item_size = layout.offset, layout.item_size
     expected = offset + layout.n_voxels * item_size
     decoder = whole_gzip_decoder() if compressed else None
-    types = {**_NIFTI_FLOATS, **(_NIFTI_INTEGERS if decoder else {})}
-    code = types.get(layout.datatype)
-    dtype = np.dtype(layout.endian + code) if code is not None and item_size == int(code[1]) else None
+    code = _NIFTI_TYPES.get(layout.datatype)
+    if code is not None and (item_size != int(code[1]) or (code[0] != "f" and not decoder)):
+        code = None
+    dtype = np.dtype(layout.endian + code) if code is not None else None
     is_float = dtype is not None and dtype.kind == "f"
     # ITK reads these voxels as they are in the file: its image is the array and the header's grid
     as_read_by_itk = (dtype is not None and dtype.isnative and layout.single_file and len(layout.dims) == 3
@@ -276,11 +277,6 @@ def _raise_for_non_finite(path: Path, voxels: np.ndarray) -> None:
             raise InputError(f"{path}: image contains {bad} NaN or infinite voxel value(s)")
 
 
-#: numpy voxel type -> the name of SimpleITK's pixel type (``sitk<name>``).
-_SITK_PIXELS = {"float32": "Float32", "float64": "Float64", "uint8": "UInt8", "int8": "Int8", "uint16": "UInt16",
-                "int16": "Int16", "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64"}
-
-
 def _image_from_voxels(path: Path, voxels: np.ndarray, modality: str) -> Optional[Image]:
     """The image of a NIfTI file from its decoded voxels and ITK's reading of the header alone
     (the same geometry, in LPS, as a full read), or None where ITK would read other voxels."""
@@ -293,10 +289,11 @@ def _image_from_voxels(path: Path, voxels: np.ndarray, modality: str) -> Optiona
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise InputError(f"{path}: cannot read image ({sitk_message(exc)})") from None
-    pixel = {np.dtype(name): getattr(sitk, f"sitk{kind}") for name, kind in _SITK_PIXELS.items()}.get(voxels.dtype)
     size = reader.GetSize()
-    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or reader.GetPixelID() != pixel
-            or int(np.prod(size)) != voxels.size):
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or int(np.prod(size)) != voxels.size:
+        return None
+    # the array type ITK's full read would give: SimpleITK's own pixel-type mapping, on one voxel
+    if sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype != voxels.dtype:
         return None
     return image_on_sitk_grid(voxels.reshape(size[::-1]), reader, str(path), modality)
 
