@@ -407,7 +407,7 @@ def test_an_empty_or_disjoint_mask_read_ahead_is_its_cases_row_only(tmp_path, ca
 def test_the_first_case_reads_and_imports_alone_before_any_image_is_read_ahead(tmp_path):
     """In a fresh process (a user's script) the first case runs with no read-ahead thread: it
     imports the readers and the engine's lazy modules alone, as two threads importing one package
-    at once can break it (prefetch.py); from the second case on the next image is read ahead."""
+    at once can break it (case_extraction.read_inputs_ahead); from the second case on the next image is read ahead."""
     for index in range(4):
         write_case(tmp_path, f"p{index}", index)
     script = f"""

@@ -35,7 +35,6 @@ from .export import ID_COLUMNS
 from .io.readers import is_dicom_file
 from .io.types import InputError
 from .pool import ProgressFn, run_cases, worker_count  # noqa: F401
-from .prefetch import prefetch, wait_for_prefetch
 from .progress import PROGRESS_FILE, ProgressStore, case_key  # noqa: F401
 from .rois import aggregate_lesions
 from .runlog import RunLog
@@ -53,8 +52,6 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
     resume, split_dicom, callback_fn, progress_fn = call["resume"], call["split_dicom"], call["callback_fn"], \
         call["progress_fn"]
     scheduler, cluster_retries = call["scheduler"], call["cluster_retries"]
-    # pandas (the result table) and openpyxl (the Excel file) load while the cases run
-    prefetch("pandas", *(("openpyxl",) if output_path is not None else ()))
     start = time.perf_counter()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     log = RunLog()
@@ -180,7 +177,6 @@ def run_batch(call: Dict[str, Any]) -> Dict[str, Any]:
         # the case's own RunLog already filtered its lines by the report level
         log.lines.extend(e.message for e in case_result.entries if e.level == "LOG")
 
-    wait_for_prefetch()  # pandas/openpyxl: never import a package the prefetch thread is still importing
     from .export import features_frame, write_outputs
 
     frame = features_frame(rows, settings.column_names)
@@ -243,7 +239,6 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def _failure(message: str, log: RunLog, start: float, output_path: Optional[str] = None) -> Dict[str, Any]:
-    wait_for_prefetch()
     import pandas as pd
 
     return {

@@ -168,7 +168,12 @@ def read_inputs_ahead(case: Case, settings: Settings) -> InputsAhead:
     """Start reading the case's image (and plain mask file) in a helper thread (the next case's,
     while this one is extracted: decompressing a NIfTI .gz is a third of a small case and zlib,
     SimpleITK and pydicom release the GIL; an in-memory image is only wrapped). Give it to
-    :func:`extract_case` as ``inputs_ahead``."""
+    :func:`extract_case` as ``inputs_ahead``.
+
+    Not for a process's first case: that case imports the readers and the engine's lazy modules,
+    and Python's per-module import locks do not make two threads importing one package at once
+    safe (a package whose submodules import their parent, as openpyxl's do, can deadlock, and
+    Python breaks the deadlock by handing one thread a half-initialised module)."""
     global _reading_ahead
     if _reading_ahead is None:
         _reading_ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pysera-read")

@@ -168,7 +168,7 @@ def run_cases(cases: Sequence[Case], settings: Settings, callback: Callback = No
         # the next case's image is read on the second core while this case is extracted (the
         # ROI threads leave it idle part of the time); at most two images are held. Not during
         # the first case: it imports the readers and the engine's lazy modules alone (two threads
-        # importing one package at once can break it, see prefetch.py)
+        # importing one package at once can break it, see read_inputs_ahead)
         ahead = None
         for index, case in enumerate(cases):
             current = ahead

@@ -264,7 +264,7 @@ def run_pool_worker(folder: Path, job: Dict[str, Any]) -> int:
             (index, case), inputs_ahead = _take_task(folder, number), None
         events.emit(kind="start", index=index, pid=os.getpid())
         # the next task's image is read meanwhile; not during the first case, which imports the
-        # readers and the engine's lazy modules alone (see prefetch.py)
+        # readers and the engine's lazy modules alone (see case_extraction.read_inputs_ahead)
         more = not max_tasks or number + 1 < max_tasks
         ahead = _TaskAhead(folder, number + 1, settings) if number >= 1 and more else None
 
