@@ -173,8 +173,8 @@ def test_float_nifti_decoded_once_equals_itks_reading(tmp_path, suffix, dtype, g
 
 
 def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path, gzip_decoder):
-    """Voxels ITK would rescale (scl_slope / scl_inter) come from ITK; so do integer voxels
-    unless libdeflate decoded them."""
+    """Voxels ITK would rescale (scl_slope / scl_inter) come from ITK; so do the integer voxels of
+    a .nii.gz unless libdeflate decoded them; those of a .nii are read here."""
     import gzip
 
     from PySERASlicerLib.io.readers import check_nifti_complete
@@ -189,6 +189,9 @@ def test_scaled_or_integer_nifti_is_read_by_itk(tmp_path, gzip_decoder):
     sitk.WriteImage(_sitk(array.astype(np.int16)), str(tmp_path / "int.nii.gz"))
     assert (check_nifti_complete(tmp_path / "int.nii.gz") is None) == (gzip_decoder == "zlib")
     np.testing.assert_array_equal(read_image(tmp_path / "int.nii.gz").array, array.astype(np.int16))
+    sitk.WriteImage(_sitk(array.astype(np.int16)), str(tmp_path / "int.nii"))
+    assert check_nifti_complete(tmp_path / "int.nii") is not None
+    np.testing.assert_array_equal(read_image(tmp_path / "int.nii").array, array.astype(np.int16))
 
 
 def test_nan_voxels_of_a_float_nifti_itk_reads_itself_are_reported(tmp_path, gzip_decoder):

@@ -28,6 +28,7 @@ from ..image import Image
 from .conversion import image_from_sitk, image_on_sitk_grid, labels_from_array, mask_from_image, sitk_message  # noqa: F401
 from .conversion import warn as _warn
 from .files import IMAGE_SUFFIXES, case_name, is_dicom_file, is_dicom_folder, is_image_file  # noqa: F401
+from .nifti_geometry import itk_grid
 from .types import InputError, MaskData, Source  # noqa: F401  (re-exported: the io API in one place)
 
 
@@ -79,16 +80,16 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
         from .dicom import read_dicom_file
 
         return read_dicom_file(path, warnings=warnings, volume=volume, dicom=dicom)
-    import SimpleITK as sitk
-
     image_io = ""  # ITK's factory picks the reader, trying every format
     if path.name.lower().endswith((".nii", ".nii.gz")):
         layout, voxels = _check_nifti(path)
-        image = _image_from_voxels(path, voxels, modality or "OTHER") if voxels is not None else None
+        image = _image_from_voxels(path, layout, voxels, modality or "OTHER") if voxels is not None else None
         if image is not None:
             return image
         if layout is not None:  # a NIfTI header: its reader directly (4 ms less for a CT's .nii.gz)
             image_io = "NiftiImageIO"
+    import SimpleITK as sitk
+
     try:
         sitk_image = sitk.ReadImage(str(path), imageIO=image_io)
     except RuntimeError as exc:
@@ -96,8 +97,8 @@ def read_image(source: Source, spacing: Optional[Sequence[float]] = None,
     return image_from_sitk(sitk_image, str(path), modality or "OTHER")
 
 
-#: NIfTI datatype codes -> numpy type (byte order added when read). Integer voxels are decoded
-#: here only with the fast gzip decoder; floating-point ones always (to look for NaN).
+#: NIfTI datatype codes -> numpy type (byte order added when read): the scalar types, each read
+#: by ITK into the same numpy type.
 _NIFTI_TYPES = {16: "f4", 64: "f8", 2: "u1", 4: "i2", 8: "i4", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
                 1280: "u8"}
 
@@ -114,6 +115,7 @@ class _NiftiLayout:
     slope: float
     inter: float
     single_file: bool  # magic "n+1" / "n+2": header and voxels in one .nii
+    header: bytes  # the header's bytes (348 for NIfTI-1, 540 for NIfTI-2)
 
     @property
     def n_voxels(self) -> int:
@@ -131,6 +133,7 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
             offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 348)
             slope, inter = struct.unpack(endian + "2f", header[112:120])
             single_file = header[344:348] == b"n+1\0"
+            header_size = 348
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
@@ -138,6 +141,7 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
             offset = max(int(struct.unpack(endian + "q", header[168:176])[0]), 540)
             slope, inter = struct.unpack(endian + "2d", header[176:192])
             single_file = header[4:8] == b"n+2\0"
+            header_size = 540
             break
     else:
         return None
@@ -145,7 +149,7 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
     if not 1 <= n_dims <= 7 or bitpix <= 0 or bitpix % 8:
         return None
     return _NiftiLayout(endian, offset, tuple(int(d) for d in dims[1:n_dims + 1]), bitpix // 8, int(datatype),
-                        float(slope), float(inter), single_file)
+                        float(slope), float(inter), single_file, bytes(header[:header_size]))
 
 
 def check_nifti_complete(path: Path) -> Optional[np.ndarray]:
@@ -156,10 +160,11 @@ def check_nifti_complete(path: Path) -> Optional[np.ndarray]:
     The header says how many bytes the file must hold; for ``.gz`` the gzip trailer's
     uncompressed size is checked. Floating-point data is decoded once to count non-finite values.
 
-    Returns those decoded voxels (flat, file order) where they can stand in for ITK's reading of
-    the file, so that it is not decompressed twice: one 3D volume in native byte order without
-    intensity scaling, of floating-point voxels, or of any voxels in a ``.nii.gz`` when the
-    optional libdeflate decoder is installed (:func:`whole_gzip_decoder`). Otherwise None.
+    Returns the voxels (flat, file order) where they stand in for ITK's reading of the file, so
+    that it is not decompressed twice: one 3D volume of scalar voxels in native byte order
+    without intensity scaling, from a ``.nii``, or from a ``.nii.gz`` when they are floating-point
+    (decoded anyway to look for NaN) or when the optional libdeflate decoder is installed
+    (:func:`whole_gzip_decoder`). Otherwise None: ITK reads the file.
     """
     return _check_nifti(path)[1]
 
@@ -212,13 +217,16 @@ def _check_nifti(path: Path) -> Tuple[Optional[_NiftiLayout], Optional[np.ndarra
     expected = offset + layout.n_voxels * item_size
     decoder = whole_gzip_decoder() if compressed else None
     code = _NIFTI_TYPES.get(layout.datatype)
-    if code is not None and (item_size != int(code[1]) or (code[0] != "f" and not decoder)):
+    if code is not None and item_size != int(code[1]):
         code = None
     dtype = np.dtype(layout.endian + code) if code is not None else None
     is_float = dtype is not None and dtype.kind == "f"
     # ITK reads these voxels as they are in the file: its image is the array and the header's grid
     as_read_by_itk = (dtype is not None and dtype.isnative and layout.single_file and len(layout.dims) == 3
                       and layout.slope in (0.0, 1.0) and layout.inter == 0.0)
+    # integer voxels of a .nii.gz are left to ITK unless libdeflate inflates them: ITK's zlib-ng
+    # inflates a mask about three times as fast as Python's zlib
+    keep = as_read_by_itk and (is_float or not compressed or decoder is not None)
     if decoder and as_read_by_itk:
         data = decoder(path.read_bytes())
         if data is not None and len(data) >= expected:
@@ -230,18 +238,23 @@ def _check_nifti(path: Path) -> Tuple[Optional[_NiftiLayout], Optional[np.ndarra
         size = path.stat().st_size
         if size < expected:
             raise InputError(f"{path}: cannot read image (file is truncated: {size} of {expected} bytes)")
-    elif not is_float:
+        if keep:
+            voxels = np.fromfile(path, dtype, layout.n_voxels, offset=offset)
+            _raise_for_non_finite(path, voxels)
+            return layout, voxels
+        if not is_float:
+            return layout, None
+    elif not is_float and not keep:
         with open(path, "rb") as handle:
             handle.seek(-4, os.SEEK_END)
             if int.from_bytes(handle.read(4), "little") == expected % (1 << 32):
                 return layout, None
-    if not compressed and not is_float:
-        return layout, None
-    # streamed: a compressed file whose trailer does not tell (over 4 GB, several members) is
-    # counted; floating-point voxels are checked, and kept where ITK would read the same ones
-    if not is_float:
+    # streamed: voxels ITK would read as they are kept; other floating-point voxels are checked
+    # block by block; a compressed file whose trailer does not tell (over 4 GB, several members)
+    # is counted
+    if not is_float and not keep:
         dtype = None
-    voxels = np.empty(layout.n_voxels, dtype=dtype) if is_float and as_read_by_itk else None
+    voxels = np.empty(layout.n_voxels, dtype=dtype) if keep else None
     count, bad = 0, 0
     block = item_size * (1 << 20)
     try:
@@ -277,9 +290,15 @@ def _raise_for_non_finite(path: Path, voxels: np.ndarray) -> None:
             raise InputError(f"{path}: image contains {bad} NaN or infinite voxel value(s)")
 
 
-def _image_from_voxels(path: Path, voxels: np.ndarray, modality: str) -> Optional[Image]:
-    """The image of a NIfTI file from its decoded voxels and ITK's reading of the header alone
-    (the same geometry, in LPS, as a full read), or None where ITK would read other voxels."""
+def _image_from_voxels(path: Path, layout: _NiftiLayout, voxels: np.ndarray, modality: str) -> Optional[Image]:
+    """The image of a NIfTI file from its decoded voxels and the grid ITK gives its header (in
+    LPS, as a full read): worked out here where ITK's rules decide simply (SimpleITK is then not
+    imported), else read by ITK from the header alone. None where ITK would read other voxels."""
+    grid = itk_grid(layout.header)
+    if grid is not None:
+        spacing, origin, direction = grid
+        return Image(voxels.reshape(layout.dims[::-1]), spacing, origin, direction, modality=modality,
+                     source=str(path))
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
