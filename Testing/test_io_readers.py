@@ -76,6 +76,10 @@ def test_truncated_and_unreadable_files(tmp_path, gzip_decoder):
     (tmp_path / "u.nii").write_bytes(data[:-1000])
     with pytest.raises(InputError, match=r"u.nii: cannot read image \(file is truncated: \d+ of \d+ bytes\)"):
         read_image(tmp_path / "u.nii")
+    sitk.WriteImage(_sitk(np.ones((20, 30, 30), np.int16)), str(tmp_path / "i.nii"))  # read by np.fromfile
+    (tmp_path / "i.nii").write_bytes((tmp_path / "i.nii").read_bytes()[:-1000])
+    with pytest.raises(InputError, match=r"i.nii: cannot read image \(file is truncated: \d+ of \d+ bytes\)"):
+        read_image(tmp_path / "i.nii")
     (tmp_path / "junk.nrrd").write_text("hello")
     with pytest.raises(InputError, match=r"junk.nrrd: cannot read image"):
         read_image(tmp_path / "junk.nrrd")
@@ -226,7 +230,7 @@ def test_nan_voxels_are_reported_not_zeroed(tmp_path, suffix, gzip_decoder):
         read_image(tmp_path / f"nan{suffix}")
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64,
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64, np.uint64,
                                    np.float32, np.float64])
 def test_nifti_gz_decoded_by_libdeflate_equals_itks_reading(tmp_path, dtype, monkeypatch):
     """With the optional libdeflate decoder a .nii.gz is inflated once by it, for every voxel type

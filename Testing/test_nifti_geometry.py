@@ -72,7 +72,8 @@ def test_the_files_simpleitk_and_slicer_write_are_worked_out_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["qform only", "sform only", "neither", "both, sform rounded as dcm2niix's",
-                                  "left-handed qform", "180-degree quaternion", "skewed sform, qform used"])
+                                  "left-handed qform", "180-degree quaternion", "non-unit quaternion",
+                                  "skewed sform, qform used"])
 def test_each_simple_case_equals_itk(tmp_path, case):
     header = _header(tmp_path)
     spacings = np.frombuffer(bytes(header), "<f4", 3, 80)
@@ -91,6 +92,8 @@ def test_each_simple_case_equals_itk(tmp_path, case):
         _set(header, pixdim=[-1, *spacings, 1, 1, 1, 1], codes=(1, 0))
     elif case == "180-degree quaternion":
         _set(header, codes=(1, 0), quatern=[0, 1, 0, *quatern[3:]])
+    elif case == "non-unit quaternion":  # |(b, c, d)| > 1: niftilib normalises it, as here
+        _set(header, codes=(1, 0), quatern=[0.9, 0.9, 0, *quatern[3:]])
     else:
         rows[:, :3] = rows[:, :3] @ np.array([[1, 0.3, 0], [0, 1, 0], [0, 0, 1]], np.float32)
         _set(header, codes=(1, 2), srows=rows)
@@ -98,7 +101,7 @@ def test_each_simple_case_equals_itk(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["sform_code 2 beside a different qform", "metres", "vector intent",
-                                  "zero spacing", "two-file header"])
+                                  "zero spacing", "NaN spacing", "NaN in the sform", "two-file header"])
 def test_what_itk_decides_otherwise_is_left_to_it(tmp_path, case):
     header = _header(tmp_path)
     spacings = np.frombuffer(bytes(header), "<f4", 3, 80)
@@ -114,9 +117,28 @@ def test_what_itk_decides_otherwise_is_left_to_it(tmp_path, case):
         _set(header, intent=1007)
     elif case == "zero spacing":
         _set(header, pixdim=[1, 0, *spacings[1:], 1, 1, 1, 1])
+    elif case == "NaN spacing":
+        _set(header, pixdim=[1, *spacings[:2], np.nan, 1, 1, 1, 1])
+    elif case == "NaN in the sform":
+        rows[1, 2] = np.nan
+        _set(header, srows=rows)
     else:
         header[344:348] = b"ni1\0"
     assert itk_grid(bytes(header[:348])) is None
+
+
+def test_a_header_itk_refuses_is_an_error_naming_the_file(tmp_path):
+    """A singular sform and no qform: ITK refuses the grid, and so does read_image, with the file
+    named; the voxels decoded here are not used with a made-up grid."""
+    from PySERASlicerLib.io.readers import InputError, read_image
+
+    header = _header(tmp_path)
+    _set(header, codes=(0, 1), srows=np.zeros((3, 4)))
+    assert itk_grid(bytes(header[:348])) is None and _itk(tmp_path, header) is None
+    path = tmp_path / "singular.nii"
+    path.write_bytes(bytes(header))
+    with pytest.raises(InputError, match=r"singular.nii: cannot read image"):
+        read_image(path)
 
 
 def test_random_headers_equal_itk_wherever_worked_out(tmp_path):
